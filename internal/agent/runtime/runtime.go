@@ -1,0 +1,81 @@
+// Package runtime defines what the agent needs from the thing that actually
+// runs function instances: local processes (package process) or Kubernetes
+// workloads. The agent owns placement decisions such as GPU indices; a runtime
+// only starts, watches and stops what it is told to.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+// ErrUnsupportedImage is returned by Start when a runtime cannot run the
+// function's containerImage (for example a registry image on the process
+// runtime).
+var ErrUnsupportedImage = errors.New("runtime: unsupported image")
+
+// State is the lifecycle state of one instance as a runtime sees it.
+type State string
+
+// Runtime states. They map one to one onto model instance statuses.
+const (
+	StateStarting   State = "STARTING"
+	StateRunning    State = "RUNNING"
+	StateErrored    State = "ERRORED"
+	StateTerminated State = "TERMINATED"
+)
+
+// Spec is one instance to run.
+type Spec struct {
+	InstanceID        string
+	FunctionID        string
+	FunctionVersionID string
+	Image             string // containerImage, e.g. process:///usr/bin/server
+	Args              string // containerArgs, split like a POSIX shell would
+	Env               []model.EnvVar
+	// Secrets are handed to the instance as environment variables. Runtimes
+	// must never write them to disk or logs.
+	Secrets       map[string]string
+	InferencePort int
+	Health        HealthCheck
+	GPUs          []int // GPU indices assigned by the agent
+}
+
+// HealthCheck says how to tell that an instance is ready and still alive.
+type HealthCheck struct {
+	Protocol       string        // "HTTP" (default) or "gRPC"
+	Path           string        // e.g. /health
+	Port           int           // port inside the instance; 0 means the serving port
+	Timeout        time.Duration // per probe
+	ExpectedStatus int           // default 200
+}
+
+// Status is a runtime's view of one instance.
+type Status struct {
+	InstanceID string
+	State      State
+	// Reason explains ERRORED and TERMINATED states in words a user can act
+	// on, e.g. "restart loop: exited with code 1: <last stderr line>".
+	Reason string
+	// Endpoint is the base URL requests are forwarded to, e.g.
+	// http://127.0.0.1:40123. Set once the instance is RUNNING.
+	Endpoint string
+	Restarts int
+}
+
+// Runtime runs function instances. Implementations are safe for concurrent use.
+type Runtime interface {
+	// Start begins running spec. It is idempotent: starting an instance that
+	// is already known does nothing. It returns quickly; progress shows up in
+	// List and through the notify callback the runtime was built with.
+	Start(ctx context.Context, spec Spec) error
+	// Stop stops an instance and forgets it, waiting for it to exit.
+	Stop(ctx context.Context, instanceID string) error
+	// List returns the status of every known instance.
+	List() []Status
+	// Close stops every instance. The runtime is unusable afterwards.
+	Close() error
+}

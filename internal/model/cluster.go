@@ -1,0 +1,150 @@
+package model
+
+import (
+	"fmt"
+	"time"
+)
+
+// ClusterStatus says whether a cluster's agent is heartbeating.
+type ClusterStatus string
+
+// Cluster statuses.
+const (
+	ClusterReady    ClusterStatus = "READY"
+	ClusterNotReady ClusterStatus = "NOT_READY"
+)
+
+// Cluster is a registered GPU cluster with one agent.
+type Cluster struct {
+	ID            string            `json:"clusterId"`
+	Name          string            `json:"clusterName"`
+	GroupID       string            `json:"clusterGroupId"`
+	GroupName     string            `json:"clusterGroupName"`
+	NCAID         string            `json:"ncaId"`
+	CloudProvider string            `json:"cloudProvider,omitempty"`
+	Region        string            `json:"region,omitempty"`
+	Zone          string            `json:"zone,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+	Status        ClusterStatus     `json:"status"`
+	Inventory     Inventory         `json:"inventory"`
+	AgentVersion  string            `json:"nvcaVersion,omitempty"`
+	LastHeartbeat time.Time         `json:"lastHeartbeat"`
+	CreatedAt     time.Time         `json:"createdAt"`
+
+	Revision int64 `json:"-"`
+}
+
+// Inventory is the GPU capacity an agent reports for its cluster.
+type Inventory struct {
+	Nodes []Node `json:"nodes"`
+}
+
+// Node is one machine of a cluster and the GPUs on it.
+type Node struct {
+	Name        string `json:"name"`
+	GPUModel    string `json:"gpuModel"`
+	GPUMemoryGB int    `json:"gpuMemoryGB"`
+	GPUs        int    `json:"gpus"`
+}
+
+// GPUTotals returns the number of GPUs of each model across the inventory.
+func (inv Inventory) GPUTotals() map[string]int {
+	out := map[string]int{}
+	for _, n := range inv.Nodes {
+		out[n.GPUModel] += n.GPUs
+	}
+	return out
+}
+
+// InstanceType is one shape of GPUs that an instance can take on a cluster.
+type InstanceType struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Default     bool   `json:"default"`
+	GPUModel    string `json:"-"`
+	GPUCount    int    `json:"-"`
+}
+
+// InstanceTypeName names an instance type the NVCF way: ON-PREM.GPU.H100_2x.
+func InstanceTypeName(model string, count int) string {
+	return fmt.Sprintf("ON-PREM.GPU.%s_%dx", model, count)
+}
+
+// ParseInstanceTypeName splits ON-PREM.GPU.<MODEL>_<N>x into model and count.
+func ParseInstanceTypeName(name string) (model string, count int, ok bool) {
+	const prefix = "ON-PREM.GPU."
+	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
+		return "", 0, false
+	}
+	rest := name[len(prefix):]
+	us := -1
+	for i := len(rest) - 1; i >= 0; i-- {
+		if rest[i] == '_' {
+			us = i
+			break
+		}
+	}
+	if us <= 0 || us == len(rest)-1 || rest[len(rest)-1] != 'x' {
+		return "", 0, false
+	}
+	n := 0
+	for _, c := range rest[us+1 : len(rest)-1] {
+		if c < '0' || c > '9' || n > 1<<16 {
+			return "", 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n == 0 {
+		return "", 0, false
+	}
+	return rest[:us], n, true
+}
+
+// InstanceTypes lists the instance types a node offers: powers of two up to
+// its GPU count, plus the whole node. The 1x type is the default.
+func (n Node) InstanceTypes() []InstanceType {
+	var out []InstanceType
+	add := func(c int) {
+		for _, t := range out {
+			if t.GPUCount == c {
+				return
+			}
+		}
+		out = append(out, InstanceType{
+			Name:        InstanceTypeName(n.GPUModel, c),
+			Description: fmt.Sprintf("%d x %s %dGB", c, n.GPUModel, n.GPUMemoryGB),
+			Default:     c == 1,
+			GPUModel:    n.GPUModel,
+			GPUCount:    c,
+		})
+	}
+	for c := 1; c <= n.GPUs; c *= 2 {
+		add(c)
+	}
+	if n.GPUs > 0 {
+		add(n.GPUs)
+	}
+	return out
+}
+
+// ClusterGroup is the NVCF view of clusters that share a group name (the
+// deployment's "backend").
+type ClusterGroup struct {
+	ID       string         `json:"id"`
+	Name     string         `json:"name"`
+	NCAID    string         `json:"ncaId"`
+	GPUs     []GroupGPU     `json:"gpus"`
+	Clusters []ClusterBrief `json:"clusters"`
+}
+
+// GroupGPU is one GPU model a cluster group offers.
+type GroupGPU struct {
+	Name          string         `json:"name"`
+	InstanceTypes []InstanceType `json:"instanceTypes"`
+}
+
+// ClusterBrief names a cluster inside a group listing.
+type ClusterBrief struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}

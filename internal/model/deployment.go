@@ -1,0 +1,61 @@
+package model
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Deployment places one function version onto GPUs. There is at most one
+// deployment per function version.
+type Deployment struct {
+	ID                string         `json:"deploymentId"`
+	FunctionID        string         `json:"functionId"`
+	FunctionVersionID string         `json:"functionVersionId"`
+	NCAID             string         `json:"ncaId"`
+	FunctionStatus    FunctionStatus `json:"functionStatus"`
+	Specs             []GPUSpec      `json:"deploymentSpecifications"`
+	HealthInfo        []HealthInfo   `json:"healthInfo,omitempty"`
+	CreatedAt         time.Time      `json:"createdAt"`
+	// EverActive records that the deployment once reached ACTIVE, which is what
+	// separates DEPLOYING from DEGRADED when instances are missing.
+	EverActive bool `json:"everActive,omitempty"`
+
+	Revision int64 `json:"-"`
+}
+
+// GPUSpec is one deploymentSpecification: how many instances of which GPU
+// shape, and where they may run.
+type GPUSpec struct {
+	ID                    string          `json:"gpuSpecificationId,omitempty"`
+	GPU                   string          `json:"gpu"`
+	InstanceType          string          `json:"instanceType,omitempty"`
+	MinInstances          int             `json:"minInstances"`
+	MaxInstances          int             `json:"maxInstances"`
+	MaxRequestConcurrency int             `json:"maxRequestConcurrency,omitempty"`
+	Backend               string          `json:"backend,omitempty"`
+	Clusters              []string        `json:"clusters,omitempty"`
+	Regions               []string        `json:"regions,omitempty"`
+	Attributes            []string        `json:"attributes,omitempty"`
+	AvailabilityZones     []string        `json:"availabilityZones,omitempty"`
+	Configuration         json.RawMessage `json:"configuration,omitempty"`
+}
+
+// DefaultMaxRequestConcurrency applies when a spec leaves it unset.
+const DefaultMaxRequestConcurrency = 1
+
+// Concurrency returns the spec's request concurrency with the default applied.
+func (s GPUSpec) Concurrency() int {
+	if s.MaxRequestConcurrency <= 0 {
+		return DefaultMaxRequestConcurrency
+	}
+	return s.MaxRequestConcurrency
+}
+
+// HealthInfo explains why part of a deployment is not healthy, for example an
+// instance that cannot be placed or one that keeps crashing.
+type HealthInfo struct {
+	GPU          string `json:"gpu"`
+	Backend      string `json:"backend,omitempty"`
+	InstanceType string `json:"instanceType,omitempty"`
+	Error        string `json:"error"`
+}

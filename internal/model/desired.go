@@ -1,0 +1,41 @@
+package model
+
+// DesiredState is the whole set of instances one cluster should run. The
+// control plane publishes it and the agent converges on it: the agent never
+// acts on deltas, so a lost notification or a restart loses nothing.
+type DesiredState struct {
+	ClusterID  string            `json:"clusterId"`
+	Generation int64             `json:"generation"`
+	Instances  []DesiredInstance `json:"instances"`
+}
+
+// DesiredInstance is everything an agent needs to run one instance and feed
+// it work, with no further lookups.
+type DesiredInstance struct {
+	InstanceID            string   `json:"instanceId"`
+	FunctionID            string   `json:"functionId"`
+	FunctionVersionID     string   `json:"functionVersionId"`
+	NCAID                 string   `json:"ncaId"`
+	GPU                   string   `json:"gpu"`
+	GPUCount              int      `json:"gpuCount"`
+	MaxRequestConcurrency int      `json:"maxRequestConcurrency"`
+	ContainerImage        string   `json:"containerImage"`
+	ContainerArgs         string   `json:"containerArgs,omitempty"`
+	ContainerEnvironment  []EnvVar `json:"containerEnvironment,omitempty"`
+	InferenceURL          string   `json:"inferenceUrl"`
+	InferencePort         int      `json:"inferencePort,omitempty"`
+	Health                Health   `json:"health"`
+	// SecretNames lists the function's secrets; the agent fetches their values
+	// over its authenticated channel when it starts the instance, so plaintext
+	// is never part of any stored message.
+	SecretNames []string `json:"secretNames,omitempty"`
+}
+
+// AgentReport is an agent's heartbeat: its inventory and the observed state of
+// every instance it runs. It is complete, never a delta.
+type AgentReport struct {
+	ClusterID    string          `json:"clusterId"`
+	AgentVersion string          `json:"agentVersion"`
+	Inventory    Inventory       `json:"inventory"`
+	Instances    []InstanceState `json:"instances"`
+}
