@@ -1,0 +1,158 @@
+package validate
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+)
+
+// Deployment specification limits. MaxSpecInstances is Gantry's own: NVCF
+// documents no ceiling, but every instance below minInstances becomes a record
+// the scheduler keeps placing, so an absurd count is refused up front.
+const (
+	// MaxGPULen is the longest gpu name, in characters.
+	MaxGPULen = 64
+	// MaxRequestConcurrency is the largest maxRequestConcurrency.
+	MaxRequestConcurrency = 16384
+	// MaxSpecInstances is the largest minInstances or maxInstances of one specification.
+	MaxSpecInstances = 1024
+)
+
+const gpuRule = "use 1-64 characters of letters, digits, '-', '_' and '.'"
+
+// Deployment checks the body of POST and PUT
+// /v2/nvcf/deployments/functions/{id}/versions/{vid}. Every specification is
+// checked with the rules GPUSpecPatch also applies, and no two may share gpu,
+// instanceType and backend: the scheduler and the PATCH endpoint could not
+// tell them apart. An empty instanceType is kept as sent (the scheduler picks
+// the default shape), so it does not collide with an explicit one.
+// Specification ids are the caller's to assign; Deployment changes nothing.
+func Deployment(req *model.DeploymentRequest) error {
+	if req == nil || len(req.Specs) == 0 {
+		return problem.BadRequest(`deploymentSpecifications must list at least one specification, e.g. ` +
+			`{"deploymentSpecifications":[{"gpu":"H100","minInstances":1,"maxInstances":2}]}`)
+	}
+	var p problems
+	type key struct{ gpu, instanceType, backend string }
+	seen := make(map[key]int, len(req.Specs))
+	for i := range req.Specs {
+		s := &req.Specs[i]
+		prefix := "deploymentSpecifications[" + itoa(i) + "]."
+		checkSpec(&p, prefix, s, "")
+		k := key{s.GPU, s.InstanceType, s.Backend}
+		if j, dup := seen[k]; dup {
+			p.addf("deploymentSpecifications[%d] repeats deploymentSpecifications[%d] (gpu %s, instanceType %s, backend %s): "+
+				"two specifications with the same gpu, instanceType and backend could not be told apart; merge them into one",
+				i, j, quote(s.GPU), quote(s.InstanceType), quote(s.Backend))
+		} else {
+			seen[k] = i
+		}
+	}
+	return p.err()
+}
+
+// GPUSpecPatch applies the body of PATCH
+// /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId} to
+// current and checks the result with Deployment's per-specification rules.
+// Only minInstances, maxInstances and maxRequestConcurrency may change, and at
+// least one must be sent. The result shares nothing with current; on error it
+// is the zero GPUSpec.
+func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, error) {
+	if p == nil || (p.MinInstances == nil && p.MaxInstances == nil && p.MaxRequestConcurrency == nil) {
+		return model.GPUSpec{}, problem.BadRequest("send at least one of minInstances, maxInstances or maxRequestConcurrency; " +
+			"only these change in place (to change gpu, instanceType or placement, PUT the whole deployment)")
+	}
+	out := current
+	out.Clusters = slices.Clone(current.Clusters)
+	out.Regions = slices.Clone(current.Regions)
+	out.Attributes = slices.Clone(current.Attributes)
+	out.AvailabilityZones = slices.Clone(current.AvailabilityZones)
+	out.Configuration = bytes.Clone(current.Configuration)
+	if p.MinInstances != nil {
+		out.MinInstances = *p.MinInstances
+	}
+	if p.MaxInstances != nil {
+		out.MaxInstances = *p.MaxInstances
+	}
+	if p.MaxRequestConcurrency != nil {
+		out.MaxRequestConcurrency = *p.MaxRequestConcurrency
+	}
+	hint := ""
+	if p.MaxInstances == nil {
+		hint = "; maxInstances is unchanged at " + itoa(out.MaxInstances) + ", so send a new maxInstances too"
+	} else if p.MinInstances == nil {
+		hint = "; minInstances is unchanged at " + itoa(out.MinInstances) + ", so send a new minInstances too"
+	}
+	var probs problems
+	checkSpec(&probs, "", &out, hint)
+	if err := probs.err(); err != nil {
+		return model.GPUSpec{}, err
+	}
+	return out, nil
+}
+
+// checkSpec applies the per-specification rules; prefix names the spec in
+// messages ("deploymentSpecifications[1]."), and minMaxHint is appended when
+// maxInstances is below minInstances.
+func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) {
+	gpuOK := false
+	switch {
+	case s.GPU == "":
+		p.addf(`%sgpu is required: name the GPU model, e.g. "H100"; %s`, prefix, gpuRule)
+	case len(s.GPU) > MaxGPULen || !allBytes(s.GPU, func(c byte) bool {
+		return isLetter(c) || isDigit(c) || c == '-' || c == '_' || c == '.'
+	}):
+		p.addf("%sgpu %s is invalid: %s", prefix, quote(s.GPU), gpuRule)
+	default:
+		gpuOK = true
+	}
+	if s.InstanceType != "" {
+		example := "ON-PREM.GPU.H100_1x"
+		if gpuOK {
+			example = model.InstanceTypeName(s.GPU, 1)
+		}
+		m, _, ok := model.ParseInstanceTypeName(s.InstanceType)
+		switch {
+		case !ok:
+			p.addf("%sinstanceType %s is invalid: use ON-PREM.GPU.<gpu>_<count>x, e.g. %q, or leave it out for the default",
+				prefix, quote(s.InstanceType), example)
+		case gpuOK && m != s.GPU:
+			p.addf("%sinstanceType %s is for GPU %s but gpu is %s: they must name the same GPU, e.g. %q",
+				prefix, quote(s.InstanceType), quote(m), quote(s.GPU), example)
+		}
+	}
+	switch {
+	case s.MinInstances < 0:
+		p.addf("%sminInstances %d is invalid: use 0 or more", prefix, s.MinInstances)
+	case s.MinInstances > MaxSpecInstances:
+		p.addf("%sminInstances %d is invalid: at most %d instances per specification are allowed", prefix, s.MinInstances, MaxSpecInstances)
+	}
+	switch {
+	case s.MaxInstances <= 0:
+		p.addf("%smaxInstances %d is invalid: use 1 or more, and at least minInstances", prefix, s.MaxInstances)
+	case s.MaxInstances > MaxSpecInstances:
+		p.addf("%smaxInstances %d is invalid: at most %d instances per specification are allowed", prefix, s.MaxInstances, MaxSpecInstances)
+	case s.MaxInstances < s.MinInstances:
+		p.addf("%smaxInstances %d is less than minInstances %d: maxInstances must be at least minInstances%s",
+			prefix, s.MaxInstances, s.MinInstances, minMaxHint)
+	}
+	if c := s.MaxRequestConcurrency; c < 0 || c > MaxRequestConcurrency {
+		p.addf("%smaxRequestConcurrency %d is invalid: use 1-%d, or leave it out for the default of %d",
+			prefix, c, MaxRequestConcurrency, model.DefaultMaxRequestConcurrency)
+	}
+	for _, l := range []struct {
+		field string
+		list  []string
+	}{{"clusters", s.Clusters}, {"regions", s.Regions}, {"attributes", s.Attributes}, {"availabilityZones", s.AvailabilityZones}} {
+		for i, v := range l.list {
+			if v == "" {
+				p.addf("%s%s[%d] is empty: remove it or give a value", prefix, l.field, i)
+			}
+		}
+	}
+	if c := bytes.TrimSpace(s.Configuration); len(c) > 0 && !bytes.Equal(c, []byte("null")) && c[0] != '{' {
+		p.addf("%sconfiguration must be a JSON object ({...}) of settings, or left out", prefix)
+	}
+}

@@ -1,0 +1,217 @@
+package validate
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+func validSpec() model.GPUSpec {
+	return model.GPUSpec{
+		GPU:                   "H100",
+		InstanceType:          "ON-PREM.GPU.H100_2x",
+		MinInstances:          1,
+		MaxInstances:          2,
+		MaxRequestConcurrency: 8,
+		Backend:               "lab",
+		Clusters:              []string{"c1"},
+		Regions:               []string{"eu"},
+		Attributes:            []string{"fast"},
+		AvailabilityZones:     []string{"eu-1a"},
+		Configuration:         json.RawMessage(`{"replicas":1}`),
+	}
+}
+
+// validDeployment returns a fresh request with two distinct valid specs.
+func validDeployment() *model.DeploymentRequest {
+	second := validSpec()
+	second.GPU, second.InstanceType, second.Backend = "L40S", "", ""
+	return &model.DeploymentRequest{Specs: []model.GPUSpec{validSpec(), second}}
+}
+
+func TestDeploymentValid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		mutate func(r *model.DeploymentRequest)
+	}{
+		{"base", func(r *model.DeploymentRequest) {}},
+		{"minimal", func(r *model.DeploymentRequest) {
+			r.Specs = []model.GPUSpec{{GPU: "A10G", MaxInstances: 1}}
+		}},
+		{"gpu with dots, dashes, underscores", func(r *model.DeploymentRequest) {
+			r.Specs[0].GPU, r.Specs[0].InstanceType = "RTX_6000-Ada.48GB", "ON-PREM.GPU.RTX_6000-Ada.48GB_1x"
+		}},
+		{"gpu of 64 characters", func(r *model.DeploymentRequest) {
+			r.Specs[0].GPU, r.Specs[0].InstanceType = strings.Repeat("g", 64), ""
+		}},
+		{"min zero", func(r *model.DeploymentRequest) { r.Specs[0].MinInstances = 0 }},
+		{"min equals max", func(r *model.DeploymentRequest) { r.Specs[0].MinInstances, r.Specs[0].MaxInstances = 3, 3 }},
+		{"instances at the cap", func(r *model.DeploymentRequest) {
+			r.Specs[0].MinInstances, r.Specs[0].MaxInstances = MaxSpecInstances, MaxSpecInstances
+		}},
+		{"concurrency default", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 0 }},
+		{"concurrency at the cap", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 16384 }},
+		{"same gpu, different backend", func(r *model.DeploymentRequest) {
+			r.Specs[1] = validSpec()
+			r.Specs[1].Backend = "other"
+		}},
+		{"same gpu, instanceType set and unset", func(r *model.DeploymentRequest) {
+			r.Specs[1] = validSpec()
+			r.Specs[1].InstanceType = ""
+		}},
+		{"null configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage("null") }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := validDeployment()
+			tc.mutate(r)
+			if err := Deployment(r); err != nil {
+				t.Fatalf("Deployment: %v", err)
+			}
+		})
+	}
+}
+
+func TestDeploymentRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		mutate func(r *model.DeploymentRequest)
+		want   string
+	}{
+		{"no specs", func(r *model.DeploymentRequest) { r.Specs = nil },
+			"deploymentSpecifications must list at least one specification"},
+		{"gpu missing", func(r *model.DeploymentRequest) { r.Specs[1].GPU = "" },
+			`deploymentSpecifications[1].gpu is required: name the GPU model, e.g. "H100"; use 1-64 characters of letters, digits, '-', '_' and '.'`},
+		{"gpu with space", func(r *model.DeploymentRequest) { r.Specs[1].GPU = "H 100" },
+			`deploymentSpecifications[1].gpu "H 100" is invalid: use 1-64 characters`},
+		{"gpu too long", func(r *model.DeploymentRequest) { r.Specs[1].GPU = strings.Repeat("g", 65) },
+			"deploymentSpecifications[1].gpu \"ggg"},
+		{"instanceType malformed", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "H100x2" },
+			`deploymentSpecifications[0].instanceType "H100x2" is invalid: use ON-PREM.GPU.<gpu>_<count>x, e.g. "ON-PREM.GPU.H100_1x"`},
+		{"instanceType zero count", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "ON-PREM.GPU.H100_0x" },
+			`instanceType "ON-PREM.GPU.H100_0x" is invalid`},
+		{"instanceType for another gpu", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "ON-PREM.GPU.A100_1x" },
+			`deploymentSpecifications[0].instanceType "ON-PREM.GPU.A100_1x" is for GPU "A100" but gpu is "H100": they must name the same GPU`},
+		{"minInstances negative", func(r *model.DeploymentRequest) { r.Specs[0].MinInstances = -1 },
+			"deploymentSpecifications[0].minInstances -1 is invalid: use 0 or more"},
+		{"minInstances over the cap", func(r *model.DeploymentRequest) {
+			r.Specs[0].MinInstances, r.Specs[0].MaxInstances = MaxSpecInstances+1, MaxSpecInstances+1
+		}, "deploymentSpecifications[0].minInstances 1025 is invalid: at most 1024 instances per specification"},
+		{"maxInstances zero", func(r *model.DeploymentRequest) { r.Specs[1].MinInstances, r.Specs[1].MaxInstances = 0, 0 },
+			"deploymentSpecifications[1].maxInstances 0 is invalid: use 1 or more, and at least minInstances"},
+		{"maxInstances below min", func(r *model.DeploymentRequest) { r.Specs[0].MinInstances, r.Specs[0].MaxInstances = 3, 2 },
+			"deploymentSpecifications[0].maxInstances 2 is less than minInstances 3: maxInstances must be at least minInstances"},
+		{"maxInstances over the cap", func(r *model.DeploymentRequest) { r.Specs[0].MaxInstances = 5000 },
+			"deploymentSpecifications[0].maxInstances 5000 is invalid: at most 1024"},
+		{"concurrency negative", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = -1 },
+			"deploymentSpecifications[0].maxRequestConcurrency -1 is invalid: use 1-16384, or leave it out for the default of 1"},
+		{"concurrency too big", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 16385 },
+			"deploymentSpecifications[0].maxRequestConcurrency 16385 is invalid"},
+		{"empty cluster", func(r *model.DeploymentRequest) { r.Specs[0].Clusters = []string{"a", ""} },
+			"deploymentSpecifications[0].clusters[1] is empty"},
+		{"empty region", func(r *model.DeploymentRequest) { r.Specs[0].Regions = []string{""} },
+			"deploymentSpecifications[0].regions[0] is empty"},
+		{"empty attribute", func(r *model.DeploymentRequest) { r.Specs[0].Attributes = []string{""} },
+			"deploymentSpecifications[0].attributes[0] is empty"},
+		{"empty availability zone", func(r *model.DeploymentRequest) { r.Specs[0].AvailabilityZones = []string{""} },
+			"deploymentSpecifications[0].availabilityZones[0] is empty"},
+		{"configuration not an object", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage(`[1]`) },
+			"deploymentSpecifications[0].configuration must be a JSON object"},
+		{"duplicate specs", func(r *model.DeploymentRequest) { r.Specs = append(r.Specs, validSpec()) },
+			`deploymentSpecifications[2] repeats deploymentSpecifications[0] (gpu "H100", instanceType "ON-PREM.GPU.H100_2x", backend "lab"): ` +
+				"two specifications with the same gpu, instanceType and backend could not be told apart"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := validDeployment()
+			tc.mutate(r)
+			wantProblem(t, Deployment(r), 400, tc.want)
+		})
+	}
+}
+
+func TestDeploymentLeavesRequestAlone(t *testing.T) {
+	t.Parallel()
+	r := validDeployment()
+	want := validDeployment()
+	if err := Deployment(r); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r, want) {
+		t.Errorf("Deployment changed the request: %+v", r)
+	}
+	if err := Deployment(nil); err == nil {
+		t.Error("Deployment(nil) = nil, want an error")
+	}
+}
+
+func TestGPUSpecPatch(t *testing.T) {
+	t.Parallel()
+	n := func(i int) *int { return &i }
+	tests := []struct {
+		name  string
+		patch *model.GPUSpecPatch
+		want  func(s *model.GPUSpec) // nil when an error is expected
+		err   string
+	}{
+		{"min only", &model.GPUSpecPatch{MinInstances: n(0)}, func(s *model.GPUSpec) { s.MinInstances = 0 }, ""},
+		{"max only", &model.GPUSpecPatch{MaxInstances: n(10)}, func(s *model.GPUSpec) { s.MaxInstances = 10 }, ""},
+		{"both", &model.GPUSpecPatch{MinInstances: n(5), MaxInstances: n(6)},
+			func(s *model.GPUSpec) { s.MinInstances, s.MaxInstances = 5, 6 }, ""},
+		{"concurrency", &model.GPUSpecPatch{MaxRequestConcurrency: n(64)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = 64 }, ""},
+		{"concurrency back to default", &model.GPUSpecPatch{MaxRequestConcurrency: n(0)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = 0 }, ""},
+		{"nil patch", nil, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
+		{"empty patch", &model.GPUSpecPatch{}, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
+		{"min above current max", &model.GPUSpecPatch{MinInstances: n(5)}, nil,
+			"maxInstances 2 is less than minInstances 5: maxInstances must be at least minInstances; maxInstances is unchanged at 2, so send a new maxInstances too"},
+		{"max below current min", &model.GPUSpecPatch{MaxInstances: n(0)}, nil, "maxInstances 0 is invalid: use 1 or more"},
+		{"max below current min, positive", &model.GPUSpecPatch{MaxInstances: n(1), MinInstances: nil}, nil, ""},
+		{"both inverted", &model.GPUSpecPatch{MinInstances: n(4), MaxInstances: n(3)}, nil,
+			"maxInstances 3 is less than minInstances 4: maxInstances must be at least minInstances"},
+		{"negative min", &model.GPUSpecPatch{MinInstances: n(-1)}, nil, "minInstances -1 is invalid: use 0 or more"},
+		{"concurrency too big", &model.GPUSpecPatch{MaxRequestConcurrency: n(1 << 20)}, nil, "maxRequestConcurrency 1048576 is invalid: use 1-16384"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cur := validSpec()
+			cur.ID = "spec-1"
+			if tc.name == "max below current min, positive" {
+				cur.MinInstances = 2
+				tc.err = "maxInstances 1 is less than minInstances 2: maxInstances must be at least minInstances; minInstances is unchanged at 2, so send a new minInstances too"
+			}
+			before := validSpec()
+			before.ID, before.MinInstances = cur.ID, cur.MinInstances
+			got, err := GPUSpecPatch(tc.patch, cur)
+			if !reflect.DeepEqual(cur, before) {
+				t.Errorf("GPUSpecPatch changed current: %+v", cur)
+			}
+			if tc.err != "" {
+				wantProblem(t, err, 400, tc.err)
+				if !reflect.DeepEqual(got, model.GPUSpec{}) {
+					t.Errorf("on error got %+v, want the zero GPUSpec", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("GPUSpecPatch: %v", err)
+			}
+			want := cur
+			tc.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+			got.Clusters[0] = "changed"
+			if cur.Clusters[0] == "changed" {
+				t.Error("result shares its clusters slice with current")
+			}
+		})
+	}
+}
