@@ -26,7 +26,9 @@ type Error struct {
 	Headers map[string]string
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Detail) }
+func (e *Error) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Detail)
+}
 
 // Errorf builds an *Error with a formatted detail.
 func Errorf(status int, format string, args ...any) *Error {
@@ -34,7 +36,9 @@ func Errorf(status int, format string, args ...any) *Error {
 }
 
 // BadRequest, NotFound, Conflict and friends are shorthands for common statuses.
-func BadRequest(format string, args ...any) *Error { return Errorf(http.StatusBadRequest, format, args...) }
+func BadRequest(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, format, args...)
+}
 
 // NotFound builds a 404 problem.
 func NotFound(format string, args ...any) *Error { return Errorf(http.StatusNotFound, format, args...) }

@@ -1,0 +1,156 @@
+// Package bus is Gantry's messaging over NATS with JetStream: the invocation
+// work queue, the result and desired-state key-value buckets, and the subject
+// names every component agrees on. The same code runs against the embedded
+// nats-server (gantry dev, tests) and an external NATS cluster.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of streams, buckets and subjects. Subjects use only ids that the API
+// validated ([A-Za-z0-9-]), so no token can contain a NATS wildcard or dot.
+const (
+	// InvokeStream holds pending invocations; a work queue, so each message
+	// is delivered to exactly one worker and removed when acknowledged.
+	InvokeStream = "GANTRY_INVOKE"
+	// ResultsBucket keeps results (and pending markers) of requests whose
+	// caller stopped waiting, until the caller polls or the TTL passes.
+	ResultsBucket = "gantry_results"
+	// DesiredBucket holds each cluster's whole desired state, keyed by
+	// cluster id; agents watch their key and converge.
+	DesiredBucket = "gantry_desired"
+
+	subjectInvokePrefix = "gantry.invoke."
+	subjectReportPrefix = "gantry.report."
+	subjectSecretPrefix = "gantry.secrets."
+	subjectReplyPrefix  = "gantry.reply."
+)
+
+// Message size limits. Requests up to 6 MiB and responses up to 5 MiB travel
+// inline; the bus allows a little more for headers.
+const (
+	MaxRequestBody  = 6 << 20
+	MaxResponseBody = 5 << 20
+	MaxPayload      = 8 << 20
+)
+
+// Control headers on invocation messages. HTTP headers of the caller travel
+// alongside them unchanged; these names cannot collide with NVCF's.
+const (
+	HeaderReply   = "Gantry-Reply"   // subject the worker answers on
+	HeaderMethod  = "Gantry-Method"  // HTTP method for the function
+	HeaderPath    = "Gantry-Path"    // path (and query) for the function
+	HeaderStatus  = "Gantry-Status"  // HTTP status of the function's answer
+	HeaderAccount = "Gantry-Account" // owner account of the request
+	HeaderTaken   = "Gantry-Taken"   // gateway's answer to a worker's reply
+	HeaderError   = "Gantry-Error"   // worker-side failure, as a problem detail
+	HeaderReqID   = "NVCF-REQID"
+)
+
+// InvokeSubject is the work-queue subject of one function version.
+func InvokeSubject(functionID, versionID string) string {
+	return subjectInvokePrefix + functionID + "." + versionID
+}
+
+// ConsumerName is the durable consumer every worker of a version shares.
+func ConsumerName(versionID string) string { return "fv-" + versionID }
+
+// ReportSubject is where a cluster's agent sends its heartbeat report.
+func ReportSubject(clusterID string) string { return subjectReportPrefix + clusterID }
+
+// ReportSubjectAll matches every agent report, for the control plane.
+const ReportSubjectAll = subjectReportPrefix + "*"
+
+// SecretsSubject is where a cluster's agent asks for an instance's secrets.
+func SecretsSubject(clusterID string) string { return subjectSecretPrefix + clusterID }
+
+// SecretsSubjectAll matches every agent's secret requests.
+const SecretsSubjectAll = subjectSecretPrefix + "*"
+
+// ReplyPrefix is the subject prefix one gateway receives results on.
+func ReplyPrefix(gatewayID string) string { return subjectReplyPrefix + gatewayID + "." }
+
+// ClusterFromSubject returns the last token of a per-cluster subject.
+func ClusterFromSubject(subject string) string {
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
+
+// Config tunes the JetStream assets.
+type Config struct {
+	// ResultTTL is how long an unclaimed async result is kept.
+	ResultTTL time.Duration
+	// Replicas is the JetStream replication factor (1 embedded, 3 in a cluster).
+	Replicas int
+}
+
+// Setup creates or updates the stream and buckets. Every server replica runs
+// it at start; it is idempotent.
+func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	if cfg.ResultTTL <= 0 {
+		cfg.ResultTTL = time.Hour
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        InvokeStream,
+		Description: "Gantry invocations waiting for a worker",
+		Subjects:    []string{subjectInvokePrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgSize:  MaxPayload,
+		MaxAge:      24 * time.Hour,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", InvokeStream, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:       ResultsBucket,
+		Description:  "results of invocations answered after the caller stopped waiting",
+		TTL:          cfg.ResultTTL,
+		MaxValueSize: MaxPayload,
+		Storage:      jetstream.FileStorage,
+		Replicas:     cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: bucket %s: %w", ResultsBucket, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      DesiredBucket,
+		Description: "desired state of each cluster",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: bucket %s: %w", DesiredBucket, err)
+	}
+	return nil
+}
+
+// Connect dials NATS with settings suited to a long-running component:
+// unlimited reconnects, a name for monitoring, and errors logged by the
+// caller through the returned conn's status.
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(10 * time.Second),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// IsNotFound reports whether err means a key or message does not exist.
+func IsNotFound(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrMsgNotFound)
+}

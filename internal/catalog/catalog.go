@@ -1,0 +1,220 @@
+// Package catalog keeps an in-memory, watch-driven copy of every function
+// version and its deployment, so the invocation gateway resolves a function
+// without a store round trip on the hot path. It follows etcd through a
+// snapshot followed by a watch from the snapshot's revision, so no change
+// between the two is missed; if the watch breaks it starts over.
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Source is what the catalog needs from the store.
+type Source interface {
+	Snapshot(ctx context.Context, sub string) ([]store.Event, int64, error)
+	Watch(ctx context.Context, sub string, rev int64) <-chan []store.Event
+}
+
+// Entry is one function version with its deployment, if any.
+type Entry struct {
+	Function   model.Function
+	Deployment *model.Deployment
+}
+
+// Status is the version's status as NVCF reports it: its deployment's, or
+// INACTIVE when it has none.
+func (e Entry) Status() model.FunctionStatus {
+	if e.Deployment == nil {
+		return model.StatusInactive
+	}
+	return e.Deployment.FunctionStatus
+}
+
+// Catalog is the cache.
+type Catalog struct {
+	src Source
+	log *slog.Logger
+
+	mu          sync.RWMutex
+	functions   map[string]map[string]model.Function // fnID -> versionID -> version
+	deployments map[string]model.Deployment          // versionID -> deployment
+
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+// New builds a catalog over src; Start fills and follows it.
+func New(src Source, log *slog.Logger) *Catalog {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Catalog{
+		src: src, log: log,
+		functions:   map[string]map[string]model.Function{},
+		deployments: map[string]model.Deployment{},
+		ready:       make(chan struct{}),
+	}
+}
+
+// Ready is closed once the catalog holds a first complete snapshot.
+func (c *Catalog) Ready() <-chan struct{} { return c.ready }
+
+// Start follows the store until ctx ends.
+func (c *Catalog) Start(ctx context.Context) {
+	go func() {
+		for ctx.Err() == nil {
+			if err := c.follow(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("catalog: watch broke; re-reading", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+func (c *Catalog) follow(ctx context.Context) error {
+	fevs, frev, err := c.src.Snapshot(ctx, "functions/")
+	if err != nil {
+		return err
+	}
+	devs, drev, err := c.src.Snapshot(ctx, "deployments/")
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.functions = map[string]map[string]model.Function{}
+	c.deployments = map[string]model.Deployment{}
+	c.applyLocked(fevs)
+	c.applyLocked(devs)
+	c.mu.Unlock()
+	c.readyOnce.Do(func() { close(c.ready) })
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fch := c.src.Watch(wctx, "functions/", frev)
+	dch := c.src.Watch(wctx, "deployments/", drev)
+	for {
+		var evs []store.Event
+		var ok bool
+		select {
+		case evs, ok = <-fch:
+		case evs, ok = <-dch:
+		}
+		if !ok {
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		c.applyLocked(evs)
+		c.mu.Unlock()
+	}
+}
+
+func (c *Catalog) applyLocked(evs []store.Event) {
+	for _, e := range evs {
+		switch {
+		case strings.HasPrefix(e.Key, "functions/"):
+			fnID, verID, ok := strings.Cut(strings.TrimPrefix(e.Key, "functions/"), "/")
+			if !ok {
+				continue
+			}
+			if e.Deleted {
+				delete(c.functions[fnID], verID)
+				if len(c.functions[fnID]) == 0 {
+					delete(c.functions, fnID)
+				}
+				continue
+			}
+			var f model.Function
+			if err := json.Unmarshal(e.Value, &f); err != nil {
+				c.log.Error("catalog: undecodable function", "key", e.Key, "err", err)
+				continue
+			}
+			if c.functions[fnID] == nil {
+				c.functions[fnID] = map[string]model.Function{}
+			}
+			c.functions[fnID][verID] = f
+		case strings.HasPrefix(e.Key, "deployments/"):
+			verID := strings.TrimPrefix(e.Key, "deployments/")
+			if e.Deleted {
+				delete(c.deployments, verID)
+				continue
+			}
+			var d model.Deployment
+			if err := json.Unmarshal(e.Value, &d); err != nil {
+				c.log.Error("catalog: undecodable deployment", "key", e.Key, "err", err)
+				continue
+			}
+			c.deployments[verID] = d
+		}
+	}
+}
+
+// Lookup returns one version of an account's function.
+func (c *Catalog) Lookup(account, fnID, versionID string) (Entry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	f, ok := c.functions[fnID][versionID]
+	if !ok || f.NCAID != account {
+		return Entry{}, false
+	}
+	return c.entryLocked(f), true
+}
+
+// Versions returns every version of an account's function, newest first.
+func (c *Catalog) Versions(account, fnID string) []Entry {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []Entry
+	for _, f := range c.functions[fnID] {
+		if f.NCAID == account {
+			out = append(out, c.entryLocked(f))
+		}
+	}
+	sortNewestFirst(out)
+	return out
+}
+
+// Resolve picks the version an invocation of fnID goes to when the caller
+// names no version: the newest version that accepts invocations, else the
+// newest deployed one (so the caller learns why it cannot be invoked), else
+// the newest version.
+func (c *Catalog) Resolve(account, fnID string) (Entry, bool) {
+	vs := c.Versions(account, fnID)
+	if len(vs) == 0 {
+		return Entry{}, false
+	}
+	for _, e := range vs {
+		if e.Status().AcceptsInvocations() {
+			return e, true
+		}
+	}
+	for _, e := range vs {
+		if e.Deployment != nil {
+			return e, true
+		}
+	}
+	return vs[0], true
+}
+
+func (c *Catalog) entryLocked(f model.Function) Entry {
+	e := Entry{Function: f}
+	if d, ok := c.deployments[f.VersionID]; ok {
+		e.Deployment = &d
+	}
+	return e
+}
+
+func sortNewestFirst(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int { return b.Function.CreatedAt.Compare(a.Function.CreatedAt) })
+}

@@ -1,0 +1,116 @@
+// Package web is the HTTP plumbing the management API and the invocation
+// gateway share: one guard that authenticates the caller and checks the
+// route's scope, request ids, JSON answers, and the single place where errors
+// become RFC 9457 problem bodies.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// HandlerFunc is a route handler: it gets the authenticated principal and
+// returns an error instead of writing one.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, p auth.Principal) error
+
+// Guard wraps handlers with authentication, scope checks and error mapping.
+type Guard struct {
+	Auth auth.Authenticator
+	Log  *slog.Logger
+}
+
+type ctxKey struct{}
+
+// RequestID returns the id Guard gave the request.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+// Route returns a handler that requires scope (empty: any valid credential).
+func (g Guard) Route(scope string, h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			id = uuid.NewString()
+		}
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, id))
+		w.Header().Set("X-Request-Id", id)
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				g.log().Error("web: handler panicked", "path", r.URL.Path, "requestId", id, "panic", v)
+				problem.Write(w, r, id, errors.New("panic"))
+			}
+		}()
+		p, err := g.Auth.Authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+			detail := "missing credential: send 'Authorization: Bearer <token>' (gantry dev writes an admin token to <data-dir>/admin-token)"
+			if !errors.Is(err, auth.ErrNoCredential) {
+				detail = "credential not accepted: it is malformed, expired, revoked or unknown"
+			}
+			problem.Write(w, r, id, problem.Errorf(http.StatusUnauthorized, "%s", detail))
+			return
+		}
+		if scope != "" && !p.Has(scope) {
+			problem.Write(w, r, id, problem.Errorf(http.StatusForbidden,
+				"the credential lacks scope %q that this endpoint needs", scope))
+			return
+		}
+		if err := h(w, r, p); err != nil {
+			g.fail(w, r, id, err)
+		}
+	})
+}
+
+func (g Guard) log() *slog.Logger {
+	if g.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return g.Log
+}
+
+// fail maps an error to a problem. Store sentinels that escaped a handler
+// still get a sensible status; anything unknown is logged and answered with a
+// generic 500 that carries no internal text.
+func (g Guard) fail(w http.ResponseWriter, r *http.Request, id string, err error) {
+	var pe *problem.Error
+	switch {
+	case errors.As(err, &pe):
+	case errors.Is(err, store.ErrNotFound):
+		err = problem.NotFound("%s not found", r.URL.Path)
+	case errors.Is(err, store.ErrConflict):
+		err = problem.Conflict("the resource changed while this request was applied; retry it")
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	default:
+		g.log().Error("web: request failed", "method", r.Method, "path", r.URL.Path, "requestId", id, "err", err)
+	}
+	problem.Write(w, r, id, err)
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// NotFoundHandler answers unknown routes with a problem body.
+func NotFoundHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, "", problem.NotFound("no route %s %s; see docs/api.md for the endpoints Gantry serves", r.Method, r.URL.Path))
+	})
+}
