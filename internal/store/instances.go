@@ -157,3 +157,10 @@ func (s *Store) ListInstanceStates(ctx context.Context) (map[string]model.Instan
 	}
 	return m, nil
 }
+
+// GetInstance reads one instance.
+func (s *Store) GetInstance(ctx context.Context, id string) (model.Instance, error) {
+	inst, rev, err := get[model.Instance](ctx, s, s.instanceKey(id))
+	inst.Revision = rev
+	return inst, err
+}

@@ -1,0 +1,439 @@
+// Package agent is Gantry's cluster agent. It converges its cluster onto the
+// desired state the control plane publishes (level-triggered: it always gets
+// the whole state, never deltas), runs instances through a runtime, feeds
+// running instances from their work queues, and reports inventory and
+// instance states as its heartbeat. It talks to the control plane only over
+// NATS; it never touches etcd.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/validate"
+)
+
+// Version is reported in heartbeats.
+const Version = "0.1.0"
+
+// Config configures an agent.
+type Config struct {
+	ClusterID string
+	Conn      *nats.Conn
+	// NewRuntime builds the runtime; notify must be called on any instance
+	// change so the agent reports promptly.
+	NewRuntime func(notify func()) (runtime.Runtime, error)
+	// Inventory is what the cluster offers. The process runtime's GPU pool is
+	// the sum of its nodes' GPUs.
+	Inventory model.Inventory
+	// Heartbeat is how often the agent reports even when nothing changed.
+	Heartbeat time.Duration
+	Logger    *slog.Logger
+}
+
+// Agent runs one cluster's instances.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	results jetstream.KeyValue
+	desired jetstream.KeyValue
+	rt      runtime.Runtime
+
+	poke   chan struct{}
+	ready  chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	// Owned by the run loop.
+	want     map[string]model.DesiredInstance
+	gpus     *gpuPool
+	workers  map[string]*worker
+	failed   map[string]string // instance id -> why it could not start
+	stopping map[string]bool
+	stopped  chan string
+
+	mu       sync.Mutex
+	lastSent []byte
+}
+
+// New builds an agent; Start runs it.
+func New(cfg Config) (*Agent, error) {
+	if err := validate.ID("cluster id", cfg.ClusterID); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	total := 0
+	for _, n := range cfg.Inventory.Nodes {
+		total += n.GPUs
+	}
+	a := &Agent{
+		cfg: cfg, log: log.With("cluster", cfg.ClusterID),
+		poke: make(chan struct{}, 1), ready: make(chan struct{}), done: make(chan struct{}),
+		want: map[string]model.DesiredInstance{}, gpus: newGPUPool(total),
+		workers: map[string]*worker{}, failed: map[string]string{}, stopping: map[string]bool{},
+		stopped: make(chan string, 64),
+	}
+	rt, err := cfg.NewRuntime(a.notify)
+	if err != nil {
+		return nil, err
+	}
+	a.rt = rt
+	return a, nil
+}
+
+func (a *Agent) notify() {
+	select {
+	case a.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is closed once the agent has applied its first desired state.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Start connects to the desired-state bucket and runs until Close.
+func (a *Agent) Start(ctx context.Context) error {
+	js, err := jetstream.New(a.cfg.Conn)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a.js = js
+	if a.results, err = js.KeyValue(ctx, bus.ResultsBucket); err != nil {
+		return fmt.Errorf("agent: results bucket: %w", err)
+	}
+	if a.desired, err = js.KeyValue(ctx, bus.DesiredBucket); err != nil {
+		return fmt.Errorf("agent: desired-state bucket: %w", err)
+	}
+	ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go a.run(ctx)
+	return nil
+}
+
+// Close stops the agent. Shutdown order: stop taking new work (workers stop
+// pulling and finish what they hold), then stop every instance, then send a
+// last report so the control plane sees them gone.
+func (a *Agent) Close() error {
+	if a.cancel == nil {
+		return a.rt.Close()
+	}
+	a.cancel()
+	<-a.done
+	return nil
+}
+
+func (a *Agent) run(ctx context.Context) {
+	defer close(a.done)
+	updates := a.watchDesired(ctx)
+	tick := time.NewTicker(a.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.shutdown()
+			return
+		case ds := <-updates:
+			a.apply(ds)
+			a.converge(ctx)
+			select {
+			case <-a.ready:
+			default:
+				close(a.ready)
+			}
+		case id := <-a.stopped:
+			delete(a.stopping, id)
+			a.gpus.release(id)
+			a.converge(ctx)
+		case <-a.poke:
+			a.syncWorkers(ctx)
+			a.report(ctx, false)
+		case <-tick.C:
+			a.converge(ctx)
+			a.report(ctx, true)
+		}
+	}
+}
+
+// watchDesired follows this cluster's key, re-watching if the watch ends. A
+// missing key means "run nothing".
+func (a *Agent) watchDesired(ctx context.Context) <-chan model.DesiredState {
+	out := make(chan model.DesiredState)
+	go func() {
+		for ctx.Err() == nil {
+			w, err := a.desired.Watch(ctx, a.cfg.ClusterID)
+			if err != nil {
+				a.log.Warn("agent: watching desired state failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			sawAny := false
+			for e := range w.Updates() {
+				var ds model.DesiredState
+				switch {
+				case e == nil:
+					if sawAny {
+						continue
+					}
+				case e.Operation() == jetstream.KeyValuePut:
+					sawAny = true
+					if err := json.Unmarshal(e.Value(), &ds); err != nil {
+						a.log.Error("agent: undecodable desired state", "err", err)
+						continue
+					}
+				}
+				select {
+				case out <- ds:
+				case <-ctx.Done():
+					return
+				}
+			}
+			_ = w.Stop()
+		}
+	}()
+	return out
+}
+
+func (a *Agent) apply(ds model.DesiredState) {
+	want := make(map[string]model.DesiredInstance, len(ds.Instances))
+	for _, in := range ds.Instances {
+		want[in.InstanceID] = in
+	}
+	a.want = want
+}
+
+// converge starts what is wanted and missing, stops what runs and is not
+// wanted, and matches workers to running instances.
+func (a *Agent) converge(ctx context.Context) {
+	running := map[string]bool{}
+	for _, st := range a.rt.List() {
+		running[st.InstanceID] = true
+		if _, ok := a.want[st.InstanceID]; !ok && !a.stopping[st.InstanceID] {
+			a.stopInstance(st.InstanceID)
+		}
+	}
+	for id := range a.failed {
+		if _, ok := a.want[id]; !ok {
+			delete(a.failed, id)
+			a.gpus.release(id)
+		}
+	}
+	ids := make([]string, 0, len(a.want))
+	for id := range a.want {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if running[id] || a.stopping[id] {
+			continue
+		}
+		if err := a.startInstance(ctx, a.want[id]); err != nil {
+			if a.failed[id] != err.Error() {
+				a.log.Warn("agent: instance cannot start", "instance", id, "err", err)
+			}
+			a.failed[id] = err.Error()
+		} else {
+			delete(a.failed, id)
+		}
+	}
+	a.syncWorkers(ctx)
+}
+
+func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) error {
+	gpus, err := a.gpus.assign(in.InstanceID, in.GPUCount)
+	if err != nil {
+		return err
+	}
+	secrets, err := a.fetchSecrets(ctx, in)
+	if err != nil {
+		return err
+	}
+	timeout, err := validate.ParseISODuration(in.Health.Timeout)
+	if err != nil || in.Health.Timeout == "" {
+		timeout = 10 * time.Second
+	}
+	spec := runtime.Spec{
+		InstanceID: in.InstanceID, FunctionID: in.FunctionID, FunctionVersionID: in.FunctionVersionID,
+		Image: in.ContainerImage, Args: in.ContainerArgs, Env: in.ContainerEnvironment, Secrets: secrets,
+		InferencePort: in.InferencePort, GPUs: gpus,
+		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
+			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
+	}
+	if err := a.rt.Start(ctx, spec); err != nil {
+		return err
+	}
+	a.log.Info("agent: instance starting", "instance", in.InstanceID, "function", in.FunctionID, "gpus", gpus)
+	return nil
+}
+
+// fetchSecrets asks the control plane for an instance's secret values. They
+// live only in memory and in the instance's environment.
+func (a *Agent) fetchSecrets(ctx context.Context, in model.DesiredInstance) (map[string]string, error) {
+	if len(in.SecretNames) == 0 {
+		return nil, nil
+	}
+	req, _ := json.Marshal(map[string]string{"instanceId": in.InstanceID})
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := a.cfg.Conn.RequestWithContext(rctx, bus.SecretsSubject(a.cfg.ClusterID), req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: fetching secrets: %w", err)
+	}
+	var out map[string]string
+	if err := json.Unmarshal(msg.Data, &out); err != nil {
+		return nil, errors.New("agent: undecodable secrets answer")
+	}
+	if e, ok := out["error"]; ok && len(out) == 1 {
+		return nil, fmt.Errorf("agent: control plane refused secrets: %s", e)
+	}
+	return out, nil
+}
+
+// stopInstance stops an instance in the background; its worker stops first so
+// no request is sent to a dying process.
+func (a *Agent) stopInstance(id string) {
+	a.stopping[id] = true
+	w := a.workers[id]
+	delete(a.workers, id)
+	go func() {
+		if w != nil {
+			w.stop()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.rt.Stop(ctx, id); err != nil {
+			a.log.Warn("agent: stopping instance failed", "instance", id, "err", err)
+		}
+		a.log.Info("agent: instance stopped", "instance", id)
+		a.stopped <- id
+	}()
+}
+
+// syncWorkers gives every RUNNING instance a worker on its current endpoint
+// and stops workers of instances that are not RUNNING (restarting, failed).
+func (a *Agent) syncWorkers(ctx context.Context) {
+	live := map[string]runtime.Status{}
+	for _, st := range a.rt.List() {
+		if st.State == runtime.StateRunning && st.Endpoint != "" && !a.stopping[st.InstanceID] {
+			live[st.InstanceID] = st
+		}
+	}
+	for id, w := range a.workers {
+		if st, ok := live[id]; !ok || st.Endpoint != w.endpoint {
+			delete(a.workers, id)
+			go w.stop()
+		}
+	}
+	for id, st := range live {
+		if _, ok := a.workers[id]; ok {
+			continue
+		}
+		in, ok := a.want[id]
+		if !ok {
+			continue
+		}
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, a.results, in, st.Endpoint, a.log)
+		if err != nil {
+			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
+			continue
+		}
+		a.workers[id] = w
+	}
+}
+
+// report sends the heartbeat. Unchanged reports are sent only on the
+// heartbeat tick.
+func (a *Agent) report(ctx context.Context, always bool) {
+	rep := model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory}
+	for _, st := range a.rt.List() {
+		if _, wanted := a.want[st.InstanceID]; !wanted {
+			continue
+		}
+		rep.Instances = append(rep.Instances, model.InstanceState{
+			InstanceID: st.InstanceID, ClusterID: a.cfg.ClusterID, Status: instanceStatus(st.State),
+			Reason: st.Reason, GPUs: a.gpus.of(st.InstanceID), Restarts: st.Restarts,
+		})
+	}
+	for id, why := range a.failed {
+		rep.Instances = append(rep.Instances, model.InstanceState{InstanceID: id, ClusterID: a.cfg.ClusterID,
+			Status: model.InstanceErrored, Reason: why})
+	}
+	sort.Slice(rep.Instances, func(i, j int) bool { return rep.Instances[i].InstanceID < rep.Instances[j].InstanceID })
+	b, _ := json.Marshal(rep)
+	a.mu.Lock()
+	same := string(b) == string(a.lastSent)
+	a.mu.Unlock()
+	if same && !always {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := a.cfg.Conn.RequestWithContext(rctx, bus.ReportSubject(a.cfg.ClusterID), b)
+	if err != nil {
+		a.log.Warn("agent: heartbeat not delivered", "err", err)
+		return
+	}
+	var ack map[string]string
+	if json.Unmarshal(resp.Data, &ack) == nil && ack["error"] != "" {
+		a.log.Warn("agent: control plane rejected heartbeat", "err", ack["error"])
+		return
+	}
+	a.mu.Lock()
+	a.lastSent = b
+	a.mu.Unlock()
+}
+
+func instanceStatus(s runtime.State) model.InstanceStatus {
+	switch s {
+	case runtime.StateRunning:
+		return model.InstanceRunning
+	case runtime.StateErrored:
+		return model.InstanceErrored
+	case runtime.StateTerminated:
+		return model.InstanceTerminated
+	default:
+		return model.InstanceStarting
+	}
+}
+
+func (a *Agent) shutdown() {
+	var wg sync.WaitGroup
+	for id, w := range a.workers {
+		delete(a.workers, id)
+		wg.Add(1)
+		go func() { defer wg.Done(); w.stop() }()
+	}
+	wg.Wait()
+	if err := a.rt.Close(); err != nil {
+		a.log.Warn("agent: closing runtime", "err", err)
+	}
+	// Drain stop notifications of instances stopped in the background.
+	for len(a.stopping) > 0 {
+		select {
+		case id := <-a.stopped:
+			delete(a.stopping, id)
+		case <-time.After(35 * time.Second):
+			return
+		}
+	}
+}

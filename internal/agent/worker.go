@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+)
+
+// worker feeds one running instance from its function version's work queue.
+// It runs exactly maxRequestConcurrency slots; each slot pulls one message,
+// forwards it to the instance and answers, so the function never sees more
+// concurrent requests than the deployment allows, and idle instances of the
+// same version compete fairly for queued work.
+type worker struct {
+	inst     model.DesiredInstance
+	endpoint string
+	nc       *nats.Conn
+	results  jetstream.KeyValue
+	client   *http.Client
+	log      *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// consumerConfig is the one durable consumer every worker of a version shares.
+// All workers create it with identical settings, so creation is idempotent.
+func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       bus.ConsumerName(inst.FunctionVersionID),
+		FilterSubject: bus.InvokeSubject(inst.FunctionID, inst.FunctionVersionID),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second, // extended with InProgress while a request runs
+		MaxDeliver:    5,
+		MaxWaiting:    16384,
+		MaxAckPending: -1,
+	}
+}
+
+func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn, results jetstream.KeyValue,
+	inst model.DesiredInstance, endpoint string, log *slog.Logger) (*worker, error) {
+	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
+	defer cancelCreate()
+	cons, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst))
+	if err != nil {
+		return nil, fmt.Errorf("agent: work queue consumer for %s: %w", inst.FunctionVersionID, err)
+	}
+	ctx, cancel := context.WithCancel(parent)
+	slots := max(1, inst.MaxRequestConcurrency)
+	w := &worker{
+		inst: inst, endpoint: endpoint, nc: nc, results: results, cancel: cancel,
+		log: log.With("instance", inst.InstanceID),
+		client: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConns:        slots,
+			MaxIdleConnsPerHost: slots,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}},
+	}
+	for i := 0; i < slots; i++ {
+		w.wg.Add(1)
+		go w.slot(ctx, cons)
+	}
+	return w, nil
+}
+
+// stop stops pulling and waits for in-flight requests to finish.
+func (w *worker) stop() {
+	w.cancel()
+	w.wg.Wait()
+	w.client.CloseIdleConnections()
+}
+
+func (w *worker) slot(ctx context.Context, cons jetstream.Consumer) {
+	defer w.wg.Done()
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		msg, err := cons.Next(jetstream.FetchContext(pctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				continue
+			}
+			w.log.Warn("agent: pulling work failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		w.handle(ctx, msg)
+	}
+}
+
+// handle forwards one request to the instance and delivers the answer.
+func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
+	hdr := msg.Headers()
+	reqID := hdr.Get(bus.HeaderReqID)
+
+	// Keep the message ours while the function works on it.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), hdr.Get(bus.HeaderMethod),
+		w.endpoint+hdr.Get(bus.HeaderPath), bytes.NewReader(msg.Data()))
+	if err != nil {
+		w.answer(msg, reqID, errorAnswer(http.StatusBadRequest, "the request cannot be forwarded: "+err.Error()))
+		return
+	}
+	for k, vs := range hdr {
+		// Gantry-* are our control headers and Nats-* the bus's own.
+		if !strings.HasPrefix(k, "Gantry-") && !strings.HasPrefix(k, "Nats-") {
+			req.Header[k] = vs
+		}
+	}
+	req.ContentLength = int64(len(msg.Data()))
+	resp, err := w.client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			// Nothing reached the function: another instance, or this one
+			// after its restart, can take the request safely.
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		w.answer(msg, reqID, errorAnswer(http.StatusBadGateway, "the function instance failed while handling the request: "+err.Error()))
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, bus.MaxResponseBody+1))
+	switch {
+	case err != nil:
+		w.answer(msg, reqID, errorAnswer(http.StatusBadGateway, "reading the function's response failed: "+err.Error()))
+		return
+	case len(body) > bus.MaxResponseBody:
+		w.answer(msg, reqID, errorAnswer(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("the function's response exceeds the %d MiB inline limit; return a smaller body or stream it as text/event-stream", bus.MaxResponseBody>>20)))
+		return
+	}
+	out := nats.Header{}
+	for k, vs := range resp.Header {
+		out[k] = vs
+	}
+	out.Set(bus.HeaderStatus, strconv.Itoa(resp.StatusCode))
+	w.answer(msg, reqID, answer{header: out, body: body})
+}
+
+type answer struct {
+	header nats.Header
+	body   []byte
+}
+
+// errorAnswer is a problem body for failures on the worker's side.
+func errorAnswer(status int, detail string) answer {
+	b := problem.Body{Type: problem.TypeURI(status), Title: http.StatusText(status), Status: status, Detail: detail}
+	h := nats.Header{}
+	h.Set("Content-Type", problem.ContentType)
+	h.Set(bus.HeaderStatus, strconv.Itoa(status))
+	h.Set(bus.HeaderError, "1")
+	return answer{header: h, body: mustJSON(b)}
+}
+
+// answer hands the result to the waiting gateway; if no gateway takes it (the
+// caller got a 202, or the gateway restarted) it goes to the results bucket
+// for polling. Only then is the work message acknowledged.
+func (w *worker) answer(msg jetstream.Msg, reqID string, a answer) {
+	hdr := msg.Headers()
+	reply := nats.NewMsg(hdr.Get(bus.HeaderReply))
+	reply.Header = a.header
+	reply.Data = a.body
+	taken := false
+	if reply.Subject != "" {
+		resp, err := w.nc.RequestMsg(reply, 5*time.Second)
+		taken = err == nil && string(resp.Data) == "1"
+	}
+	if !taken {
+		status, _ := strconv.Atoi(a.header.Get(bus.HeaderStatus))
+		res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := w.results.Put(ctx, reqID, res.Encode())
+		cancel()
+		if err != nil {
+			w.log.Error("agent: could not store result; the request will be retried", "requestId", reqID, "err", err)
+			_ = msg.Nak()
+			return
+		}
+	}
+	_ = msg.Ack()
+}

@@ -1,0 +1,136 @@
+// Package api serves the NVCF-compatible management API (/v2/nvcf/...):
+// functions, versions, deployments, cluster groups and secrets. Each handler
+// validates with package validate, reads and writes through the narrow Store
+// interface below, and returns problem errors; web.Guard does authentication,
+// scopes and error bodies. Invocation lives in package invoke.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/validate"
+	"github.com/gantry-dev/gantry/internal/web"
+)
+
+// Store is what the management API reads and writes.
+type Store interface {
+	CreateFunction(ctx context.Context, f *model.Function, secrets []store.SealedSecret) error
+	GetFunction(ctx context.Context, fnID, versionID string) (model.Function, error)
+	ListFunctions(ctx context.Context) ([]model.Function, error)
+	ListFunctionVersions(ctx context.Context, fnID string) ([]model.Function, error)
+	UpdateFunction(ctx context.Context, f *model.Function) error
+	DeleteFunction(ctx context.Context, fnID, versionID string) error
+	PutSecrets(ctx context.Context, fnID, versionID string, secrets []store.SealedSecret) error
+
+	CreateDeployment(ctx context.Context, d *model.Deployment) error
+	GetDeployment(ctx context.Context, versionID string) (model.Deployment, error)
+	GetDeploymentByID(ctx context.Context, id string) (model.Deployment, error)
+	ListDeployments(ctx context.Context) ([]model.Deployment, error)
+	UpdateDeployment(ctx context.Context, d *model.Deployment) error
+	DeleteDeployment(ctx context.Context, d model.Deployment) error
+
+	ListInstances(ctx context.Context) ([]model.Instance, error)
+	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
+	ListClusters(ctx context.Context) ([]model.Cluster, error)
+}
+
+// Sealer encrypts secret values before they are stored.
+type Sealer interface {
+	Seal(place secrets.Place, plaintext []byte) ([]byte, error)
+	KeyID() string
+}
+
+// Config wires the API.
+type Config struct {
+	Store  Store
+	Sealer Sealer
+	Auth   auth.Authenticator
+	Logger *slog.Logger
+}
+
+// API is the management API.
+type API struct {
+	st    Store
+	seal  Sealer
+	guard web.Guard
+	log   *slog.Logger
+}
+
+// New builds the API.
+func New(cfg Config) *API {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &API{st: cfg.Store, seal: cfg.Sealer, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
+}
+
+// maxBody bounds management request bodies; function definitions with their
+// secrets fit comfortably.
+const maxBody = 4 << 20
+
+// Register adds every management route to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	route := func(pattern, scope string, h web.HandlerFunc) { mux.Handle(pattern, a.guard.Route(scope, h)) }
+
+	route("POST /v2/nvcf/functions", auth.ScopeRegisterFunction, a.createFunction)
+	route("GET /v2/nvcf/functions", auth.ScopeListFunctions, a.listFunctions)
+	route("GET /v2/nvcf/functions/ids", auth.ScopeListFunctions, a.listFunctionIDs)
+	route("POST /v2/nvcf/functions/{functionId}/versions", auth.ScopeRegisterFunction, a.createVersion)
+	route("GET /v2/nvcf/functions/{functionId}/versions", auth.ScopeListFunctions, a.listVersions)
+	route("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeListFunctionsDetails, a.getVersion)
+	route("DELETE /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeDeleteFunction, a.deleteVersion)
+	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putMetadata)
+	route("PUT /v2/nvcf/secrets/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateSecrets, a.putSecrets)
+
+	route("POST /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.createDeployment)
+	route("GET /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.getDeployment)
+	route("PUT /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.updateDeployment)
+	route("DELETE /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.deleteDeployment)
+	route("GET /v2/nvcf/deployments/{deploymentId}", auth.ScopeDeployFunction, a.getDeploymentByID)
+	route("PATCH /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId}", auth.ScopeDeployFunction, a.patchGPUSpec)
+
+	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
+	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)
+}
+
+// pathIDs validates the path ids a route has, so that a malformed id is a
+// 400 rather than a lookup of garbage.
+func pathIDs(r *http.Request, names ...string) ([]string, error) {
+	out := make([]string, len(names))
+	for i, n := range names {
+		v := r.PathValue(n)
+		if err := validate.ID(n, v); err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// ownVersion reads a function version of the caller's account; another
+// account's version is reported as missing, never as forbidden.
+func (a *API) ownVersion(ctx context.Context, p auth.Principal, fnID, versionID string) (model.Function, error) {
+	f, err := a.st.GetFunction(ctx, fnID, versionID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && f.NCAID != p.Account) {
+		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
+	}
+	return f, err
+}
+
+// ownVersions reads every version of a function of the caller's account.
+func (a *API) ownVersions(ctx context.Context, p auth.Principal, fnID string) ([]model.Function, error) {
+	fs, err := a.st.ListFunctionVersions(ctx, fnID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (len(fs) == 0 || fs[0].NCAID != p.Account)) {
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
+	return fs, err
+}

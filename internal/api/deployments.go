@@ -1,0 +1,201 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/validate"
+	"github.com/gantry-dev/gantry/internal/web"
+)
+
+func (a *API) decodeDeployment(r *http.Request) (model.DeploymentRequest, error) {
+	var req model.DeploymentRequest
+	if err := validate.Decode(r.Body, maxBody, &req); err != nil {
+		return req, err
+	}
+	return req, validate.Deployment(&req)
+}
+
+func (a *API) createDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "functionId", "versionId")
+	if err != nil {
+		return err
+	}
+	req, err := a.decodeDeployment(r)
+	if err != nil {
+		return err
+	}
+	f, err := a.ownVersion(r.Context(), p, ids[0], ids[1])
+	if err != nil {
+		return err
+	}
+	if f.HelmChart != "" || len(f.Models) > 0 && f.ContainerImage == "" {
+		return problem.BadRequest("function %s version %s has no containerImage; this installation runs container and process:// images only", f.ID, f.VersionID)
+	}
+	d := model.Deployment{
+		ID: uuid.NewString(), FunctionID: f.ID, FunctionVersionID: f.VersionID, NCAID: p.Account,
+		FunctionStatus: model.StatusDeploying, Specs: withSpecIDs(req.Specs, nil), CreatedAt: time.Now().UTC(),
+	}
+	err = a.st.CreateDeployment(r.Context(), &d)
+	if errors.Is(err, store.ErrExists) {
+		return problem.Conflict("function %s version %s is already deployed; change it with PUT (gantry deploy update) or delete it first", f.ID, f.VersionID)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.NotFound("function %s version %s not found", f.ID, f.VersionID)
+	}
+	if err != nil {
+		return err
+	}
+	a.log.Info("api: deployment created", "function", f.ID, "version", f.VersionID, "deployment", d.ID)
+	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+// withSpecIDs gives each spec a stable gpuSpecificationId: a spec that keeps
+// the shape of the previous spec at its index keeps that spec's id.
+func withSpecIDs(specs, prev []model.GPUSpec) []model.GPUSpec {
+	out := make([]model.GPUSpec, len(specs))
+	for i, s := range specs {
+		s.ID = ""
+		if i < len(prev) && prev[i].GPU == s.GPU && prev[i].InstanceType == s.InstanceType && prev[i].Backend == s.Backend {
+			s.ID = prev[i].ID
+		}
+		if s.ID == "" {
+			s.ID = uuid.NewString()
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// ownDeployment reads the deployment of a version of the caller's account.
+func (a *API) ownDeployment(ctx context.Context, p auth.Principal, fnID, versionID string) (model.Deployment, error) {
+	if _, err := a.ownVersion(ctx, p, fnID, versionID); err != nil {
+		return model.Deployment{}, err
+	}
+	d, err := a.st.GetDeployment(ctx, versionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return d, problem.NotFound("function %s version %s is not deployed", fnID, versionID)
+	}
+	return d, err
+}
+
+func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "functionId", "versionId")
+	if err != nil {
+		return err
+	}
+	d, err := a.ownDeployment(r.Context(), p, ids[0], ids[1])
+	if err != nil {
+		return err
+	}
+	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+func (a *API) getDeploymentByID(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "deploymentId")
+	if err != nil {
+		return err
+	}
+	d, err := a.st.GetDeploymentByID(r.Context(), ids[0])
+	if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
+		return problem.NotFound("deployment %s not found", ids[0])
+	}
+	if err != nil {
+		return err
+	}
+	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "functionId", "versionId")
+	if err != nil {
+		return err
+	}
+	req, err := a.decodeDeployment(r)
+	if err != nil {
+		return err
+	}
+	return a.modify(w, r.Context(), func() (model.Deployment, error) {
+		return a.ownDeployment(r.Context(), p, ids[0], ids[1])
+	}, func(d *model.Deployment) error {
+		d.Specs = withSpecIDs(req.Specs, d.Specs)
+		return nil
+	})
+}
+
+func (a *API) patchGPUSpec(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "deploymentId", "gpuSpecId")
+	if err != nil {
+		return err
+	}
+	var patch model.GPUSpecPatch
+	if err := validate.Decode(r.Body, maxBody, &patch); err != nil {
+		return err
+	}
+	return a.modify(w, r.Context(), func() (model.Deployment, error) {
+		d, err := a.st.GetDeploymentByID(r.Context(), ids[0])
+		if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
+			return d, problem.NotFound("deployment %s not found", ids[0])
+		}
+		return d, err
+	}, func(d *model.Deployment) error {
+		for i, s := range d.Specs {
+			if s.ID == ids[1] {
+				next, err := validate.GPUSpecPatch(&patch, s)
+				if err != nil {
+					return err
+				}
+				d.Specs[i] = next
+				return nil
+			}
+		}
+		return problem.NotFound("deployment %s has no gpu specification %s", ids[0], ids[1])
+	})
+}
+
+// modify applies change to a freshly read deployment and writes it, retrying
+// when another writer (the controller updating status) got there first.
+func (a *API) modify(w http.ResponseWriter, ctx context.Context, read func() (model.Deployment, error), change func(*model.Deployment) error) error {
+	for attempt := 0; ; attempt++ {
+		d, err := read()
+		if err != nil {
+			return err
+		}
+		if err := change(&d); err != nil {
+			return err
+		}
+		err = a.st.UpdateDeployment(ctx, &d)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+	}
+}
+
+func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "functionId", "versionId")
+	if err != nil {
+		return err
+	}
+	d, err := a.ownDeployment(r.Context(), p, ids[0], ids[1])
+	if err != nil {
+		return err
+	}
+	if err := a.st.DeleteDeployment(r.Context(), d); err != nil {
+		return err
+	}
+	a.log.Info("api: deployment deleted", "function", d.FunctionID, "version", d.FunctionVersionID, "deployment", d.ID)
+	d.FunctionStatus = model.StatusInactive
+	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}

@@ -1,0 +1,276 @@
+// Package controller is the control plane's reconciler. It is level-triggered:
+// on any change in the store (and on a timer) it reads the whole picture —
+// deployments, instances, observed instance states, clusters — and makes one
+// pass that converges it: creates or releases instances so every GPU spec has
+// the instances it asks for, asks the scheduler to place pending ones,
+// computes each deployment's status, and publishes every cluster's desired
+// state for its agent. Nothing depends on seeing a particular event, so a
+// restart or a missed notification loses nothing.
+//
+// Only one replica reconciles at a time (etcd leader election, see
+// controlplane); the agent-facing handlers in reports.go run on every replica.
+package controller
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/scheduler"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// Store is what the reconciler reads and writes.
+type Store interface {
+	scheduler.Store
+	ListDeployments(ctx context.Context) ([]model.Deployment, error)
+	UpdateDeployment(ctx context.Context, d *model.Deployment) error
+	ListFunctions(ctx context.Context) ([]model.Function, error)
+	ListInstances(ctx context.Context) ([]model.Instance, error)
+	CreateInstance(ctx context.Context, inst *model.Instance) error
+	UpdateInstance(ctx context.Context, inst *model.Instance) error
+	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
+	Notify(ctx context.Context, sub string) <-chan struct{}
+}
+
+// Publisher receives each cluster's desired state after every pass.
+type Publisher interface {
+	Publish(ctx context.Context, states map[string]model.DesiredState) error
+}
+
+// Config tunes the controller.
+type Config struct {
+	// Resync is how often a pass runs even without notifications.
+	Resync time.Duration
+	Logger *slog.Logger
+}
+
+// Controller reconciles deployments.
+type Controller struct {
+	st    Store
+	sched *scheduler.Scheduler
+	pub   Publisher
+	cfg   Config
+	log   *slog.Logger
+}
+
+// New builds a controller.
+func New(st Store, pub Publisher, cfg Config) *Controller {
+	if cfg.Resync <= 0 {
+		cfg.Resync = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{st: st, sched: scheduler.New(st), pub: pub, cfg: cfg, log: log}
+}
+
+// Run reconciles until ctx ends. Call it while holding leadership.
+func (c *Controller) Run(ctx context.Context) {
+	changes := c.st.Notify(ctx, "")
+	tick := time.NewTicker(c.cfg.Resync)
+	defer tick.Stop()
+	for {
+		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("controller: pass failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-tick.C:
+		}
+	}
+}
+
+// world is one consistent-enough read of everything a pass needs.
+type world struct {
+	deployments map[string]model.Deployment // by version id
+	functions   map[string]model.Function   // by version id
+	instances   []model.Instance
+	states      map[string]model.InstanceState
+}
+
+func (c *Controller) read(ctx context.Context) (*world, error) {
+	deps, err := c.st.ListDeployments(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fns, err := c.st.ListFunctions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	insts, err := c.st.ListInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	states, err := c.st.ListInstanceStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &world{
+		deployments: make(map[string]model.Deployment, len(deps)),
+		functions:   make(map[string]model.Function, len(fns)),
+		instances:   insts,
+		states:      states,
+	}
+	for _, d := range deps {
+		w.deployments[d.FunctionVersionID] = d
+	}
+	for _, f := range fns {
+		w.functions[f.VersionID] = f
+	}
+	return w, nil
+}
+
+// Reconcile makes one pass.
+func (c *Controller) Reconcile(ctx context.Context) error {
+	w, err := c.read(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	// 1. Size every spec: create missing instances, release surplus ones and
+	// ones that no longer belong to any spec.
+	keep, err := c.size(ctx, w)
+	errs = append(errs, err)
+	// 2. Place what is pending.
+	errs = append(errs, c.placePending(ctx, w, keep))
+	// 3. Status of every deployment, from what agents observed.
+	errs = append(errs, c.updateStatuses(ctx, w, keep))
+	// 4. Tell every cluster what to run.
+	if c.pub != nil {
+		errs = append(errs, c.pub.Publish(ctx, desiredStates(w, keep)))
+	}
+	return errors.Join(errs...)
+}
+
+type specKey struct {
+	version string
+	index   int
+}
+
+// size returns the instances that remain, grouped by spec.
+func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.Instance, error) {
+	keep := map[specKey][]*model.Instance{}
+	var errs []error
+	for i := range w.instances {
+		inst := &w.instances[i]
+		d, ok := w.deployments[inst.FunctionVersionID]
+		if !ok || d.ID != inst.DeploymentID || inst.SpecIndex >= len(d.Specs) || !matchesSpec(*inst, d.Specs[inst.SpecIndex]) {
+			errs = append(errs, c.release(ctx, *inst, "no longer part of its deployment"))
+			continue
+		}
+		k := specKey{inst.FunctionVersionID, inst.SpecIndex}
+		keep[k] = append(keep[k], inst)
+	}
+	for _, d := range w.deployments {
+		for si, spec := range d.Specs {
+			k := specKey{d.FunctionVersionID, si}
+			have := keep[k]
+			want := desiredCount(spec)
+			if len(have) > want {
+				sortForRemoval(have, w.states)
+				for _, inst := range have[want:] {
+					errs = append(errs, c.release(ctx, *inst, "scaled down"))
+				}
+				keep[k] = have[:want]
+				continue
+			}
+			itype, n := scheduler.Shape(spec)
+			for len(keep[k]) < want {
+				inst := &model.Instance{
+					ID:                uuid.NewString(),
+					FunctionID:        d.FunctionID,
+					FunctionVersionID: d.FunctionVersionID,
+					NCAID:             d.NCAID,
+					DeploymentID:      d.ID,
+					SpecIndex:         si,
+					GPU:               spec.GPU,
+					InstanceType:      itype,
+					GPUCount:          n,
+					CreatedAt:         time.Now().UTC(),
+				}
+				if err := c.st.CreateInstance(ctx, inst); err != nil {
+					errs = append(errs, err)
+					break
+				}
+				keep[k] = append(keep[k], inst)
+			}
+		}
+	}
+	return keep, errors.Join(errs...)
+}
+
+// desiredCount is how many instances a spec should have. Until autoscaling
+// lands this is minInstances (at least the bound the API validated).
+func desiredCount(spec model.GPUSpec) int {
+	return min(spec.MinInstances, spec.MaxInstances)
+}
+
+func matchesSpec(inst model.Instance, spec model.GPUSpec) bool {
+	itype, _ := scheduler.Shape(spec)
+	return inst.GPU == spec.GPU && inst.InstanceType == itype
+}
+
+// sortForRemoval orders instances so that the least useful come last:
+// running ones are kept, pending and failing ones go first.
+func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceState) {
+	rank := func(i *model.Instance) int {
+		switch {
+		case i.ClusterID == "":
+			return 3
+		case states[i.ID].Status == model.InstanceErrored:
+			return 2
+		case states[i.ID].Status == model.InstanceRunning:
+			return 0
+		default:
+			return 1
+		}
+	}
+	sort.SliceStable(insts, func(a, b int) bool { return rank(insts[a]) < rank(insts[b]) })
+}
+
+func (c *Controller) release(ctx context.Context, inst model.Instance, why string) error {
+	if err := c.sched.Release(ctx, inst); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	c.log.Info("controller: released instance", "instance", inst.ID, "function", inst.FunctionID, "reason", why)
+	return nil
+}
+
+func (c *Controller) placePending(ctx context.Context, w *world, keep map[specKey][]*model.Instance) error {
+	var reqs []scheduler.Request
+	for k, insts := range keep {
+		spec := w.deployments[k.version].Specs[k.index]
+		for _, inst := range insts {
+			if inst.ClusterID == "" {
+				reqs = append(reqs, scheduler.Request{Instance: inst, Spec: spec})
+			}
+		}
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].Instance.CreatedAt.Before(reqs[j].Instance.CreatedAt) })
+	results, err := c.sched.Place(ctx, reqs)
+	var errs []error
+	for i, r := range results {
+		inst := reqs[i].Instance
+		if r.Placed {
+			c.log.Info("controller: placed instance", "instance", inst.ID, "cluster", inst.ClusterID, "gpu", inst.GPU)
+			continue
+		}
+		if r.Reason != "" && r.Reason != inst.PendingReason {
+			inst.PendingReason = r.Reason
+			errs = append(errs, c.st.UpdateInstance(ctx, inst))
+		}
+	}
+	return errors.Join(append(errs, err)...)
+}

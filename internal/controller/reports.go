@@ -1,0 +1,182 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/store"
+)
+
+// AgentStore is what the agent-facing handlers need.
+type AgentStore interface {
+	GetCluster(ctx context.Context, id string) (model.Cluster, error)
+	UpdateCluster(ctx context.Context, c *model.Cluster) error
+	GetInstance(ctx context.Context, id string) (model.Instance, error)
+	PutInstanceState(ctx context.Context, st model.InstanceState) error
+	ListSecrets(ctx context.Context, fnID, versionID string) ([]store.SealedSecret, error)
+}
+
+// Opener decrypts sealed secrets.
+type Opener interface {
+	Open(place secrets.Place, sealed []byte) ([]byte, error)
+}
+
+// Agents serves the NATS endpoints agents call: heartbeat reports and secret
+// requests. Every replica runs it in one queue group, so any replica can
+// answer any agent.
+type Agents struct {
+	st   AgentStore
+	keys Opener
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	seen map[string]model.InstanceState // last state written, by instance
+}
+
+// NewAgents builds the handlers.
+func NewAgents(st AgentStore, keys Opener, log *slog.Logger) *Agents {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Agents{st: st, keys: keys, log: log, seen: map[string]model.InstanceState{}}
+}
+
+// QueueGroup is the NATS queue group of the control plane's agent handlers.
+const QueueGroup = "gantry-controlplane"
+
+// Subscribe starts serving on nc; drain or unsubscribe the returned
+// subscriptions to stop.
+func (a *Agents) Subscribe(nc *nats.Conn) ([]*nats.Subscription, error) {
+	r, err := nc.QueueSubscribe(bus.ReportSubjectAll, QueueGroup, a.handleReport)
+	if err != nil {
+		return nil, fmt.Errorf("controller: subscribe reports: %w", err)
+	}
+	s, err := nc.QueueSubscribe(bus.SecretsSubjectAll, QueueGroup, a.handleSecrets)
+	if err != nil {
+		r.Unsubscribe()
+		return nil, fmt.Errorf("controller: subscribe secrets: %w", err)
+	}
+	return []*nats.Subscription{r, s}, nil
+}
+
+// reply answers a request with {"error": ...} or the JSON of v.
+func reply(msg *nats.Msg, v any, err error) {
+	if msg.Reply == "" {
+		return
+	}
+	if err != nil {
+		v = map[string]string{"error": err.Error()}
+	}
+	b, _ := json.Marshal(v)
+	_ = msg.Respond(b)
+}
+
+func (a *Agents) handleReport(msg *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	clusterID := bus.ClusterFromSubject(msg.Subject)
+	var rep model.AgentReport
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		reply(msg, nil, fmt.Errorf("controller: undecodable report: %w", err))
+		return
+	}
+	reply(msg, map[string]string{"status": "ok"}, a.Report(ctx, clusterID, rep))
+}
+
+// Report applies one agent report: the cluster's inventory and heartbeat, and
+// every instance state that changed.
+func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentReport) error {
+	c, err := a.st.GetCluster(ctx, clusterID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("controller: cluster %s is not registered", clusterID)
+	}
+	if err != nil {
+		return err
+	}
+	c.Inventory = rep.Inventory
+	c.AgentVersion = rep.AgentVersion
+	c.Status = model.ClusterReady
+	c.LastHeartbeat = time.Now().UTC()
+	if err := a.st.UpdateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	var errs []error
+	for _, st := range rep.Instances {
+		st.ClusterID = clusterID
+		a.mu.Lock()
+		prev, ok := a.seen[st.InstanceID]
+		a.mu.Unlock()
+		if ok && prev.Status == st.Status && prev.Reason == st.Reason && prev.Restarts == st.Restarts && slices.Equal(prev.GPUs, st.GPUs) {
+			continue
+		}
+		inst, err := a.st.GetInstance(ctx, st.InstanceID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && inst.ClusterID != clusterID) {
+			continue // released or moved; the agent will stop it
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.UpdatedAt = time.Now().UTC()
+		if err := a.st.PutInstanceState(ctx, st); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		a.mu.Lock()
+		a.seen[st.InstanceID] = st
+		a.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// SecretsRequest is what an agent sends to fetch an instance's secrets.
+type SecretsRequest struct {
+	InstanceID string `json:"instanceId"`
+}
+
+func (a *Agents) handleSecrets(msg *nats.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var req SecretsRequest
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		reply(msg, nil, errors.New("controller: undecodable secrets request"))
+		return
+	}
+	vals, err := a.Secrets(ctx, bus.ClusterFromSubject(msg.Subject), req.InstanceID)
+	reply(msg, vals, err)
+}
+
+// Secrets opens the secrets of the function an instance runs, for the agent
+// of the cluster the instance is placed on and no other.
+func (a *Agents) Secrets(ctx context.Context, clusterID, instanceID string) (map[string]string, error) {
+	inst, err := a.st.GetInstance(ctx, instanceID)
+	if err != nil || inst.ClusterID != clusterID {
+		return nil, fmt.Errorf("controller: instance %s is not placed on cluster %s", instanceID, clusterID)
+	}
+	sealed, err := a.st.ListSecrets(ctx, inst.FunctionID, inst.FunctionVersionID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(sealed))
+	for _, s := range sealed {
+		plain, err := a.keys.Open(secrets.Place{Account: inst.NCAID, FunctionID: inst.FunctionID,
+			VersionID: inst.FunctionVersionID, Name: s.Name}, s.Ciphertext)
+		if err != nil {
+			a.log.Error("controller: secret does not open", "function", inst.FunctionID, "version", inst.FunctionVersionID, "secret", s.Name, "err", err)
+			return nil, fmt.Errorf("controller: secret %s of function %s does not decrypt", s.Name, inst.FunctionID)
+		}
+		out[s.Name] = string(plain)
+	}
+	return out, nil
+}

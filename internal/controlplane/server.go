@@ -1,0 +1,381 @@
+// Package controlplane wires Gantry's server: store, bus, management API,
+// invocation gateway, agent handlers and the reconciler, with one lifecycle:
+// New(cfg) -> Start(ctx) -> Ready() -> Close(). The binary, `gantry dev` and
+// the tests all start it through this package.
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/gantry-dev/gantry/internal/api"
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/catalog"
+	"github.com/gantry-dev/gantry/internal/controller"
+	"github.com/gantry-dev/gantry/internal/invoke"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/secrets"
+	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/web"
+)
+
+// DefaultAccount is the account gantry dev's admin token acts for.
+const DefaultAccount = "gantry-local"
+
+// Config configures a control-plane server.
+type Config struct {
+	// DataDir holds embedded etcd and NATS data, the admin token and the
+	// secret key file.
+	DataDir string
+	// Listen is the HTTP address, e.g. 127.0.0.1:8080 (port 0: random).
+	Listen string
+	// EtcdEndpoints selects an external etcd cluster; empty embeds one.
+	EtcdEndpoints []string
+	// NATSURL selects an external NATS; empty embeds nats-server.
+	NATSURL string
+	// NATSListen is where embedded NATS listens for agents in other
+	// processes (host:port; port 0: random).
+	NATSListen string
+	// Account is the account the admin token acts for.
+	Account string
+	// Resync is the reconciler's periodic pass (default 5s).
+	Resync time.Duration
+	Logger *slog.Logger
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	etcd     *store.Embedded
+	etcdCli  *clientv3.Client
+	st       *store.Store
+	nats     *bus.Embedded
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	gateway  *invoke.Gateway
+	agentSub []*nats.Subscription
+	http     *http.Server
+	listener net.Listener
+	token    string
+
+	cancel context.CancelFunc
+	bg     chan struct{} // closed when background loops have exited
+	ready  chan struct{}
+}
+
+// New validates cfg. Nothing starts until Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("controlplane: a data dir is required")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Account == "" {
+		cfg.Account = DefaultAccount
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, log: log, ready: make(chan struct{})}, nil
+}
+
+// Start brings every component up in dependency order and returns once the
+// server accepts requests.
+func (s *Server) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("controlplane: data dir: %w", err)
+	}
+	if err := s.startStore(ctx); err != nil {
+		return err
+	}
+	if err := s.startBus(ctx); err != nil {
+		return err
+	}
+	keys, err := secrets.LoadOrCreateKeyFile(filepath.Join(s.cfg.DataDir, "keys", "secrets.key"))
+	if err != nil {
+		return err
+	}
+	if s.token, err = loadOrCreateToken(filepath.Join(s.cfg.DataDir, "admin-token")); err != nil {
+		return err
+	}
+	authn := auth.NewStaticToken(s.token, s.cfg.Account)
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+
+	cat := catalog.New(s.st, s.log)
+	cat.Start(runCtx)
+	results, err := s.js.KeyValue(ctx, bus.ResultsBucket)
+	if err != nil {
+		return fmt.Errorf("controlplane: %w", err)
+	}
+	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Catalog: cat, Auth: authn, Logger: s.log})
+	if err := s.gateway.Start(); err != nil {
+		return err
+	}
+	if s.agentSub, err = controller.NewAgents(s.st, keys, s.log).Subscribe(s.nc); err != nil {
+		return err
+	}
+	desired, err := s.js.KeyValue(ctx, bus.DesiredBucket)
+	if err != nil {
+		return fmt.Errorf("controlplane: %w", err)
+	}
+	ctrl := controller.New(s.st, controller.NewKVPublisher(desired), controller.Config{Resync: s.cfg.Resync, Logger: s.log})
+	s.bg = make(chan struct{})
+	go func() {
+		defer close(s.bg)
+		s.lead(runCtx, ctrl)
+	}()
+
+	mux := http.NewServeMux()
+	api.New(api.Config{Store: s.st, Sealer: keys, Auth: authn, Logger: s.log}).Register(mux)
+	s.gateway.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("/", web.NotFoundHandler())
+	s.listener, err = net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
+	}
+	s.http = &http.Server{
+		Handler:           s.gateway.HostRouting(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("controlplane: http server stopped", "err", err)
+		}
+	}()
+	select {
+	case <-cat.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	close(s.ready)
+	s.log.Info("controlplane: ready", "url", s.URL())
+	return nil
+}
+
+func (s *Server) startStore(ctx context.Context) error {
+	if len(s.cfg.EtcdEndpoints) == 0 {
+		e, err := store.StartEmbedded(filepath.Join(s.cfg.DataDir, "etcd"), 30*time.Second)
+		if err != nil {
+			return err
+		}
+		s.etcd, s.etcdCli = e, e.Client()
+	} else {
+		c, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("controlplane: etcd %v: %w", s.cfg.EtcdEndpoints, err)
+		}
+		s.etcdCli = c
+	}
+	s.st = store.New(s.etcdCli, "")
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.st.Migrate(mctx); err != nil {
+		return err
+	}
+	return s.st.EnsureAccount(ctx, store.Account{ID: s.cfg.Account, Name: s.cfg.Account, CreatedAt: time.Now().UTC()})
+}
+
+func (s *Server) startBus(ctx context.Context) error {
+	var err error
+	if s.cfg.NATSURL == "" {
+		host, port, perr := splitHostPort(s.cfg.NATSListen)
+		if perr != nil {
+			return perr
+		}
+		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port}, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		s.nc, err = s.nats.Connect("gantry-controlplane")
+	} else {
+		s.nc, err = bus.Connect(s.cfg.NATSURL, "gantry-controlplane")
+	}
+	if err != nil {
+		return err
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		return fmt.Errorf("controlplane: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return bus.Setup(sctx, s.js, bus.Config{})
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	if addr == "" {
+		return "127.0.0.1", 0, nil
+	}
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("controlplane: NATS listen address %q: %w", addr, err)
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("controlplane: NATS listen port %q is not a number", p)
+	}
+	return host, port, nil
+}
+
+// lead campaigns for leadership and runs the reconciler while leading, so
+// that with N replicas exactly one reconciles.
+func (s *Server) lead(ctx context.Context, ctrl *controller.Controller) {
+	for ctx.Err() == nil {
+		sess, err := concurrency.NewSession(s.etcdCli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
+		if err != nil {
+			s.log.Warn("controlplane: election session failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		el := concurrency.NewElection(sess, s.st.Prefix()+"leader")
+		host, _ := os.Hostname()
+		if err := el.Campaign(ctx, host); err == nil {
+			s.log.Info("controlplane: leading the reconciler")
+			lctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-sess.Done():
+				case <-lctx.Done():
+				}
+				cancel()
+			}()
+			ctrl.Run(lctx)
+			cancel()
+			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = el.Resign(rctx)
+			rcancel()
+		}
+		sess.Close()
+	}
+}
+
+// Ready is closed once Start has finished.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// URL is the API's base URL.
+func (s *Server) URL() string { return "http://" + s.listener.Addr().String() }
+
+// AdminToken returns the admin credential (for in-process callers such as
+// tests and gantry dev; never log it).
+func (s *Server) AdminToken() string { return s.token }
+
+// Store exposes the store to in-process wiring (gantry dev registering its
+// local cluster) and tests.
+func (s *Server) Store() *store.Store { return s.st }
+
+// NATSURL is the client URL agents in other processes connect to.
+func (s *Server) NATSURL() string {
+	if s.nats != nil {
+		return s.nats.URL()
+	}
+	return s.cfg.NATSURL
+}
+
+// ConnectBus opens a new NATS connection for an in-process agent.
+func (s *Server) ConnectBus(name string) (*nats.Conn, error) {
+	if s.nats != nil {
+		return s.nats.Connect(name)
+	}
+	return bus.Connect(s.cfg.NATSURL, name)
+}
+
+// RegisterCluster creates a cluster record if it does not exist (gantry dev
+// registers its local cluster this way; remote agents register over the API).
+func (s *Server) RegisterCluster(ctx context.Context, c model.Cluster) error {
+	c.Status = model.ClusterNotReady
+	c.CreatedAt = time.Now().UTC()
+	if c.NCAID == "" {
+		c.NCAID = s.cfg.Account
+	}
+	err := s.st.CreateCluster(ctx, &c)
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the server. Order: stop accepting HTTP and let in-flight
+// requests finish; stop the gateway's reply subscription; stop the
+// reconciler and agent handlers; close the NATS connection, then embedded
+// NATS; then etcd, which everything above depended on.
+func (s *Server) Close() error {
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = s.http.Shutdown(ctx)
+		cancel()
+	}
+	if s.gateway != nil {
+		_ = s.gateway.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.bg != nil {
+		<-s.bg
+	}
+	for _, sub := range s.agentSub {
+		_ = sub.Unsubscribe()
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.nats != nil {
+		_ = s.nats.Close()
+	}
+	if s.etcd != nil {
+		_ = s.etcd.Close()
+	} else if s.etcdCli != nil {
+		_ = s.etcdCli.Close()
+	}
+	return nil
+}
+
+// loadOrCreateToken reads the admin token, creating it (mode 0600) on first
+// start.
+func loadOrCreateToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("controlplane: admin token: %w", err)
+	}
+	tok := "gantry-admin-" + base64.RawURLEncoding.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("controlplane: write admin token: %w", err)
+	}
+	return tok, nil
+}

@@ -1,0 +1,141 @@
+// Package dev runs the whole platform in one process, as `gantry dev` does:
+// the control plane on embedded etcd and NATS, plus one local agent whose
+// process runtime runs functions on a simulated GPU inventory. It is the real
+// thing in one process, not a mock: the agent talks to the control plane
+// over NATS exactly as a remote agent would.
+package dev
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gantry-dev/gantry/internal/agent"
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/agent/runtime/process"
+	"github.com/gantry-dev/gantry/internal/controlplane"
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+// LocalCluster is the id, name and group of the dev cluster.
+const LocalCluster = "local"
+
+// Config configures a dev platform.
+type Config struct {
+	DataDir     string
+	Listen      string
+	GPUs        int    // simulated GPU count (default 8)
+	GPUModel    string // default H100
+	GPUMemoryGB int    // default 80
+	Logger      *slog.Logger
+	// Process tunes the process runtime (tests shorten backoffs); Dir,
+	// Notify and Logger are filled in.
+	Process process.Config
+	// Heartbeat and Resync shorten the loops for tests.
+	Heartbeat time.Duration
+	Resync    time.Duration
+}
+
+// Platform is a running dev platform.
+type Platform struct {
+	cfg   Config
+	cp    *controlplane.Server
+	nc    *nats.Conn
+	agent *agent.Agent
+
+	closeOnce sync.Once
+}
+
+// New applies defaults; Start runs it.
+func New(cfg Config) (*Platform, error) {
+	if cfg.GPUs == 0 {
+		cfg.GPUs = 8
+	}
+	if cfg.GPUs < 0 || cfg.GPUs > 1024 {
+		return nil, fmt.Errorf("dev: --gpus must be between 1 and 1024, got %d", cfg.GPUs)
+	}
+	if cfg.GPUModel == "" {
+		cfg.GPUModel = "H100"
+	}
+	if cfg.GPUMemoryGB == 0 {
+		cfg.GPUMemoryGB = 80
+	}
+	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &Platform{cfg: cfg, cp: cp}, nil
+}
+
+// Start brings up the control plane, registers the local cluster and starts
+// its agent.
+func (p *Platform) Start(ctx context.Context) error {
+	if err := p.cp.Start(ctx); err != nil {
+		return err
+	}
+	if err := p.cp.RegisterCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster, GroupID: LocalCluster,
+		GroupName: LocalCluster, Region: "local", CloudProvider: "ON-PREM"}); err != nil {
+		p.cp.Close()
+		return err
+	}
+	nc, err := p.cp.ConnectBus("gantry-agent-" + LocalCluster)
+	if err != nil {
+		p.cp.Close()
+		return err
+	}
+	host, _ := os.Hostname()
+	inv := model.Inventory{Nodes: []model.Node{{Name: host, GPUModel: p.cfg.GPUModel, GPUMemoryGB: p.cfg.GPUMemoryGB, GPUs: p.cfg.GPUs}}}
+	a, err := agent.New(agent.Config{
+		ClusterID: LocalCluster, Conn: nc, Inventory: inv, Heartbeat: p.cfg.Heartbeat, Logger: p.cfg.Logger,
+		NewRuntime: func(notify func()) (runtime.Runtime, error) {
+			pc := p.cfg.Process
+			pc.Dir = filepath.Join(p.cfg.DataDir, "agent")
+			pc.Notify = notify
+			pc.Logger = p.cfg.Logger
+			return process.New(pc)
+		},
+	})
+	if err != nil {
+		nc.Close()
+		p.cp.Close()
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		nc.Close()
+		p.cp.Close()
+		return err
+	}
+	p.agent, p.nc = a, nc
+	return nil
+}
+
+// URL is the API base URL.
+func (p *Platform) URL() string { return p.cp.URL() }
+
+// AdminToken is the admin credential.
+func (p *Platform) AdminToken() string { return p.cp.AdminToken() }
+
+// TokenPath is where the admin token is written.
+func (p *Platform) TokenPath() string { return filepath.Join(p.cfg.DataDir, "admin-token") }
+
+// ControlPlane exposes the control plane to tests.
+func (p *Platform) ControlPlane() *controlplane.Server { return p.cp }
+
+// Close stops the agent (and with it every instance), then the control
+// plane. It is safe to call more than once.
+func (p *Platform) Close() error {
+	p.closeOnce.Do(func() {
+		if p.agent != nil {
+			_ = p.agent.Close()
+			p.nc.Close()
+		}
+		_ = p.cp.Close()
+	})
+	return nil
+}

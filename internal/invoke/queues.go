@@ -1,0 +1,56 @@
+package invoke
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/catalog"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/validate"
+	"github.com/gantry-dev/gantry/internal/web"
+)
+
+// queues answers GET /v2/nvcf/queues/functions/{id}[/versions/{vid}] with the
+// depth of each version's work queue: messages waiting plus in flight.
+func (g *Gateway) queues(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	fnID, versionID := r.PathValue("functionId"), r.PathValue("versionId")
+	if err := validate.ID("function id", fnID); err != nil {
+		return err
+	}
+	var entries []catalog.Entry
+	if versionID != "" {
+		if err := validate.ID("version id", versionID); err != nil {
+			return err
+		}
+		if e, ok := g.cfg.Catalog.Lookup(p.Account, fnID, versionID); ok {
+			entries = append(entries, e)
+		}
+	} else {
+		entries = g.cfg.Catalog.Versions(p.Account, fnID)
+	}
+	if len(entries) == 0 {
+		return problem.NotFound("function %s not found", fnID)
+	}
+	out := model.QueueResponse{FunctionID: fnID, Queues: []model.Queue{}}
+	for _, e := range entries {
+		depth := 0
+		c, err := g.cfg.JS.Consumer(r.Context(), bus.InvokeStream, bus.ConsumerName(e.Function.VersionID))
+		if err == nil {
+			info, ierr := c.Info(r.Context())
+			if ierr != nil {
+				return ierr
+			}
+			depth = int(info.NumPending) + info.NumAckPending
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		out.Queues = append(out.Queues, model.Queue{FunctionVersionID: e.Function.VersionID,
+			FunctionName: e.Function.Name, FunctionStatus: e.Status(), QueueDepth: depth})
+	}
+	return web.JSON(w, http.StatusOK, out)
+}
