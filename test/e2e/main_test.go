@@ -1,0 +1,40 @@
+// Package e2e runs Gantry end to end: the whole platform in-process on the
+// real embedded etcd and nats-server (this file's suites), and the built
+// binary as a subprocess driven exactly as the README says (binary_test.go).
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/example/echo"
+)
+
+// helperEnv makes the test binary act as a function process instead of
+// running tests, so tests need no separately built function.
+const helperEnv = "GANTRY_E2E_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "echo":
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		defer stop()
+		if err := echo.Run(ctx, ""); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "exit":
+		fmt.Fprintln(os.Stderr, "boom: bad config")
+		os.Exit(3)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper mode")
+		os.Exit(2)
+	}
+}
