@@ -64,9 +64,7 @@ type Agent struct {
 	failed   map[string]string // instance id -> why it could not start
 	stopping map[string]bool
 	stopped  chan string
-
-	mu       sync.Mutex
-	lastSent []byte
+	lastSent []byte // last report the control plane accepted
 }
 
 // New builds an agent; Start runs it.
@@ -145,6 +143,9 @@ func (a *Agent) run(ctx context.Context) {
 	updates := a.watchDesired(ctx)
 	tick := time.NewTicker(a.cfg.Heartbeat)
 	defer tick.Stop()
+	// Report at once so the cluster is READY for placement without waiting
+	// a heartbeat period.
+	a.report(ctx, true)
 	for {
 		select {
 		case <-ctx.Done():
@@ -380,10 +381,7 @@ func (a *Agent) report(ctx context.Context, always bool) {
 	}
 	sort.Slice(rep.Instances, func(i, j int) bool { return rep.Instances[i].InstanceID < rep.Instances[j].InstanceID })
 	b, _ := json.Marshal(rep)
-	a.mu.Lock()
-	same := string(b) == string(a.lastSent)
-	a.mu.Unlock()
-	if same && !always {
+	if string(b) == string(a.lastSent) && !always {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -398,9 +396,7 @@ func (a *Agent) report(ctx context.Context, always bool) {
 		a.log.Warn("agent: control plane rejected heartbeat", "err", ack["error"])
 		return
 	}
-	a.mu.Lock()
 	a.lastSent = b
-	a.mu.Unlock()
 }
 
 func instanceStatus(s runtime.State) model.InstanceStatus {

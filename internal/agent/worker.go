@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -186,7 +187,8 @@ func errorAnswer(status int, detail string) answer {
 	h.Set("Content-Type", problem.ContentType)
 	h.Set(bus.HeaderStatus, strconv.Itoa(status))
 	h.Set(bus.HeaderError, "1")
-	return answer{header: h, body: mustJSON(b)}
+	body, _ := json.Marshal(b) // a problem.Body always encodes
+	return answer{header: h, body: body}
 }
 
 // answer hands the result to the waiting gateway; if no gateway takes it (the

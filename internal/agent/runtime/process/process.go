@@ -1,0 +1,445 @@
+// Package process runs function instances as child processes of the agent.
+// It is the runtime behind process:// images: a developer, a CI job or a
+// single GPU box gets real instances (own port, GPU env vars, health checks,
+// crash restarts) without a container engine.
+//
+// Each instance gets its own free TCP port on 127.0.0.1, passed as $PORT, so
+// many instances of one function can share a machine. Because of that there
+// is exactly one port per instance: the function's inferencePort and a
+// distinct health port are both mapped onto $PORT, and a function must serve
+// its inference and health endpoints there.
+//
+// Lifecycle of an instance: STARTING until the first healthy probe, then
+// RUNNING. An exit, or three failed probes in a row while RUNNING, restarts
+// it with exponential backoff. After Config.FailureThreshold starts in a row
+// that never became healthy it is ERRORED, and restarts go on with backoff
+// (like Kubernetes' CrashLoopBackOff) so a later healthy start turns it
+// RUNNING again.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+// Defaults for Config fields left zero, and fixed timings.
+const (
+	DefaultBackoffBase      = time.Second
+	DefaultBackoffMax       = 30 * time.Second
+	DefaultFailureThreshold = 3
+	DefaultHealthInterval   = 2 * time.Second
+	DefaultStartupTimeout   = 5 * time.Minute
+
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL, unless
+	// Stop's context ends first.
+	StopGrace = 5 * time.Second
+
+	// startingProbeInterval is the probe period while STARTING: connection
+	// refused costs microseconds, and cold-start latency is what users see.
+	startingProbeInterval = 50 * time.Millisecond
+	// unhealthyThreshold is how many failed probes in a row make a RUNNING
+	// instance be killed and restarted.
+	unhealthyThreshold = 3
+	// defaultProbeTimeout and defaultHealthPath apply when the spec leaves
+	// them unset.
+	defaultProbeTimeout = 5 * time.Second
+	defaultHealthPath   = "/health"
+	// exitWaitDelay bounds how long Wait waits for output pipes held open by
+	// stray grandchildren after the process itself has exited.
+	exitWaitDelay = time.Second
+)
+
+// ErrClosed is returned by Start after Close, so a caller racing shutdown
+// gets an error instead of an instance nobody will stop.
+var ErrClosed = errors.New("process: runtime closed")
+
+// Config configures a Runtime. Zero values take the documented defaults.
+type Config struct {
+	// Dir is the runtime's state directory. Each instance's stdout and
+	// stderr are appended to Dir/instances/<instance id>.log. The runtime
+	// never writes spec.Secrets there itself (a process may print its own
+	// environment, which is its business). Required.
+	Dir string
+	// Notify is called whenever an instance's status changes or an instance
+	// is removed, so the agent can report without polling List. It is called
+	// without any runtime lock held, possibly from several goroutines at
+	// once, and also synchronously from within Start, Stop and Close; so it
+	// must not block or take a lock their caller may hold. A non-blocking
+	// send on a buffered channel is the intended use. May be nil.
+	Notify func()
+	// Logger receives lifecycle events. Nil discards them.
+	Logger *slog.Logger
+	// BackoffBase is the delay before the first restart; it doubles with
+	// each restart that follows a run that was not stable, up to BackoffMax.
+	// The backoff resets once an instance has stayed RUNNING for
+	// 10×BackoffBase (10s by default), long enough to tell a real recovery
+	// from a flap. Default DefaultBackoffBase.
+	BackoffBase time.Duration
+	// BackoffMax caps the restart delay. Default DefaultBackoffMax.
+	BackoffMax time.Duration
+	// FailureThreshold is the number of starts in a row that exit or time
+	// out before ever being healthy after which the instance is ERRORED.
+	// Default DefaultFailureThreshold.
+	FailureThreshold int
+	// HealthInterval is the probe period while RUNNING. While STARTING the
+	// runtime probes every 50ms so readiness is seen quickly.
+	// Default DefaultHealthInterval.
+	HealthInterval time.Duration
+	// StartupTimeout is how long a start may take to become healthy before
+	// it is killed and counted as a failed start. Default DefaultStartupTimeout.
+	StartupTimeout time.Duration
+}
+
+// Runtime runs instances as local processes. Create it with New; it is safe
+// for concurrent use.
+type Runtime struct {
+	cfg    Config
+	log    *slog.Logger
+	logDir string
+	probe  *http.Client
+
+	spawnCh     chan spawnRequest
+	spawnerDone chan struct{}
+	closeDone   chan struct{}
+
+	wg sync.WaitGroup // one per supervisor goroutine
+
+	mu        sync.Mutex
+	closed    bool
+	instances map[string]*instance
+	ports     map[int]string // port -> instance id holding it
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// instance is one supervised process. Fields below mu are guarded by
+// Runtime.mu.
+type instance struct {
+	spec   runtime.Spec
+	cancel context.CancelFunc // starts the stop: the supervisor terminates the process
+	kill   chan struct{}      // closed to cut the stop grace period short
+	once   sync.Once
+	done   chan struct{} // closed when the supervisor has returned
+
+	// guarded by Runtime.mu
+	status runtime.Status
+	pid    int // current process, 0 when none
+	port   int
+}
+
+func (in *instance) killNow() { in.once.Do(func() { close(in.kill) }) }
+
+// spawnRequest asks the spawner goroutine to fork and exec cmd.
+type spawnRequest struct {
+	cmd    *exec.Cmd
+	result chan error
+}
+
+// New returns a Runtime that keeps its state under cfg.Dir.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("process: Config.Dir is required")
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.BackoffMax < cfg.BackoffBase {
+		cfg.BackoffMax = cfg.BackoffBase
+	}
+	if cfg.FailureThreshold <= 0 {
+		cfg.FailureThreshold = DefaultFailureThreshold
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.StartupTimeout <= 0 {
+		cfg.StartupTimeout = DefaultStartupTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logDir := filepath.Join(cfg.Dir, "instances")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, fmt.Errorf("process: create log directory: %w", err)
+	}
+	r := &Runtime{
+		cfg:    cfg,
+		log:    logger.With("runtime", "process"),
+		logDir: logDir,
+		probe: &http.Client{
+			// No keep-alives: a probe should show that the function still
+			// accepts new connections, and no idle connection outlives Close.
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		spawnCh:     make(chan spawnRequest),
+		spawnerDone: make(chan struct{}),
+		closeDone:   make(chan struct{}),
+		instances:   make(map[string]*instance),
+		ports:       make(map[int]string),
+	}
+	go r.spawner()
+	return r, nil
+}
+
+// spawner forks every child from one goroutine locked to one OS thread.
+//
+// Children get Pdeathsig SIGKILL so they die with the agent. Linux sends that
+// signal when the *thread* that forked the child exits, not the process, and
+// Go freely retires idle threads; a child forked from an ordinary goroutine
+// can be killed at a random moment while the agent is fine. Locking this
+// goroutine to its thread and keeping it alive pins the "parent" thread for
+// the runtime's lifetime. It returns only after Close has waited for every
+// child to exit; since it never unlocks, Go then ends the thread, which is
+// harmless with no children left.
+func (r *Runtime) spawner() {
+	defer close(r.spawnerDone)
+	goruntime.LockOSThread()
+	for req := range r.spawnCh {
+		req.result <- req.cmd.Start()
+	}
+}
+
+// spawn starts cmd on the spawner's thread.
+func (r *Runtime) spawn(cmd *exec.Cmd) error {
+	req := spawnRequest{cmd: cmd, result: make(chan error, 1)}
+	r.spawnCh <- req
+	return <-req.result
+}
+
+// Start begins running spec and returns at once; see runtime.Runtime. Only
+// process:// images are accepted. A command that cannot be found is not an
+// error here: the instance shows up ERRORED with the reason.
+func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("process: start %s: %w", spec.InstanceID, err)
+	}
+	if !strings.HasPrefix(spec.Image, model.ProcessImagePrefix) {
+		return fmt.Errorf("process: %w: the process runtime only runs %s images, got %q",
+			runtime.ErrUnsupportedImage, model.ProcessImagePrefix, spec.Image)
+	}
+	if strings.TrimPrefix(spec.Image, model.ProcessImagePrefix) == "" {
+		return fmt.Errorf("process: %w: %q names no command; use %s/abs/path or %sname-on-PATH",
+			runtime.ErrUnsupportedImage, spec.Image, model.ProcessImagePrefix, model.ProcessImagePrefix)
+	}
+	if err := validInstanceID(spec.InstanceID); err != nil {
+		return err
+	}
+	// Own copies, so the caller may reuse its slices and maps.
+	spec.Env = slices.Clone(spec.Env)
+	spec.Secrets = maps.Clone(spec.Secrets)
+	spec.GPUs = slices.Clone(spec.GPUs)
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := r.instances[spec.InstanceID]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	supCtx, cancel := context.WithCancel(context.Background())
+	in := &instance{
+		spec:   spec,
+		cancel: cancel,
+		kill:   make(chan struct{}),
+		done:   make(chan struct{}),
+		status: runtime.Status{InstanceID: spec.InstanceID, State: runtime.StateStarting},
+	}
+	r.instances[spec.InstanceID] = in
+	r.wg.Add(1)
+	go r.supervise(supCtx, in)
+	r.mu.Unlock()
+
+	r.log.Info("instance starting", "instance", spec.InstanceID, "function", spec.FunctionID, "image", spec.Image)
+	r.notify()
+	return nil
+}
+
+// validInstanceID rejects ids that would escape the log directory.
+func validInstanceID(id string) error {
+	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\\\x00") {
+		return fmt.Errorf("process: invalid instance id %q", id)
+	}
+	return nil
+}
+
+// Stop stops an instance and forgets it: SIGTERM to its process group, up to
+// StopGrace (or until ctx ends) for it to exit, then SIGKILL to the group.
+// It returns once the process has exited, which after SIGKILL is prompt.
+// Stopping an unknown instance is a no-op.
+func (r *Runtime) Stop(ctx context.Context, instanceID string) error {
+	r.mu.Lock()
+	in, ok := r.instances[instanceID]
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	in.cancel()
+	select {
+	case <-in.done:
+	case <-ctx.Done():
+		in.killNow()
+		<-in.done
+	}
+
+	r.mu.Lock()
+	removed := r.instances[instanceID] == in
+	if removed {
+		delete(r.instances, instanceID)
+		if in.port != 0 && r.ports[in.port] == instanceID {
+			delete(r.ports, in.port)
+		}
+	}
+	r.mu.Unlock()
+	if removed {
+		r.log.Info("instance stopped", "instance", instanceID)
+		r.notify()
+	}
+	return nil
+}
+
+// List returns a snapshot of every instance's status, sorted by InstanceID.
+func (r *Runtime) List() []runtime.Status {
+	r.mu.Lock()
+	out := make([]runtime.Status, 0, len(r.instances))
+	for _, in := range r.instances {
+		out = append(out, in.status)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b runtime.Status) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	return out
+}
+
+// Close stops every instance concurrently, waits for all of them and for the
+// runtime's goroutines to end, and makes Start fail with ErrClosed. Calling
+// it again waits for the first call to finish and returns nil.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		<-r.closeDone
+		return nil
+	}
+	r.closed = true
+	ids := slices.Collect(maps.Keys(r.instances))
+	r.mu.Unlock()
+
+	// Shutdown order: stop the instances (all at once, so N instances take
+	// one grace period, not N), wait for every supervisor, then end the
+	// spawner — only now that no child is left whose Pdeathsig is tied to
+	// its thread.
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() { _ = r.Stop(context.Background(), id) })
+	}
+	wg.Wait()
+	r.wg.Wait()
+	close(r.spawnCh)
+	<-r.spawnerDone
+	r.probe.CloseIdleConnections()
+	close(r.closeDone)
+	return nil
+}
+
+// notify calls Config.Notify; callers must not hold r.mu.
+func (r *Runtime) notify() {
+	if r.cfg.Notify != nil {
+		r.cfg.Notify()
+	}
+}
+
+// update applies fn to in's status and notifies if anything changed. Updates
+// for an instance being stopped are dropped: it is about to disappear.
+func (r *Runtime) update(ctx context.Context, in *instance, fn func(*runtime.Status)) {
+	r.mu.Lock()
+	if ctx.Err() != nil {
+		r.mu.Unlock()
+		return
+	}
+	old := in.status
+	fn(&in.status)
+	changed := in.status != old
+	r.mu.Unlock()
+	if changed {
+		r.notify()
+	}
+}
+
+// allocPort returns the port for in's next start: its previous port while
+// that is still free, so the endpoint stays stable across restarts, otherwise
+// a new one the kernel picks. Ports held by other instances are never handed
+// out twice, even in the window before a process binds its port.
+func (r *Runtime) allocPort(in *instance) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := in.spec.InstanceID
+	if in.port != 0 && portFree(in.port) {
+		return in.port, nil
+	}
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("process: allocate port: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if owner, taken := r.ports[port]; taken && owner != id {
+			continue
+		}
+		if in.port != 0 && r.ports[in.port] == id {
+			delete(r.ports, in.port)
+		}
+		r.ports[port] = id
+		in.port = port
+		return port, nil
+	}
+	return 0, errors.New("process: allocate port: no free port found")
+}
+
+// portFree reports whether port can be bound on 127.0.0.1 right now.
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(port)))
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return true
+}
+
+// logPath is where an instance's output goes.
+func (r *Runtime) logPath(instanceID string) string {
+	return filepath.Join(r.logDir, instanceID+".log")
+}
+
+// openLog opens an instance's log for appending; one file spans restarts.
+func (r *Runtime) openLog(instanceID string) (*os.File, error) {
+	f, err := os.OpenFile(r.logPath(instanceID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("process: open log: %w", err)
+	}
+	return f, nil
+}

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/internal/dev"
+)
+
+func newDevCmd() *cobra.Command {
+	var (
+		cfg      dev.Config
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole platform on this machine (embedded etcd and NATS, one local agent)",
+		Long: `Run the whole Gantry platform in one process: embedded etcd, embedded NATS with
+JetStream, the control plane, and a local agent that runs functions as
+processes on a simulated GPU inventory. State lives in --data-dir, so stopping
+and starting again brings back functions, deployments and their instances.
+
+The admin token is written to <data-dir>/admin-token (mode 0600); the client
+commands find it there by default.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			putSelfOnPath()
+			began := time.Now()
+			p, err := dev.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := p.Start(cmd.Context()); err != nil {
+				return err
+			}
+			defer p.Close()
+			printDevBanner(cmd, p, cfg, time.Since(began))
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "Stopping: instances first, then the control plane...")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", DefaultDataDir(), "where etcd, NATS, the admin token and instance logs live")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "API address (host:port)")
+	f.IntVar(&cfg.GPUs, "gpus", 8, "number of simulated GPUs")
+	f.StringVar(&cfg.GPUModel, "gpu-model", "H100", "model of the simulated GPUs")
+	f.IntVar(&cfg.GPUMemoryGB, "gpu-memory", 80, "memory of each simulated GPU, in GB")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func printDevBanner(cmd *cobra.Command, p *dev.Platform, cfg dev.Config, took time.Duration) {
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, `Gantry dev is ready (started in %.1fs).
+
+  API:          %s
+  Admin token:  %s  (mode 0600; the gantry CLI reads it from there)
+  GPUs:         %d x %s %dGB, simulated, in cluster %q
+  Data:         %s
+
+Try it, in another shell:
+
+  gantry function create --name echo --image process://gantry --args "example echo" \
+      --inference-url /echo --health-uri /health
+  gantry deploy create <function-id> --gpu %s --wait
+  gantry invoke <function-id> -d '{"hello":"gpu"}'
+
+  curl -X POST %s/v2/nvcf/pexec/functions/<function-id> \
+      -H "Authorization: Bearer $(cat %s)" -d '{"hello":"gpu"}'
+
+Press Ctrl-C to stop.
+`, took.Seconds(), p.URL(), p.TokenPath(), cfg.GPUs, cfg.GPUModel, cfg.GPUMemoryGB, dev.LocalCluster,
+		filepath.Clean(cfg.DataDir), cfg.GPUModel, p.URL(), p.TokenPath())
+}
