@@ -41,15 +41,25 @@ type Agents struct {
 	log  *slog.Logger
 
 	mu   sync.Mutex
-	seen map[string]model.InstanceState // last state written, by instance
+	seen map[string]seenState // last state this replica wrote, by instance
 }
+
+// seenState remembers a write so unchanged heartbeats cost no etcd write.
+// Entries go stale after seenTTL: with several replicas another one may
+// have written since, so a stale entry forces a fresh write.
+type seenState struct {
+	st model.InstanceState
+	at time.Time
+}
+
+const seenTTL = 30 * time.Second
 
 // NewAgents builds the handlers.
 func NewAgents(st AgentStore, keys Opener, log *slog.Logger) *Agents {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Agents{st: st, keys: keys, log: log, seen: map[string]model.InstanceState{}}
+	return &Agents{st: st, keys: keys, log: log, seen: map[string]seenState{}}
 }
 
 // QueueGroup is the NATS queue group of the control plane's agent handlers.
@@ -117,11 +127,14 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 		a.mu.Lock()
 		prev, ok := a.seen[st.InstanceID]
 		a.mu.Unlock()
-		if ok && prev.Status == st.Status && prev.Reason == st.Reason && prev.Restarts == st.Restarts && slices.Equal(prev.GPUs, st.GPUs) {
+		if ok && time.Since(prev.at) < seenTTL && sameState(prev.st, st) {
 			continue
 		}
 		inst, err := a.st.GetInstance(ctx, st.InstanceID)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && inst.ClusterID != clusterID) {
+			a.mu.Lock()
+			delete(a.seen, st.InstanceID)
+			a.mu.Unlock()
 			continue // released or moved; the agent will stop it
 		}
 		if err != nil {
@@ -134,10 +147,14 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 			continue
 		}
 		a.mu.Lock()
-		a.seen[st.InstanceID] = st
+		a.seen[st.InstanceID] = seenState{st: st, at: time.Now()}
 		a.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+func sameState(a, b model.InstanceState) bool {
+	return a.Status == b.Status && a.Reason == b.Reason && a.Restarts == b.Restarts && slices.Equal(a.GPUs, b.GPUs)
 }
 
 // SecretsRequest is what an agent sends to fetch an instance's secrets.
