@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -54,3 +55,26 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 
 // Errorf is a shorthand for building WaitFor conditions.
 func Errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// StartNATS starts an embedded nats-server with JetStream and returns its URL.
+func StartNATS(t testing.TB) string {
+	t.Helper()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Dir: t.TempDir()}, 30*time.Second)
+	if err != nil {
+		t.Fatalf("testutil: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e.URL()
+}
+
+// StartEtcdEndpoint starts an embedded etcd and returns its client URL, for
+// code that connects the way it would to an external cluster.
+func StartEtcdEndpoint(t testing.TB) string {
+	t.Helper()
+	e, err := store.StartEmbedded(t.TempDir(), 30*time.Second)
+	if err != nil {
+		t.Fatalf("testutil: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e.Endpoint()
+}
