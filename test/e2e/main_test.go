@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,6 +31,17 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "env":
+		// Serves /health, and answers any other path with the value of the
+		// environment variable named in the Env-Name header.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {})
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, os.Getenv(r.Header.Get("Env-Name")))
+		})
+		if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
+			os.Exit(1)
+		}
 	case "exit":
 		fmt.Fprintln(os.Stderr, "boom: bad config")
 		os.Exit(3)

@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/dev"
+	"github.com/gantry-dev/gantry/internal/model"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// lockedBuffer collects log output from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSecretsReachInstancesAndNothingElse creates secrets with marker values
+// (at create and through PUT), checks the instance sees them as environment,
+// and then checks that no etcd key or value, no file under the data dir and
+// no log line holds a marker in plaintext.
+func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
+	const created, updated = "marker-created-7f3a9c", "marker-updated-1b2d4e"
+	dir := t.TempDir()
+	var logs lockedBuffer
+	p, err := dev.New(dev.Config{DataDir: dir, Listen: "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Heartbeat: 200 * time.Millisecond, Resync: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := p.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := client.New(p.URL(), p.AdminToken())
+
+	req := selfFunction(t, "secretive", "env")
+	req.Secrets = []model.Secret{{Name: "API_TOKEN", Value: created}}
+	f, err := c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(fmtJSON(f), created) {
+		t.Fatal("create response echoes the secret value")
+	}
+	putReq := newRequest(t, "PUT", p.URL()+"/v2/nvcf/secrets/functions/"+f.ID+"/versions/"+f.VersionID, p.AdminToken())
+	putReq.Body = ioNop(`{"secrets":[{"name":"DB_PASSWORD","value":"` + updated + `"}]}`)
+	resp, err := http.DefaultClient.Do(putReq)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("put secrets: %v %v", err, resp)
+	}
+	pl := &platform{Platform: p, c: c}
+	pl.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1}, model.StatusActive)
+
+	for name, want := range map[string]string{"API_TOKEN": created, "DB_PASSWORD": updated} {
+		r, err := c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID, Header: http.Header{"Env-Name": {name}}})
+		if err != nil || string(r.Body) != want {
+			t.Fatalf("instance env %s = %q (%v), want the secret", name, r.Body, err)
+		}
+	}
+	got, err := c.GetFunction(ctx, f.ID, f.VersionID)
+	if err != nil || strings.Contains(fmtJSON(got), created) || strings.Contains(fmtJSON(got), updated) {
+		t.Fatalf("GET returns a secret value: %v", err)
+	}
+
+	// Every etcd key and value.
+	kvs, err := p.ControlPlane().Store().Client().Get(ctx, "", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs.Kvs) == 0 {
+		t.Fatal("etcd dump is empty; the check would prove nothing")
+	}
+	for _, kv := range kvs.Kvs {
+		for _, m := range []string{created, updated} {
+			if bytes.Contains(kv.Key, []byte(m)) || bytes.Contains(kv.Value, []byte(m)) {
+				t.Fatalf("etcd key %s holds a secret in plaintext", kv.Key)
+			}
+		}
+	}
+	p.Close() // flush etcd and JetStream to disk before reading the files
+	files := 0
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, m := range []string{created, updated} {
+			if bytes.Contains(b, []byte(m)) {
+				t.Errorf("file %s holds a secret in plaintext", path)
+			}
+		}
+		return nil
+	})
+	if err != nil || files < 3 {
+		t.Fatalf("walked %d files: %v", files, err)
+	}
+	l := logs.String()
+	if !strings.Contains(l, f.ID) {
+		t.Fatal("the debug log never mentions the function; the check would prove nothing")
+	}
+	if strings.Contains(l, created) || strings.Contains(l, updated) {
+		t.Fatal("server logs hold a secret in plaintext")
+	}
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func ioNop(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
