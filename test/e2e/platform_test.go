@@ -24,7 +24,7 @@ type platform struct {
 }
 
 // startPlatform runs the whole platform in-process in dir with short loops.
-func startPlatform(t *testing.T, dir string) *platform {
+func startPlatform(t testing.TB, dir string) *platform {
 	t.Helper()
 	p, err := dev.New(dev.Config{
 		DataDir: dir, Listen: "127.0.0.1:0",
@@ -45,7 +45,7 @@ func startPlatform(t *testing.T, dir string) *platform {
 	return &platform{Platform: p, c: client.New(p.URL(), p.AdminToken())}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Helper()
@@ -54,7 +54,7 @@ func (w testWriter) Write(b []byte) (int, error) {
 }
 
 // selfImage runs this test binary as a function in the given helper mode.
-func selfFunction(t *testing.T, name, mode string) model.CreateFunctionRequest {
+func selfFunction(t testing.TB, name, mode string) model.CreateFunctionRequest {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
