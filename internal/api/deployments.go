@@ -104,14 +104,20 @@ func (a *API) getDeploymentByID(w http.ResponseWriter, r *http.Request, p auth.P
 	if err != nil {
 		return err
 	}
-	d, err := a.st.GetDeploymentByID(r.Context(), ids[0])
-	if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
-		return problem.NotFound("deployment %s not found", ids[0])
-	}
+	d, err := a.ownDeploymentByID(r.Context(), p, ids[0])
 	if err != nil {
 		return err
 	}
 	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+// ownDeploymentByID reads a deployment of the caller's account by its id.
+func (a *API) ownDeploymentByID(ctx context.Context, p auth.Principal, id string) (model.Deployment, error) {
+	d, err := a.st.GetDeploymentByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
+		return d, problem.NotFound("deployment %s not found", id)
+	}
+	return d, err
 }
 
 func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -141,11 +147,7 @@ func (a *API) patchGPUSpec(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return err
 	}
 	return a.modify(w, r.Context(), func() (model.Deployment, error) {
-		d, err := a.st.GetDeploymentByID(r.Context(), ids[0])
-		if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
-			return d, problem.NotFound("deployment %s not found", ids[0])
-		}
-		return d, err
+		return a.ownDeploymentByID(r.Context(), p, ids[0])
 	}, func(d *model.Deployment) error {
 		for i, s := range d.Specs {
 			if s.ID == ids[1] {

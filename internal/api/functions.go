@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -234,24 +235,31 @@ func (a *API) putMetadata(w http.ResponseWriter, r *http.Request, p auth.Princip
 	if err := validate.Metadata(&req); err != nil {
 		return err
 	}
+	f, err := a.updateVersion(r.Context(), p, ids[0], ids[1], func(f *model.Function) { f.Tags = req.Tags })
+	if err != nil {
+		return err
+	}
+	fs, err := a.withStatus(r.Context(), []model.Function{f})
+	if err != nil {
+		return err
+	}
+	return web.JSON(w, http.StatusOK, model.FunctionResponse{Function: fs[0]})
+}
+
+// updateVersion applies change to a freshly read version of the caller's
+// account and writes it, retrying when a concurrent writer got there first.
+func (a *API) updateVersion(ctx context.Context, p auth.Principal, fnID, versionID string, change func(*model.Function)) (model.Function, error) {
 	for attempt := 0; ; attempt++ {
-		f, err := a.ownVersion(r.Context(), p, ids[0], ids[1])
+		f, err := a.ownVersion(ctx, p, fnID, versionID)
 		if err != nil {
-			return err
+			return f, err
 		}
-		f.Tags = req.Tags
-		err = a.st.UpdateFunction(r.Context(), &f)
-		if errors.Is(err, store.ErrConflict) && attempt < 3 {
+		change(&f)
+		err = a.st.UpdateFunction(ctx, &f)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		fs, err := a.withStatus(r.Context(), []model.Function{f})
-		if err != nil {
-			return err
-		}
-		return web.JSON(w, http.StatusOK, model.FunctionResponse{Function: fs[0]})
+		return f, err
 	}
 }
 
@@ -279,27 +287,15 @@ func (a *API) putSecrets(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return err
 	}
 	// Record the names on the version so instances learn about new secrets.
-	for attempt := 0; ; attempt++ {
-		names := map[string]bool{}
-		for _, n := range f.Secrets {
-			names[n] = true
-		}
+	_, err = a.updateVersion(r.Context(), p, f.ID, f.VersionID, func(f *model.Function) {
 		for _, s := range req.Secrets {
-			if !names[s.Name] {
+			if !slices.Contains(f.Secrets, s.Name) {
 				f.Secrets = append(f.Secrets, s.Name)
 			}
 		}
-		err := a.st.UpdateFunction(r.Context(), &f)
-		if errors.Is(err, store.ErrConflict) && attempt < 3 {
-			if f, err = a.ownVersion(r.Context(), p, ids[0], ids[1]); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		break
+	})
+	if err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
