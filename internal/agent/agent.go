@@ -429,7 +429,24 @@ func (a *Agent) shutdown() {
 		case id := <-a.stopped:
 			delete(a.stopping, id)
 		case <-time.After(35 * time.Second):
-			return
+			a.stopping = map[string]bool{}
 		}
+	}
+	a.reportStopped()
+}
+
+// reportStopped tells the control plane that every instance is gone, so that
+// nobody sees a stale RUNNING until the agent is back.
+func (a *Agent) reportStopped() {
+	rep := model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory}
+	for id := range a.want {
+		rep.Instances = append(rep.Instances, model.InstanceState{InstanceID: id, ClusterID: a.cfg.ClusterID,
+			Status: model.InstanceTerminated, Reason: "agent stopped"})
+	}
+	b, _ := json.Marshal(rep)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := a.cfg.Conn.RequestWithContext(ctx, bus.ReportSubject(a.cfg.ClusterID), b); err != nil {
+		a.log.Warn("agent: final report not delivered", "err", err)
 	}
 }

@@ -156,13 +156,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	api.New(api.Config{Store: s.st, Sealer: keys, Auth: authn, Logger: s.log}).Register(mux)
 	s.gateway.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.Handle("/", web.NotFoundHandler())
 	s.listener, err = net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
 	}
 	s.http = &http.Server{
-		Handler:           s.gateway.HostRouting(mux),
+		Handler:           s.gateway.HostRouting(web.ProblemFallback(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

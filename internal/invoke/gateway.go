@@ -177,6 +177,10 @@ func (g *Gateway) pexec(w http.ResponseWriter, r *http.Request, p auth.Principal
 			return err
 		}
 	}
+	poll, err := validate.PollSeconds(r.Header.Get("NVCF-POLL-SECONDS"), g.cfg.DefaultPollSeconds)
+	if err != nil {
+		return err
+	}
 	e, err := g.target(p, fnID, versionID)
 	if err != nil {
 		return err
@@ -185,16 +189,20 @@ func (g *Gateway) pexec(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if r.URL.RawQuery != "" {
 		path += "?" + r.URL.RawQuery
 	}
-	return g.invoke(w, r, p, e, http.MethodPost, path)
+	return g.invoke(w, r, p, e, http.MethodPost, path, poll)
 }
 
 func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	fnID, versionID, _ := ParseInvocationHost(r.Host)
+	poll, err := validate.PollSeconds(r.Header.Get("NVCF-POLL-SECONDS"), g.cfg.DefaultPollSeconds)
+	if err != nil {
+		return err
+	}
 	e, err := g.target(p, fnID, versionID)
 	if err != nil {
 		return err
 	}
-	return g.invoke(w, r, p, e, r.Method, r.URL.RequestURI())
+	return g.invoke(w, r, p, e, r.Method, r.URL.RequestURI(), poll)
 }
 
 // target resolves the version to invoke and checks that it can take work.
@@ -252,11 +260,10 @@ func stripped(name string) bool {
 	return hopHeaders[name] || strings.HasPrefix(name, "Gantry-") || strings.HasPrefix(name, "Nvcf-")
 }
 
-func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string) error {
-	poll, err := validate.PollSeconds(r.Header.Get("NVCF-POLL-SECONDS"), g.cfg.DefaultPollSeconds)
-	if err != nil {
-		return err
-	}
+// invoke enqueues one call and answers with the result or a 202. Callers
+// validate the request (ids, poll window) before resolving the function, so
+// a malformed request is a 400 whatever the function's state.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, poll int) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bus.MaxRequestBody))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {

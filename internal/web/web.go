@@ -108,9 +108,34 @@ func JSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-// NotFoundHandler answers unknown routes with a problem body.
-func NotFoundHandler() http.Handler {
+// ProblemFallback serves mux, turning its own plain-text answers for requests
+// no route takes (404, or 405 with the Allow header when the path exists
+// with other methods) into problem bodies.
+func ProblemFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{h: http.Header{}}
+		mux.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header()["Allow"] = rec.h["Allow"]
+			problem.Write(w, r, "", problem.Errorf(http.StatusMethodNotAllowed,
+				"%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, rec.h.Get("Allow")))
+			return
+		}
 		problem.Write(w, r, "", problem.NotFound("no route %s %s; see docs/api.md for the endpoints Gantry serves", r.Method, r.URL.Path))
 	})
 }
+
+// headerRecorder captures the status and headers of the mux's fallback
+// answer and discards its body.
+type headerRecorder struct {
+	h      http.Header
+	status int
+}
+
+func (r *headerRecorder) Header() http.Header         { return r.h }
+func (r *headerRecorder) WriteHeader(code int)        { r.status = code }
+func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
