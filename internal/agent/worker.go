@@ -27,7 +27,7 @@ import (
 // It runs exactly maxRequestConcurrency slots; each slot pulls one message,
 // forwards it to the instance and answers, so the function never sees more
 // concurrent requests than the deployment allows, and idle instances of the
-// same version compete fairly for queued work.
+// same version compete fairly for queued work (nothing is prefetched).
 type worker struct {
 	inst     model.DesiredInstance
 	endpoint string
@@ -58,8 +58,7 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn, 
 	inst model.DesiredInstance, endpoint string, log *slog.Logger) (*worker, error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
-	cons, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst))
-	if err != nil {
+	if _, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst)); err != nil {
 		return nil, fmt.Errorf("agent: work queue consumer for %s: %w", inst.FunctionVersionID, err)
 	}
 	ctx, cancel := context.WithCancel(parent)
@@ -76,8 +75,13 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn, 
 		}},
 	}
 	for i := 0; i < slots; i++ {
+		p, err := newPuller(nc, bus.InvokeStream, bus.ConsumerName(inst.FunctionVersionID))
+		if err != nil {
+			w.stop()
+			return nil, err
+		}
 		w.wg.Add(1)
-		go w.slot(ctx, cons)
+		go w.slot(ctx, p)
 	}
 	return w, nil
 }
@@ -89,14 +93,13 @@ func (w *worker) stop() {
 	w.client.CloseIdleConnections()
 }
 
-func (w *worker) slot(ctx context.Context, cons jetstream.Consumer) {
+func (w *worker) slot(ctx context.Context, p *puller) {
 	defer w.wg.Done()
+	defer p.close()
 	for ctx.Err() == nil {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(pctx))
-		cancel()
+		msg, err := p.next(ctx)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			if ctx.Err() != nil || errors.Is(err, errNoMessage) {
 				continue
 			}
 			w.log.Warn("agent: pulling work failed; retrying", "err", err)
@@ -111,28 +114,37 @@ func (w *worker) slot(ctx context.Context, cons jetstream.Consumer) {
 }
 
 // handle forwards one request to the instance and delivers the answer.
-func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
-	hdr := msg.Headers()
+func (w *worker) handle(ctx context.Context, msg *nats.Msg) {
+	hdr := msg.Header
 	reqID := hdr.Get(bus.HeaderReqID)
 
-	// Keep the message ours while the function works on it.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	// Keep the message ours while the function works on it: every 10s tell
+	// JetStream we are still on it. A timer costs the typical short request
+	// nothing; finished stops a callback already under way from re-arming.
+	var (
+		mu       sync.Mutex
+		keep     *time.Timer
+		finished bool
+	)
+	mu.Lock()
+	keep = time.AfterFunc(10*time.Second, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !finished {
+			_ = inProgress(msg)
+			keep.Reset(10 * time.Second)
 		}
+	})
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		finished = true
+		keep.Stop()
+		mu.Unlock()
 	}()
 
 	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), hdr.Get(bus.HeaderMethod),
-		w.endpoint+hdr.Get(bus.HeaderPath), bytes.NewReader(msg.Data()))
+		w.endpoint+hdr.Get(bus.HeaderPath), bytes.NewReader(msg.Data))
 	if err != nil {
 		w.answer(msg, reqID, errorAnswer(http.StatusBadRequest, "the request cannot be forwarded: "+err.Error()))
 		return
@@ -143,14 +155,14 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg) {
 			req.Header[k] = vs
 		}
 	}
-	req.ContentLength = int64(len(msg.Data()))
+	req.ContentLength = int64(len(msg.Data))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			// Nothing reached the function: another instance, or this one
 			// after its restart, can take the request safely.
-			_ = msg.NakWithDelay(time.Second)
+			_ = nakAfter(msg, time.Second)
 			return
 		}
 		w.answer(msg, reqID, errorAnswer(http.StatusBadGateway, "the function instance failed while handling the request: "+err.Error()))
@@ -194,8 +206,8 @@ func errorAnswer(status int, detail string) answer {
 // answer hands the result to the waiting gateway; if no gateway takes it (the
 // caller got a 202, or the gateway restarted) it goes to the results bucket
 // for polling. Only then is the work message acknowledged.
-func (w *worker) answer(msg jetstream.Msg, reqID string, a answer) {
-	hdr := msg.Headers()
+func (w *worker) answer(msg *nats.Msg, reqID string, a answer) {
+	hdr := msg.Header
 	reply := nats.NewMsg(hdr.Get(bus.HeaderReply))
 	reply.Header = a.header
 	reply.Data = a.body
@@ -212,9 +224,9 @@ func (w *worker) answer(msg jetstream.Msg, reqID string, a answer) {
 		cancel()
 		if err != nil {
 			w.log.Error("agent: could not store result; the request will be retried", "requestId", reqID, "err", err)
-			_ = msg.Nak()
+			_ = nakAfter(msg, 0)
 			return
 		}
 	}
-	_ = msg.Ack()
+	_ = ack(msg)
 }
