@@ -181,7 +181,7 @@ func deployEcho(ctx context.Context, api *client.Client, exe string, maxConcurre
 	if err != nil {
 		return "", fmt.Errorf("bench: create the echo function: %w", err)
 	}
-	spec := model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: maxConcurrency}
+	spec := model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(maxConcurrency)}
 	if _, err := api.CreateDeployment(ctx, fn.ID, fn.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{spec}}); err != nil {
 		return "", fmt.Errorf("bench: deploy the echo function: %w", err)
 	}

@@ -61,17 +61,19 @@ func (o *deploySpecOptions) addFlags(cmd *cobra.Command) {
 // spec builds a GPU specification from the flags alone.
 func (o *deploySpecOptions) spec(cmd *cobra.Command) model.GPUSpec {
 	s := model.GPUSpec{
-		GPU:                   o.gpu,
-		InstanceType:          o.instanceType,
-		MinInstances:          o.min,
-		MaxInstances:          max(o.min, 1),
-		MaxRequestConcurrency: o.concurrency,
-		Backend:               o.backend,
-		Clusters:              o.clusters,
-		Regions:               o.regions,
+		GPU:          o.gpu,
+		InstanceType: o.instanceType,
+		MinInstances: o.min,
+		MaxInstances: max(o.min, 1),
+		Backend:      o.backend,
+		Clusters:     o.clusters,
+		Regions:      o.regions,
 	}
 	if cmd.Flags().Changed("max") {
 		s.MaxInstances = o.max
+	}
+	if cmd.Flags().Changed("concurrency") {
+		s.MaxRequestConcurrency = model.Int(o.concurrency)
 	}
 	return s
 }
@@ -95,7 +97,7 @@ func (o *deploySpecOptions) apply(cmd *cobra.Command, s model.GPUSpec) model.GPU
 		s.MaxInstances = s.MinInstances
 	}
 	if changed("concurrency") {
-		s.MaxRequestConcurrency = o.concurrency
+		s.MaxRequestConcurrency = model.Int(o.concurrency)
 	}
 	if changed("backend") {
 		s.Backend = o.backend

@@ -38,7 +38,7 @@ func TestDeployCreate(t *testing.T) {
 				"--min", "2", "--max", "5", "--concurrency", "8", "--backend", "local", "--cluster", "c1", "--cluster", "c2,c3", "--region", "eu"},
 			wantPath: "/v2/nvcf/deployments/functions/fn-1/versions/v-old",
 			want: []model.GPUSpec{{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_2x", MinInstances: 2, MaxInstances: 5,
-				MaxRequestConcurrency: 8, Backend: "local", Clusters: []string{"c1", "c2", "c3"}, Regions: []string{"eu"}}},
+				MaxRequestConcurrency: model.Int(8), Backend: "local", Clusters: []string{"c1", "c2", "c3"}, Regions: []string{"eu"}}},
 			notErr: []string{"Using version"},
 		},
 		{

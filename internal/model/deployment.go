@@ -31,7 +31,7 @@ type GPUSpec struct {
 	InstanceType          string          `json:"instanceType,omitempty"`
 	MinInstances          int             `json:"minInstances"`
 	MaxInstances          int             `json:"maxInstances"`
-	MaxRequestConcurrency int             `json:"maxRequestConcurrency,omitempty"`
+	MaxRequestConcurrency *int            `json:"maxRequestConcurrency,omitempty"` // nil: the default
 	Backend               string          `json:"backend,omitempty"`
 	Clusters              []string        `json:"clusters,omitempty"`
 	Regions               []string        `json:"regions,omitempty"`
@@ -45,11 +45,15 @@ const DefaultMaxRequestConcurrency = 1
 
 // Concurrency returns the spec's request concurrency with the default applied.
 func (s GPUSpec) Concurrency() int {
-	if s.MaxRequestConcurrency <= 0 {
+	if s.MaxRequestConcurrency == nil || *s.MaxRequestConcurrency <= 0 {
 		return DefaultMaxRequestConcurrency
 	}
-	return s.MaxRequestConcurrency
+	return *s.MaxRequestConcurrency
 }
+
+// Int returns a pointer to v, for optional integer fields such as
+// maxRequestConcurrency, where an explicit value must differ from "not set".
+func Int(v int) *int { return &v }
 
 // HealthInfo explains why part of a deployment is not healthy, for example an
 // instance that cannot be placed or one that keeps crashing.

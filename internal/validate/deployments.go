@@ -76,8 +76,11 @@ func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, 
 	if p.MaxInstances != nil {
 		out.MaxInstances = *p.MaxInstances
 	}
+	if current.MaxRequestConcurrency != nil {
+		out.MaxRequestConcurrency = model.Int(*current.MaxRequestConcurrency)
+	}
 	if p.MaxRequestConcurrency != nil {
-		out.MaxRequestConcurrency = *p.MaxRequestConcurrency
+		out.MaxRequestConcurrency = model.Int(*p.MaxRequestConcurrency)
 	}
 	hint := ""
 	if p.MaxInstances == nil {
@@ -138,9 +141,9 @@ func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) 
 		p.addf("%smaxInstances %d is less than minInstances %d: maxInstances must be at least minInstances%s",
 			prefix, s.MaxInstances, s.MinInstances, minMaxHint)
 	}
-	if c := s.MaxRequestConcurrency; c < 0 || c > MaxRequestConcurrency {
+	if c := s.MaxRequestConcurrency; c != nil && (*c < 1 || *c > MaxRequestConcurrency) {
 		p.addf("%smaxRequestConcurrency %d is invalid: use 1-%d, or leave it out for the default of %d",
-			prefix, c, MaxRequestConcurrency, model.DefaultMaxRequestConcurrency)
+			prefix, *c, MaxRequestConcurrency, model.DefaultMaxRequestConcurrency)
 	}
 	for _, l := range []struct {
 		field string

@@ -15,7 +15,7 @@ func validSpec() model.GPUSpec {
 		InstanceType:          "ON-PREM.GPU.H100_2x",
 		MinInstances:          1,
 		MaxInstances:          2,
-		MaxRequestConcurrency: 8,
+		MaxRequestConcurrency: model.Int(8),
 		Backend:               "lab",
 		Clusters:              []string{"c1"},
 		Regions:               []string{"eu"},
@@ -53,8 +53,8 @@ func TestDeploymentValid(t *testing.T) {
 		{"instances at the cap", func(r *model.DeploymentRequest) {
 			r.Specs[0].MinInstances, r.Specs[0].MaxInstances = MaxSpecInstances, MaxSpecInstances
 		}},
-		{"concurrency default", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 0 }},
-		{"concurrency at the cap", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 16384 }},
+		{"concurrency default", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = nil }},
+		{"concurrency at the cap", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = model.Int(16384) }},
 		{"same gpu, different backend", func(r *model.DeploymentRequest) {
 			r.Specs[1] = validSpec()
 			r.Specs[1].Backend = "other"
@@ -109,9 +109,9 @@ func TestDeploymentRules(t *testing.T) {
 			"deploymentSpecifications[0].maxInstances 2 is less than minInstances 3: maxInstances must be at least minInstances"},
 		{"maxInstances over the cap", func(r *model.DeploymentRequest) { r.Specs[0].MaxInstances = 5000 },
 			"deploymentSpecifications[0].maxInstances 5000 is invalid: at most 1024"},
-		{"concurrency negative", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = -1 },
+		{"concurrency negative", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = model.Int(-1) },
 			"deploymentSpecifications[0].maxRequestConcurrency -1 is invalid: use 1-16384, or leave it out for the default of 1"},
-		{"concurrency too big", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = 16385 },
+		{"concurrency too big", func(r *model.DeploymentRequest) { r.Specs[0].MaxRequestConcurrency = model.Int(16385) },
 			"deploymentSpecifications[0].maxRequestConcurrency 16385 is invalid"},
 		{"empty cluster", func(r *model.DeploymentRequest) { r.Specs[0].Clusters = []string{"a", ""} },
 			"deploymentSpecifications[0].clusters[1] is empty"},
@@ -165,8 +165,8 @@ func TestGPUSpecPatch(t *testing.T) {
 		{"max only", &model.GPUSpecPatch{MaxInstances: n(10)}, func(s *model.GPUSpec) { s.MaxInstances = 10 }, ""},
 		{"both", &model.GPUSpecPatch{MinInstances: n(5), MaxInstances: n(6)},
 			func(s *model.GPUSpec) { s.MinInstances, s.MaxInstances = 5, 6 }, ""},
-		{"concurrency", &model.GPUSpecPatch{MaxRequestConcurrency: n(64)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = 64 }, ""},
-		{"concurrency back to default", &model.GPUSpecPatch{MaxRequestConcurrency: n(0)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = 0 }, ""},
+		{"concurrency", &model.GPUSpecPatch{MaxRequestConcurrency: n(64)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = model.Int(64) }, ""},
+		{"concurrency zero", &model.GPUSpecPatch{MaxRequestConcurrency: n(0)}, nil, "maxRequestConcurrency 0 is invalid: use 1-16384"},
 		{"nil patch", nil, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
 		{"empty patch", &model.GPUSpecPatch{}, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
 		{"min above current max", &model.GPUSpecPatch{MinInstances: n(5)}, nil,

@@ -98,8 +98,10 @@ func FuzzGPUSpecPatch(f *testing.F) {
 			return
 		}
 		cur := model.GPUSpec{ID: "spec-1", GPU: "H100", InstanceType: "ON-PREM.GPU.H100_1x",
-			MinInstances: curMin, MaxInstances: curMax, MaxRequestConcurrency: curConc,
-			Backend: "lab", Clusters: []string{"c1"}}
+			MinInstances: curMin, MaxInstances: curMax, Backend: "lab", Clusters: []string{"c1"}}
+		if curConc != 0 { // 0 stands for "not set"
+			cur.MaxRequestConcurrency = model.Int(curConc)
+		}
 		got, err := GPUSpecPatch(&p, cur)
 		wantClientError(t, err)
 		if cur.Clusters[0] != "c1" || cur.MinInstances != curMin || cur.MaxInstances != curMax {
@@ -117,7 +119,7 @@ func FuzzGPUSpecPatch(f *testing.F) {
 			want.MaxInstances = *p.MaxInstances
 		}
 		if p.MaxRequestConcurrency != nil {
-			want.MaxRequestConcurrency = *p.MaxRequestConcurrency
+			want.MaxRequestConcurrency = model.Int(*p.MaxRequestConcurrency)
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("GPUSpecPatch = %+v, want %+v", got, want)
@@ -174,7 +176,7 @@ func FuzzPollSeconds(f *testing.F) {
 func checkSpecInvariants(t *testing.T, what string, s model.GPUSpec) {
 	t.Helper()
 	if s.GPU == "" || s.MinInstances < 0 || s.MaxInstances <= 0 || s.MaxInstances < s.MinInstances ||
-		s.MaxInstances > MaxSpecInstances || s.MaxRequestConcurrency < 0 || s.MaxRequestConcurrency > MaxRequestConcurrency {
+		s.MaxInstances > MaxSpecInstances || (s.MaxRequestConcurrency != nil && (*s.MaxRequestConcurrency < 1 || *s.MaxRequestConcurrency > MaxRequestConcurrency)) {
 		t.Fatalf("%s passed validation but breaks the rules: %+v", what, s)
 	}
 	if s.InstanceType != "" {

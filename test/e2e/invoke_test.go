@@ -38,7 +38,7 @@ func TestCoreFlow(t *testing.T) {
 	if f.Status != model.StatusInactive {
 		t.Fatalf("new function status %s, want INACTIVE", f.Status)
 	}
-	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: 4}, model.StatusActive)
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(4)}, model.StatusActive)
 
 	t.Run("pexec returns the function's answer and NVCF headers", func(t *testing.T) {
 		resp, err := p.c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID, Body: strings.NewReader(`{"hello":"gpu"}`),
@@ -177,7 +177,7 @@ func TestConcurrencyLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: 4}, model.StatusActive)
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(4)}, model.StatusActive)
 	const calls = 100
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -37,7 +37,7 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2, MaxRequestConcurrency: 2}
+	spec := model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2, MaxRequestConcurrency: model.Int(2)}
 	before := p.deploy(t, alpha2, spec, model.StatusActive)
 	running := waitRunning(t, p, alpha2, 2, time.Time{})
 	invokeOK(t, p, alpha2, "before restart")
