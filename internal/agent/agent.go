@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +57,9 @@ type Agent struct {
 	ready  chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	err    error // why the agent stopped on its own; read after done
+
+	failed1 sync.Once
 
 	// Owned by the run loop.
 	want     map[string]model.DesiredInstance
@@ -105,6 +109,24 @@ func (a *Agent) notify() {
 	}
 }
 
+// Done is closed when the agent has stopped, by Close or on its own.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Err says why the agent stopped on its own (nil after Close). Read it after
+// Done is closed.
+func (a *Agent) Err() error { return a.err }
+
+// fail stops the agent for good with err: every instance is stopped (the
+// control plane no longer wants them) and Done closes.
+func (a *Agent) fail(err error) {
+	a.failed1.Do(func() {
+		a.log.Error(err.Error())
+		a.err = err
+		a.want = map[string]model.DesiredInstance{}
+		a.cancel()
+	})
+}
+
 // Ready is closed once the agent has applied its first desired state.
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
@@ -136,6 +158,12 @@ func (a *Agent) Close() error {
 	a.cancel()
 	<-a.done
 	return nil
+}
+
+// Wait blocks until the agent stops and returns Err.
+func (a *Agent) Wait() error {
+	<-a.done
+	return a.err
 }
 
 func (a *Agent) run(ctx context.Context) {
@@ -365,7 +393,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 // report sends the heartbeat. Unchanged reports are sent only on the
 // heartbeat tick.
 func (a *Agent) report(ctx context.Context, always bool) {
-	rep := model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory}
+	rep := a.newReport()
 	for _, st := range a.rt.List() {
 		if _, wanted := a.want[st.InstanceID]; !wanted {
 			continue
@@ -393,10 +421,19 @@ func (a *Agent) report(ctx context.Context, always bool) {
 	}
 	var ack map[string]string
 	if json.Unmarshal(resp.Data, &ack) == nil && ack["error"] != "" {
+		if strings.Contains(ack["error"], "is not registered") {
+			a.fail(fmt.Errorf("agent: cluster %s is no longer registered (was it deleted?), so its instances were stopped; register it again with `gantry cluster register` and start the agent with the new token", a.cfg.ClusterID))
+			return
+		}
 		a.log.Warn("agent: control plane rejected heartbeat", "err", ack["error"])
 		return
 	}
 	a.lastSent = b
+}
+
+func (a *Agent) newReport() model.AgentReport {
+	return model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory,
+		HeartbeatSeconds: int(a.cfg.Heartbeat.Round(time.Second) / time.Second)}
 }
 
 func instanceStatus(s runtime.State) model.InstanceStatus {
@@ -438,7 +475,7 @@ func (a *Agent) shutdown() {
 // reportStopped tells the control plane that every instance is gone, so that
 // nobody sees a stale RUNNING until the agent is back.
 func (a *Agent) reportStopped() {
-	rep := model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory}
+	rep := a.newReport()
 	for id := range a.want {
 		rep.Instances = append(rep.Instances, model.InstanceState{InstanceID: id, ClusterID: a.cfg.ClusterID,
 			Status: model.InstanceTerminated, Reason: "agent stopped"})

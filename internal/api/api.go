@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/model"
@@ -40,6 +41,8 @@ type Store interface {
 	ListInstances(ctx context.Context) ([]model.Instance, error)
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
 	ListClusters(ctx context.Context) ([]model.Cluster, error)
+	GetCluster(ctx context.Context, id string) (model.Cluster, error)
+	UpdateCluster(ctx context.Context, c *model.Cluster) error
 }
 
 // Sealer encrypts secret values before they are stored.
@@ -48,20 +51,33 @@ type Sealer interface {
 	KeyID() string
 }
 
+// Registry registers clusters and issues agent credentials.
+type Registry interface {
+	Register(ctx context.Context, c model.Cluster) (model.Cluster, string, time.Time, error)
+	Deregister(ctx context.Context, clusterID string) error
+	Exchange(ctx context.Context, bootstrap string) (model.AgentCredential, error)
+	Renew(ctx context.Context, credential string) (model.AgentCredential, error)
+}
+
 // Config wires the API.
 type Config struct {
-	Store  Store
-	Sealer Sealer
-	Auth   auth.Authenticator
-	Logger *slog.Logger
+	Store    Store
+	Sealer   Sealer
+	Registry Registry
+	Auth     auth.Authenticator
+	// NATSURL is what agents are told to connect to.
+	NATSURL string
+	Logger  *slog.Logger
 }
 
 // API is the management API.
 type API struct {
-	st    Store
-	seal  Sealer
-	guard web.Guard
-	log   *slog.Logger
+	st      Store
+	seal    Sealer
+	reg     Registry
+	natsURL string
+	guard   web.Guard
+	log     *slog.Logger
 }
 
 // New builds the API.
@@ -70,7 +86,8 @@ func New(cfg Config) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &API{st: cfg.Store, seal: cfg.Sealer, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
+	return &API{st: cfg.Store, seal: cfg.Sealer, reg: cfg.Registry, natsURL: cfg.NATSURL,
+		guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
 }
 
 // maxBody bounds management request bodies; function definitions with their
@@ -97,6 +114,16 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("DELETE /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.deleteDeployment)
 	route("GET /v2/nvcf/deployments/{deploymentId}", auth.ScopeDeployFunction, a.getDeploymentByID)
 	route("PATCH /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId}", auth.ScopeDeployFunction, a.patchGPUSpec)
+
+	route("POST /v1/accounts/{ncaId}/clusters", auth.ScopeClusterManagement, a.registerCluster)
+	route("GET /v1/accounts/{ncaId}/clusters", auth.ScopeClusterManagement, a.listClusters)
+	route("GET /v1/accounts/{ncaId}/clusters/{clusterId}", auth.ScopeClusterManagement, a.getCluster)
+	route("PUT /v1/accounts/{ncaId}/clusters/{clusterId}", auth.ScopeClusterManagement, a.updateCluster)
+	route("DELETE /v1/accounts/{ncaId}/clusters/{clusterId}", auth.ScopeClusterManagement, a.deleteCluster)
+	route("POST /v1/accounts/{ncaId}/clusters/{clusterId}/cordon", auth.ScopeClusterManagement, a.cordonCluster)
+	route("POST /v1/accounts/{ncaId}/clusters/{clusterId}/uncordon", auth.ScopeClusterManagement, a.uncordonCluster)
+	route("POST /v1/accounts/{ncaId}/clusters/{clusterId}/drain", auth.ScopeClusterManagement, a.drainCluster)
+	mux.Handle("POST /v1/gantry/agents/credentials", web.Unguarded(a.log, a.agentCredential))
 
 	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)

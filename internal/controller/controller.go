@@ -35,6 +35,7 @@ type Store interface {
 	CreateInstance(ctx context.Context, inst *model.Instance) error
 	UpdateInstance(ctx context.Context, inst *model.Instance) error
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
+	UpdateCluster(ctx context.Context, c *model.Cluster) error
 	Notify(ctx context.Context, sub string) <-chan struct{}
 }
 
@@ -47,7 +48,13 @@ type Publisher interface {
 type Config struct {
 	// Resync is how often a pass runs even without notifications.
 	Resync time.Duration
+	// Grace is how long a cluster may stay NOT_READY before its instances
+	// are placed elsewhere (default 30s). A cluster is NOT_READY after
+	// three missed heartbeats.
+	Grace  time.Duration
 	Logger *slog.Logger
+	// Now is the clock (tests move it); default time.Now.
+	Now func() time.Time
 }
 
 // Controller reconciles deployments.
@@ -63,6 +70,12 @@ type Controller struct {
 func New(st Store, pub Publisher, cfg Config) *Controller {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 5 * time.Second
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -95,6 +108,7 @@ type world struct {
 	functions   map[string]model.Function   // by version id
 	instances   []model.Instance
 	states      map[string]model.InstanceState
+	clusters    map[string]model.Cluster
 }
 
 func (c *Controller) read(ctx context.Context) (*world, error) {
@@ -114,11 +128,19 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
+	clusters, err := c.st.ListClusters(ctx)
+	if err != nil {
+		return nil, err
+	}
 	w := &world{
 		deployments: make(map[string]model.Deployment, len(deps)),
 		functions:   make(map[string]model.Function, len(fns)),
 		instances:   insts,
 		states:      states,
+		clusters:    make(map[string]model.Cluster, len(clusters)),
+	}
+	for _, cl := range clusters {
+		w.clusters[cl.ID] = cl
 	}
 	for _, d := range deps {
 		w.deployments[d.FunctionVersionID] = d
@@ -136,6 +158,8 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		return err
 	}
 	var errs []error
+	// 0. Clusters whose agent went quiet are NOT_READY.
+	errs = append(errs, c.checkHeartbeats(ctx, w))
 	// 1. Size every spec: create missing instances, release surplus ones and
 	// ones that no longer belong to any spec.
 	keep, err := c.size(ctx, w)
@@ -167,6 +191,10 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 			errs = append(errs, c.release(ctx, *inst, "no longer part of its deployment"))
 			continue
 		}
+		if why := c.lost(w, *inst); why != "" {
+			errs = append(errs, c.release(ctx, *inst, why))
+			continue
+		}
 		k := specKey{inst.FunctionVersionID, inst.SpecIndex}
 		keep[k] = append(keep[k], inst)
 	}
@@ -175,6 +203,12 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 			k := specKey{d.FunctionVersionID, si}
 			have := keep[k]
 			want := desiredCount(spec)
+			if draining := c.onDrainingClusters(w, have); len(draining) > 0 {
+				kept, err := c.drainStep(ctx, w, d, si, have, draining, want)
+				errs = append(errs, err)
+				keep[k] = kept
+				continue
+			}
 			if len(have) > want {
 				sortForRemoval(have, w.states)
 				for _, inst := range have[want:] {
@@ -183,21 +217,9 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 				keep[k] = have[:want]
 				continue
 			}
-			itype, n := scheduler.Shape(spec)
 			for len(keep[k]) < want {
-				inst := &model.Instance{
-					ID:                uuid.NewString(),
-					FunctionID:        d.FunctionID,
-					FunctionVersionID: d.FunctionVersionID,
-					NCAID:             d.NCAID,
-					DeploymentID:      d.ID,
-					SpecIndex:         si,
-					GPU:               spec.GPU,
-					InstanceType:      itype,
-					GPUCount:          n,
-					CreatedAt:         time.Now().UTC(),
-				}
-				if err := c.st.CreateInstance(ctx, inst); err != nil {
+				inst, err := c.newInstance(ctx, d, si)
+				if err != nil {
 					errs = append(errs, err)
 					break
 				}
@@ -206,6 +228,25 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 		}
 	}
 	return keep, errors.Join(errs...)
+}
+
+// newInstance creates one pending instance for spec si of d.
+func (c *Controller) newInstance(ctx context.Context, d model.Deployment, si int) (*model.Instance, error) {
+	spec := d.Specs[si]
+	itype, n := scheduler.Shape(spec)
+	inst := &model.Instance{
+		ID:                uuid.NewString(),
+		FunctionID:        d.FunctionID,
+		FunctionVersionID: d.FunctionVersionID,
+		NCAID:             d.NCAID,
+		DeploymentID:      d.ID,
+		SpecIndex:         si,
+		GPU:               spec.GPU,
+		InstanceType:      itype,
+		GPUCount:          n,
+		CreatedAt:         c.cfg.Now().UTC(),
+	}
+	return inst, c.st.CreateInstance(ctx, inst)
 }
 
 // desiredCount is how many instances a spec should have. Until autoscaling

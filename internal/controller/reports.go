@@ -32,6 +32,10 @@ type Opener interface {
 	Open(place secrets.Place, sealed []byte) ([]byte, error)
 }
 
+// ErrNotRegistered answers an agent whose cluster was deleted; its text is
+// what the agent matches to know it must stop.
+var ErrNotRegistered = errors.New("controller: cluster is not registered")
+
 // Agents serves the NATS endpoints agents call: heartbeat reports and secret
 // requests. Every replica runs it in one queue group, so any replica can
 // answer any agent.
@@ -109,14 +113,15 @@ func (a *Agents) handleReport(msg *nats.Msg) {
 func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentReport) error {
 	c, err := a.st.GetCluster(ctx, clusterID)
 	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("controller: cluster %s is not registered", clusterID)
+		return fmt.Errorf("%w: %s", ErrNotRegistered, clusterID)
 	}
 	if err != nil {
 		return err
 	}
 	c.Inventory = rep.Inventory
 	c.AgentVersion = rep.AgentVersion
-	c.Status = model.ClusterReady
+	c.HeartbeatSeconds = rep.HeartbeatSeconds
+	c.Status, c.NotReadySince = model.ClusterReady, time.Time{}
 	c.LastHeartbeat = time.Now().UTC()
 	if err := a.st.UpdateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrConflict) {
 		return err

@@ -30,6 +30,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/invoke"
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
 	"github.com/gantry-dev/gantry/internal/web"
@@ -54,8 +55,13 @@ type Config struct {
 	NATSListen string
 	// Account is the account the admin token acts for.
 	Account string
+	// NATSAdvertise is the NATS URL agents are told to use (default: the
+	// embedded server's client URL, or NATSURL).
+	NATSAdvertise string
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
+	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
+	Grace time.Duration
 	Logger *slog.Logger
 }
 
@@ -71,6 +77,7 @@ type Server struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	gateway  *invoke.Gateway
+	reg      *registry.Registry
 	agentSub []*nats.Subscription
 	http     *http.Server
 	listener net.Listener
@@ -124,6 +131,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	authn := auth.NewStaticToken(s.token, s.cfg.Account)
+	s.reg = registry.New(s.st, registry.Config{})
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -145,7 +153,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
-	ctrl := controller.New(s.st, controller.NewKVPublisher(desired), controller.Config{Resync: s.cfg.Resync, Logger: s.log})
+	ctrl := controller.New(s.st, controller.NewKVPublisher(desired), controller.Config{Resync: s.cfg.Resync, Grace: s.cfg.Grace, Logger: s.log})
 	s.bg = make(chan struct{})
 	go func() {
 		defer close(s.bg)
@@ -153,7 +161,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	mux := http.NewServeMux()
-	api.New(api.Config{Store: s.st, Sealer: keys, Auth: authn, Logger: s.log}).Register(mux)
+	api.New(api.Config{Store: s.st, Sealer: keys, Registry: s.reg, Auth: authn, NATSURL: s.agentNATSURL(), Logger: s.log}).Register(mux)
 	s.gateway.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.listener, err = net.Listen("tcp", s.cfg.Listen)
@@ -309,19 +317,34 @@ func (s *Server) ConnectBus(name string) (*nats.Conn, error) {
 	return bus.Connect(s.cfg.NATSURL, name)
 }
 
-// RegisterCluster creates a cluster record if it does not exist (gantry dev
-// registers its local cluster this way; remote agents register over the API).
-func (s *Server) RegisterCluster(ctx context.Context, c model.Cluster) error {
-	c.Status = model.ClusterNotReady
-	c.CreatedAt = time.Now().UTC()
+// EnsureCluster registers c unless a cluster with its id exists, and issues
+// a credential for its agent directly. gantry dev registers its local
+// cluster this way; remote agents go through `gantry cluster register` and
+// exchange a bootstrap token over the API instead.
+func (s *Server) EnsureCluster(ctx context.Context, c model.Cluster) (model.AgentCredential, error) {
 	if c.NCAID == "" {
 		c.NCAID = s.cfg.Account
 	}
-	err := s.st.CreateCluster(ctx, &c)
-	if errors.Is(err, store.ErrExists) {
-		return nil
+	if _, err := s.st.GetCluster(ctx, c.ID); errors.Is(err, store.ErrNotFound) {
+		if _, _, _, err := s.reg.Register(ctx, c); err != nil {
+			return model.AgentCredential{}, err
+		}
+	} else if err != nil {
+		return model.AgentCredential{}, err
 	}
-	return err
+	cred, err := s.reg.Issue(ctx, c.ID)
+	cred.NATSURL = s.agentNATSURL()
+	return cred, err
+}
+
+// Registry exposes cluster registration to in-process callers and tests.
+func (s *Server) Registry() *registry.Registry { return s.reg }
+
+func (s *Server) agentNATSURL() string {
+	if s.cfg.NATSAdvertise != "" {
+		return s.cfg.NATSAdvertise
+	}
+	return s.NATSURL()
 }
 
 // Close stops the server. Order: stop accepting HTTP and let in-flight

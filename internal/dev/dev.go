@@ -37,9 +37,10 @@ type Config struct {
 	// Process tunes the process runtime (tests shorten backoffs); Dir,
 	// Notify and Logger are filled in.
 	Process process.Config
-	// Heartbeat and Resync shorten the loops for tests.
+	// Heartbeat, Resync and Grace shorten the loops for tests.
 	Heartbeat time.Duration
 	Resync    time.Duration
+	Grace     time.Duration
 }
 
 // Platform is a running dev platform.
@@ -66,7 +67,7 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.GPUMemoryGB == 0 {
 		cfg.GPUMemoryGB = 80
 	}
-	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Logger: cfg.Logger})
+	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,7 @@ func (p *Platform) Start(ctx context.Context) error {
 	if err := p.cp.Start(ctx); err != nil {
 		return err
 	}
-	if err := p.cp.RegisterCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster, GroupID: LocalCluster,
+	if _, err := p.cp.EnsureCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster,
 		GroupName: LocalCluster, Region: "local", CloudProvider: "ON-PREM"}); err != nil {
 		p.cp.Close()
 		return err

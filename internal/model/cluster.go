@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -25,13 +26,33 @@ type Cluster struct {
 	Region        string            `json:"region,omitempty"`
 	Zone          string            `json:"zone,omitempty"`
 	Labels        map[string]string `json:"labels,omitempty"`
-	Status        ClusterStatus     `json:"status"`
-	Inventory     Inventory         `json:"inventory"`
-	AgentVersion  string            `json:"nvcaVersion,omitempty"`
-	LastHeartbeat time.Time         `json:"lastHeartbeat"`
-	CreatedAt     time.Time         `json:"createdAt"`
+	Capabilities  []string          `json:"capabilities,omitempty"`
+	// JWKS and OIDCIssuer let the cluster's agent authenticate with tokens
+	// its own issuer signs (a Kubernetes service-account token, say).
+	JWKS          json.RawMessage `json:"jwks,omitempty"`
+	OIDCIssuer    string          `json:"oidcIssuer,omitempty"`
+	Status        ClusterStatus   `json:"status"`
+	Inventory     Inventory       `json:"inventory"`
+	AgentVersion  string          `json:"nvcaVersion,omitempty"`
+	LastHeartbeat time.Time       `json:"lastHeartbeat"`
+	// HeartbeatSeconds is the agent's reporting period; three missed
+	// periods make the cluster NOT_READY.
+	HeartbeatSeconds int `json:"heartbeatSeconds,omitempty"`
+	// NotReadySince is when the cluster last became NOT_READY; its
+	// instances move elsewhere once the grace period after it passes.
+	NotReadySince time.Time `json:"notReadySince,omitempty"`
+	// Cordoned clusters take no new placements; Draining ones also move
+	// their instances away, one at a time.
+	Cordoned  bool      `json:"cordoned,omitempty"`
+	Draining  bool      `json:"draining,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 
 	Revision int64 `json:"-"`
+}
+
+// Schedulable reports whether new instances may be placed on the cluster.
+func (c Cluster) Schedulable() bool {
+	return c.Status == ClusterReady && !c.Cordoned && !c.Draining
 }
 
 // Inventory is the GPU capacity an agent reports for its cluster.

@@ -34,8 +34,10 @@ type DesiredInstance struct {
 // AgentReport is an agent's heartbeat: its inventory and the observed state of
 // every instance it runs. It is complete, never a delta.
 type AgentReport struct {
-	ClusterID    string          `json:"clusterId"`
-	AgentVersion string          `json:"agentVersion"`
-	Inventory    Inventory       `json:"inventory"`
-	Instances    []InstanceState `json:"instances"`
+	ClusterID    string `json:"clusterId"`
+	AgentVersion string `json:"agentVersion"`
+	// HeartbeatSeconds is how often the agent reports.
+	HeartbeatSeconds int             `json:"heartbeatSeconds,omitempty"`
+	Inventory        Inventory       `json:"inventory"`
+	Instances        []InstanceState `json:"instances"`
 }

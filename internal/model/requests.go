@@ -1,5 +1,10 @@
 package model
 
+import (
+	"encoding/json"
+	"time"
+)
+
 // CreateFunctionRequest is the body of POST /v2/nvcf/functions and of
 // POST /v2/nvcf/functions/{id}/versions.
 type CreateFunctionRequest struct {
@@ -90,4 +95,52 @@ type Queue struct {
 	FunctionName      string         `json:"functionName"`
 	FunctionStatus    FunctionStatus `json:"functionStatus"`
 	QueueDepth        int            `json:"queueDepth"`
+}
+
+// ClusterRequest is the body of POST /v1/accounts/{ncaId}/clusters (NVCF's
+// self-hosted cluster registration) and of PUT on one cluster. zone and
+// labels are Gantry's additions for placement.
+type ClusterRequest struct {
+	ClusterName      string            `json:"clusterName"`
+	ClusterGroupName string            `json:"clusterGroupName"`
+	NCAID            string            `json:"ncaId,omitempty"`
+	CloudProvider    string            `json:"cloudProvider,omitempty"`
+	Region           string            `json:"region,omitempty"`
+	Zone             string            `json:"zone,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	NVCAVersion      string            `json:"nvcaVersion,omitempty"`
+	Capabilities     []string          `json:"capabilities,omitempty"`
+	JWKS             json.RawMessage   `json:"jwks,omitempty"`
+	OIDCIssuer       string            `json:"oidcIssuer,omitempty"`
+}
+
+// ClusterRegistration answers a registration: the cluster, and the one-time
+// bootstrap token its agent exchanges for a cluster credential. The token is
+// shown only here.
+type ClusterRegistration struct {
+	Cluster            Cluster   `json:"cluster"`
+	ClusterID          string    `json:"clusterId"`
+	ClusterGroupID     string    `json:"clusterGroupId"`
+	BootstrapToken     string    `json:"bootstrapToken"`
+	BootstrapExpiresAt time.Time `json:"bootstrapExpiresAt"`
+}
+
+// ClusterResponse wraps one cluster: {"cluster": {...}}.
+type ClusterResponse struct {
+	Cluster Cluster `json:"cluster"`
+}
+
+// ClusterListResponse wraps a list: {"clusters": [...]}.
+type ClusterListResponse struct {
+	Clusters []Cluster `json:"clusters"`
+}
+
+// AgentCredential is what an agent gets for a bootstrap token (or a token of
+// its cluster's own issuer), and again on renewal: its cluster id, the
+// credential for HTTP and NATS, and where NATS is.
+type AgentCredential struct {
+	ClusterID  string    `json:"clusterId"`
+	Credential string    `json:"credential"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+	NATSURL    string    `json:"natsUrl"`
 }

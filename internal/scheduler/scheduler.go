@@ -82,7 +82,7 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 	case best != "":
 		return best, ""
 	case !anyFilter:
-		return "", "no READY cluster matches " + describeFilter(spec)
+		return "", "no READY, uncordoned cluster matches " + describeFilter(spec)
 	case !anyShape:
 		slices.Sort(offered)
 		return "", fmt.Sprintf("no matching cluster offers instance type %s (gpus offered: %s)",
@@ -94,7 +94,7 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 }
 
 func eligible(spec model.GPUSpec, c model.Cluster) bool {
-	if c.Status != model.ClusterReady {
+	if !c.Schedulable() {
 		return false
 	}
 	if spec.Backend != "" && spec.Backend != c.GroupName && spec.Backend != c.GroupID {

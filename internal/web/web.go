@@ -38,6 +38,32 @@ func RequestID(ctx context.Context) string {
 
 // Route returns a handler that requires scope (empty: any valid credential).
 func (g Guard) Route(scope string, h HandlerFunc) http.Handler {
+	return g.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		p, err := g.Auth.Authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
+			detail := "missing credential: send 'Authorization: Bearer <token>' (gantry dev writes an admin token to <data-dir>/admin-token)"
+			if !errors.Is(err, auth.ErrNoCredential) {
+				detail = "credential not accepted: it is malformed, expired, revoked or unknown"
+			}
+			return problem.Errorf(http.StatusUnauthorized, "%s", detail)
+		}
+		if scope != "" && !p.Has(scope) {
+			return problem.Errorf(http.StatusForbidden, "the credential lacks scope %q that this endpoint needs", scope)
+		}
+		return h(w, r, p)
+	})
+}
+
+// Unguarded wraps a handler that authenticates its caller itself (an agent
+// presenting a bootstrap token or cluster credential), with the same request
+// ids, panic recovery and problem bodies as guarded routes.
+func Unguarded(log *slog.Logger, h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return Guard{Log: log}.wrap(h)
+}
+
+// wrap gives a handler a request id, recovers its panics and maps its error.
+func (g Guard) wrap(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if id == "" || len(id) > 64 {
@@ -54,22 +80,7 @@ func (g Guard) Route(scope string, h HandlerFunc) http.Handler {
 				problem.Write(w, r, id, errors.New("panic"))
 			}
 		}()
-		p, err := g.Auth.Authenticate(r)
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="gantry"`)
-			detail := "missing credential: send 'Authorization: Bearer <token>' (gantry dev writes an admin token to <data-dir>/admin-token)"
-			if !errors.Is(err, auth.ErrNoCredential) {
-				detail = "credential not accepted: it is malformed, expired, revoked or unknown"
-			}
-			problem.Write(w, r, id, problem.Errorf(http.StatusUnauthorized, "%s", detail))
-			return
-		}
-		if scope != "" && !p.Has(scope) {
-			problem.Write(w, r, id, problem.Errorf(http.StatusForbidden,
-				"the credential lacks scope %q that this endpoint needs", scope))
-			return
-		}
-		if err := h(w, r, p); err != nil {
+		if err := h(w, r); err != nil {
 			g.fail(w, r, id, err)
 		}
 	})
