@@ -433,7 +433,7 @@ func (a *Agent) report(ctx context.Context, always bool) {
 
 func (a *Agent) newReport() model.AgentReport {
 	return model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory,
-		HeartbeatSeconds: int(a.cfg.Heartbeat.Round(time.Second) / time.Second)}
+		HeartbeatMillis: a.cfg.Heartbeat.Milliseconds()}
 }
 
 func instanceStatus(s runtime.State) model.InstanceStatus {

@@ -26,7 +26,7 @@ func (c *Controller) checkHeartbeats(ctx context.Context, w *world) error {
 		if cl.Status != model.ClusterReady {
 			continue
 		}
-		period := time.Duration(cl.HeartbeatSeconds) * time.Second
+		period := time.Duration(cl.HeartbeatMillis) * time.Millisecond
 		if period <= 0 {
 			period = defaultHeartbeat
 		}

@@ -120,7 +120,7 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 	}
 	c.Inventory = rep.Inventory
 	c.AgentVersion = rep.AgentVersion
-	c.HeartbeatSeconds = rep.HeartbeatSeconds
+	c.HeartbeatMillis = rep.HeartbeatMillis
 	c.Status, c.NotReadySince = model.ClusterReady, time.Time{}
 	c.LastHeartbeat = time.Now().UTC()
 	if err := a.st.UpdateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrConflict) {

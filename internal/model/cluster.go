@@ -35,9 +35,9 @@ type Cluster struct {
 	Inventory     Inventory       `json:"inventory"`
 	AgentVersion  string          `json:"nvcaVersion,omitempty"`
 	LastHeartbeat time.Time       `json:"lastHeartbeat"`
-	// HeartbeatSeconds is the agent's reporting period; three missed
+	// HeartbeatMillis is the agent's reporting period; three missed
 	// periods make the cluster NOT_READY.
-	HeartbeatSeconds int `json:"heartbeatSeconds,omitempty"`
+	HeartbeatMillis int64 `json:"heartbeatMillis,omitempty"`
 	// NotReadySince is when the cluster last became NOT_READY; its
 	// instances move elsewhere once the grace period after it passes.
 	NotReadySince time.Time `json:"notReadySince,omitempty"`

@@ -36,8 +36,8 @@ type DesiredInstance struct {
 type AgentReport struct {
 	ClusterID    string `json:"clusterId"`
 	AgentVersion string `json:"agentVersion"`
-	// HeartbeatSeconds is how often the agent reports.
-	HeartbeatSeconds int             `json:"heartbeatSeconds,omitempty"`
-	Inventory        Inventory       `json:"inventory"`
-	Instances        []InstanceState `json:"instances"`
+	// HeartbeatMillis is how often the agent reports.
+	HeartbeatMillis int64           `json:"heartbeatMillis,omitempty"`
+	Inventory       Inventory       `json:"inventory"`
+	Instances       []InstanceState `json:"instances"`
 }

@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+// Identity is who an agent is: its cluster and the credential that proves
+// it. It lives in the agent's state dir, so a restarted agent keeps its
+// cluster and never registers a second one.
+type Identity struct {
+	ClusterID  string    `json:"clusterId"`
+	Credential string    `json:"credential"`
+	ExpiresAt  time.Time `json:"expiresAt"`
+	NATSURL    string    `json:"natsUrl"`
+}
+
+// identityFile is the identity's file name in the state dir.
+const identityFile = "identity.json"
+
+// CredentialSource trades a token (a bootstrap token, or the current
+// credential) for a cluster credential; the CLI backs it with the API.
+type CredentialSource func(ctx context.Context, token string) (model.AgentCredential, error)
+
+// LoadIdentity reads the identity from dir; ok is false if there is none.
+func LoadIdentity(dir string) (id Identity, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return id, false, nil
+	}
+	if err != nil {
+		return id, false, fmt.Errorf("agent: read identity: %w", err)
+	}
+	if err := json.Unmarshal(b, &id); err != nil || id.ClusterID == "" || id.Credential == "" {
+		return id, false, fmt.Errorf("agent: %s is damaged; remove it and start the agent with a new bootstrap token", filepath.Join(dir, identityFile))
+	}
+	return id, true, nil
+}
+
+// Save writes the identity (mode 0600, atomically).
+func (id Identity) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("agent: state dir: %w", err)
+	}
+	b, _ := json.MarshalIndent(id, "", "  ")
+	tmp := filepath.Join(dir, identityFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("agent: write identity: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, identityFile))
+}
+
+// Enroll returns the identity in dir, or exchanges bootstrap for one and
+// saves it. A saved identity always wins, so restarting with the same
+// bootstrap token (already used) is harmless.
+func Enroll(ctx context.Context, dir, bootstrap string, src CredentialSource) (Identity, error) {
+	id, ok, err := LoadIdentity(dir)
+	if err != nil || ok {
+		return id, err
+	}
+	if bootstrap == "" {
+		return id, fmt.Errorf("agent: no identity in %s yet; pass the bootstrap token printed by `gantry cluster register`", dir)
+	}
+	cred, err := src(ctx, bootstrap)
+	if err != nil {
+		return id, fmt.Errorf("agent: exchanging the bootstrap token: %w", err)
+	}
+	id = Identity{ClusterID: cred.ClusterID, Credential: cred.Credential, ExpiresAt: cred.ExpiresAt, NATSURL: cred.NATSURL}
+	return id, id.Save(dir)
+}
+
+// KeepRenewed renews id's credential at half its remaining life, saves it
+// and hands it to set, until ctx ends. A refused renewal (the cluster was
+// deleted) is returned; passing failures are retried.
+func KeepRenewed(ctx context.Context, dir string, id Identity, src CredentialSource, set func(Identity)) error {
+	for {
+		wait := time.Until(id.ExpiresAt) / 2
+		if wait < time.Second {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		cred, err := src(ctx, id.Credential)
+		if err != nil {
+			if errors.Is(err, ErrRefused) {
+				return fmt.Errorf("agent: the control plane refused to renew the credential of cluster %s (was the cluster deleted?)", id.ClusterID)
+			}
+			continue
+		}
+		next := Identity{ClusterID: cred.ClusterID, Credential: cred.Credential, ExpiresAt: cred.ExpiresAt, NATSURL: id.NATSURL}
+		if cred.NATSURL != "" {
+			next.NATSURL = cred.NATSURL
+		}
+		if err := next.Save(dir); err != nil {
+			return err
+		}
+		id = next
+		set(next)
+	}
+}
+
+// ErrRefused is what a CredentialSource returns when the control plane says
+// the token is not valid (as opposed to being unreachable).
+var ErrRefused = errors.New("agent: credential refused")
