@@ -61,7 +61,7 @@ type Config struct {
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
-	Grace time.Duration
+	Grace  time.Duration
 	Logger *slog.Logger
 }
 
