@@ -12,10 +12,10 @@ import (
 )
 
 // addPlatformCommands registers the commands that run Gantry itself (dev,
-// server, example, bench), as opposed to the client verbs that talk to a
+// server, agent, example, bench), as opposed to the client verbs that talk to a
 // running platform over its REST API.
 func addPlatformCommands(root *cobra.Command) {
-	root.AddCommand(newDevCmd(), newServerCmd(), newExampleCmd(), newBenchCmd())
+	root.AddCommand(newDevCmd(), newServerCmd(), newAgentCmd(), newExampleCmd(), newBenchCmd())
 }
 
 // newLogger builds the text logger the platform commands write to stderr.

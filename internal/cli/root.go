@@ -95,6 +95,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 	})
 
 	root.AddCommand(newFunctionCmd(opts), newDeployCmd(opts), newInvokeCmd(opts))
+	root.AddCommand(newClusterCmd(opts))
 	addPlatformCommands(root)
 	return root
 }

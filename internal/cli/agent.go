@@ -1,0 +1,172 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/internal/agent"
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/agent/runtime/process"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+// agentOptions are the flags of `gantry agent`.
+type agentOptions struct {
+	bootstrap     string
+	bootstrapFile string
+	stateDir      string
+	natsURL       string
+	runtime       string
+	gpus          int
+	gpuModel      string
+	gpuMemoryGB   int
+	heartbeat     time.Duration
+	logLevel      string
+}
+
+func newAgentCmd() *cobra.Command {
+	o := &agentOptions{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the cluster agent: runs this cluster's function instances",
+		Long: `Run the agent of one GPU cluster. On first start it exchanges the one-time
+bootstrap token printed by 'gantry cluster register' for a cluster credential
+and saves its identity in --state-dir; later starts reuse that identity, so the
+cluster is never registered twice. It then runs the instances the control plane
+places on this cluster, and reports inventory and instance states as its
+heartbeat. If the cluster is deleted, the agent stops its instances and exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runAgent(cmd, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.bootstrap, "bootstrap-token", "", "one-time bootstrap token from 'gantry cluster register' (env GANTRY_BOOTSTRAP_TOKEN)")
+	f.StringVar(&o.bootstrapFile, "bootstrap-token-file", "", "file holding the bootstrap token")
+	f.StringVar(&o.stateDir, "state-dir", "/var/lib/gantry-agent", "where the agent keeps its identity and instance logs")
+	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
+	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process")
+	f.IntVar(&o.gpus, "gpus", 8, "GPUs of this machine (simulated for the process runtime)")
+	f.StringVar(&o.gpuModel, "gpu-model", "H100", "model of those GPUs")
+	f.IntVar(&o.gpuMemoryGB, "gpu-memory", 80, "memory of each GPU, in GB")
+	f.DurationVar(&o.heartbeat, "heartbeat", 5*time.Second, "how often to report to the control plane")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runAgent(cmd *cobra.Command, o *agentOptions) error {
+	log, err := newLogger(cmd.ErrOrStderr(), o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.runtime != "process" {
+		return fmt.Errorf("--runtime %q is not available yet; use process", o.runtime)
+	}
+	// The control plane's URL comes from --server / GANTRY_SERVER like the
+	// client commands'; the agent needs no admin token.
+	server := firstNonEmpty(cmd.Flag("server").Value.String(), os.Getenv(EnvServer), DefaultServer)
+	bootstrap, err := readBootstrap(o)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	src := func(ctx context.Context, tok string) (model.AgentCredential, error) {
+		cred, err := client.New(server, tok).AgentCredential(ctx)
+		if client.StatusCode(err) == http.StatusUnauthorized {
+			return cred, agent.ErrRefused
+		}
+		return cred, err
+	}
+	id, err := agent.Enroll(ctx, o.stateDir, bootstrap, src)
+	if err != nil {
+		return err
+	}
+	natsURL := firstNonEmpty(o.natsURL, id.NATSURL)
+	var mu sync.Mutex
+	current := id.Credential
+	nc, err := bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, nats.TokenHandler(func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return current
+	}))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	inv := model.Inventory{Nodes: []model.Node{{Name: hostname(), GPUModel: o.gpuModel, GPUMemoryGB: o.gpuMemoryGB, GPUs: o.gpus}}}
+	a, err := agent.New(agent.Config{ClusterID: id.ClusterID, Conn: nc, Inventory: inv, Heartbeat: o.heartbeat, Logger: log,
+		NewRuntime: func(notify func()) (runtime.Runtime, error) {
+			return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log})
+		}})
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Gantry agent of cluster %s is running (%d x %s, heartbeat %v).\n", id.ClusterID, o.gpus, o.gpuModel, o.heartbeat)
+
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	renewErr := make(chan error, 1)
+	go func() {
+		renewErr <- agent.KeepRenewed(renewCtx, o.stateDir, id, src, func(next agent.Identity) {
+			mu.Lock()
+			current = next.Credential
+			mu.Unlock()
+		})
+	}()
+	select {
+	case <-ctx.Done():
+		return a.Close()
+	case <-a.Done():
+		return a.Err()
+	case err := <-renewErr:
+		a.Close()
+		return err
+	}
+}
+
+func readBootstrap(o *agentOptions) (string, error) {
+	switch {
+	case o.bootstrap != "" && o.bootstrapFile != "":
+		return "", errors.New("give --bootstrap-token or --bootstrap-token-file, not both")
+	case o.bootstrapFile != "":
+		b, err := os.ReadFile(o.bootstrapFile)
+		if err != nil {
+			return "", fmt.Errorf("reading --bootstrap-token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case o.bootstrap != "":
+		return o.bootstrap, nil
+	}
+	return strings.TrimSpace(os.Getenv("GANTRY_BOOTSTRAP_TOKEN")), nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "node"
+	}
+	return h
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
