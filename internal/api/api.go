@@ -23,6 +23,7 @@ import (
 
 // Store is what the management API reads and writes.
 type Store interface {
+	PolicyStore
 	CreateFunction(ctx context.Context, f *model.Function, secrets []store.SealedSecret) error
 	GetFunction(ctx context.Context, fnID, versionID string) (model.Function, error)
 	ListFunctions(ctx context.Context) ([]model.Function, error)
@@ -126,6 +127,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/gantry/agents/credentials", web.Unguarded(a.log, a.agentCredential))
 
 	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
+	NewPolicies(a.st, a.guard).Register(mux)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)
 }
 

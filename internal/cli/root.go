@@ -95,7 +95,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 	})
 
 	root.AddCommand(newFunctionCmd(opts), newDeployCmd(opts), newInvokeCmd(opts))
-	root.AddCommand(newClusterCmd(opts))
+	root.AddCommand(newClusterCmd(opts), newPolicyCmd(opts))
 	addPlatformCommands(root)
 	return root
 }

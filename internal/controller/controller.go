@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/policy"
 	"github.com/gantry-dev/gantry/internal/scheduler"
 	"github.com/gantry-dev/gantry/internal/store"
 )
@@ -36,6 +37,7 @@ type Store interface {
 	UpdateInstance(ctx context.Context, inst *model.Instance) error
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
+	ListPolicies(ctx context.Context) ([]policy.Policy, error)
 	Notify(ctx context.Context, sub string) <-chan struct{}
 }
 
@@ -287,12 +289,23 @@ func (c *Controller) release(ctx context.Context, inst model.Instance, why strin
 }
 
 func (c *Controller) placePending(ctx context.Context, w *world, keep map[specKey][]*model.Instance) error {
+	policies, err := c.st.ListPolicies(ctx)
+	if err != nil {
+		return err
+	}
 	var reqs []scheduler.Request
 	for k, insts := range keep {
 		spec := w.deployments[k.version].Specs[k.index]
+		pol := policy.Select(policies, w.functions[k.version])
+		placed := map[string]int{}
+		for _, inst := range insts {
+			if inst.ClusterID != "" {
+				placed[inst.ClusterID]++
+			}
+		}
 		for _, inst := range insts {
 			if inst.ClusterID == "" {
-				reqs = append(reqs, scheduler.Request{Instance: inst, Spec: spec})
+				reqs = append(reqs, scheduler.Request{Instance: inst, Spec: spec, Policy: pol, Placed: placed})
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/policy"
 	"github.com/gantry-dev/gantry/internal/store"
 )
 
@@ -144,6 +145,12 @@ func New(st Store) *Scheduler { return &Scheduler{st: st} }
 type Request struct {
 	Instance *model.Instance
 	Spec     model.GPUSpec
+	// Policy is the schedule policy that governs the instance's function,
+	// or nil for plain bin-packing.
+	Policy *policy.Policy
+	// Placed counts the spec's placed instances per cluster, for spread and
+	// group-by; the requests of one spec share it, and Place updates it.
+	Placed map[string]int
 }
 
 // Result says what happened to one request: placed (Instance.ClusterID set),
@@ -179,6 +186,9 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 	for i, r := range reqs {
 		for attempt := 0; ; attempt++ {
 			cid, reason := Choose(r.Spec, clusters, used())
+			if r.Policy != nil {
+				cid, reason = r.Policy.Choose(r.Spec, clusters, used(), r.Placed)
+			}
 			if cid == "" {
 				out[i] = Result{Reason: reason}
 				break
@@ -198,6 +208,9 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 				*r.Instance = placed
 				allocs[cid] = next
 				out[i] = Result{Placed: true}
+				if r.Placed != nil {
+					r.Placed[cid]++
+				}
 				break
 			}
 			if !errors.Is(err, store.ErrConflict) || attempt >= maxAttempts {

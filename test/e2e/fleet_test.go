@@ -27,10 +27,12 @@ type fleet struct {
 	c  *client.Client
 }
 
-// Loop timings for fleet tests: heartbeats every 200ms make a silent cluster
-// NOT_READY after 600ms; its instances move after a 1.5s grace.
+// Loop timings for fleet tests: heartbeats every 500ms make a silent cluster
+// NOT_READY after 1.5s; its instances move after a 1.5s grace. Shorter
+// heartbeats let a CPU stall of the race detector on two cores look like a
+// lost cluster.
 const (
-	fleetHeartbeat = 200 * time.Millisecond
+	fleetHeartbeat = 500 * time.Millisecond
 	fleetGrace     = 1500 * time.Millisecond
 )
 
@@ -182,7 +184,7 @@ func (f *fleet) waitStatus(fn model.Function, want model.FunctionStatus) model.D
 
 // invokeOK calls fn once and reports any failure.
 func (f *fleet) invokeOK(fn model.Function) error {
-	resp, err := f.c.Invoke(context.Background(), client.InvokeRequest{FunctionID: fn.ID, PollSeconds: 10})
+	resp, err := f.c.Invoke(context.Background(), client.InvokeRequest{FunctionID: fn.ID, PollSeconds: 60})
 	if err != nil {
 		return err
 	}
