@@ -49,7 +49,6 @@ type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	js      jetstream.JetStream
-	results jetstream.KeyValue
 	desired jetstream.KeyValue
 	rt      runtime.Runtime
 
@@ -137,9 +136,6 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.js = js
-	if a.results, err = js.KeyValue(ctx, bus.ResultsBucket); err != nil {
-		return fmt.Errorf("agent: results bucket: %w", err)
-	}
 	if a.desired, err = js.KeyValue(ctx, bus.DesiredBucket); err != nil {
 		return fmt.Errorf("agent: desired-state bucket: %w", err)
 	}
@@ -226,8 +222,11 @@ func (a *Agent) watchDesired(ctx context.Context) <-chan model.DesiredState {
 					}
 				case e.Operation() == jetstream.KeyValuePut:
 					sawAny = true
-					if err := json.Unmarshal(e.Value(), &ds); err != nil {
-						a.log.Error("agent: undecodable desired state", "err", err)
+					if err := json.Unmarshal(e.Value(), &ds); err != nil || ds.ClusterID != a.cfg.ClusterID {
+						// Only the control plane writes this key, but NATS
+						// does not authorise reply subjects, so anything
+						// not addressed to this cluster is ignored.
+						a.log.Error("agent: ignoring a desired state not addressed to this cluster", "err", err)
 						continue
 					}
 				}
@@ -381,7 +380,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w, err := startWorker(ctx, a.js, a.cfg.Conn, a.results, in, st.Endpoint, a.log)
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st.Endpoint, a.log)
 		if err != nil {
 			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
 			continue

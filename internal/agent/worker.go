@@ -32,7 +32,7 @@ type worker struct {
 	inst     model.DesiredInstance
 	endpoint string
 	nc       *nats.Conn
-	results  jetstream.KeyValue
+	js       jetstream.JetStream
 	client   *http.Client
 	log      *slog.Logger
 
@@ -54,7 +54,7 @@ func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
 	}
 }
 
-func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn, results jetstream.KeyValue,
+func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 	inst model.DesiredInstance, endpoint string, log *slog.Logger) (*worker, error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
@@ -64,7 +64,7 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn, 
 	ctx, cancel := context.WithCancel(parent)
 	slots := max(1, inst.MaxRequestConcurrency)
 	w := &worker{
-		inst: inst, endpoint: endpoint, nc: nc, results: results, cancel: cancel,
+		inst: inst, endpoint: endpoint, nc: nc, js: js, cancel: cancel,
 		log: log.With("instance", inst.InstanceID),
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -220,7 +220,7 @@ func (w *worker) answer(msg *nats.Msg, reqID string, a answer) {
 		status, _ := strconv.Atoi(a.header.Get(bus.HeaderStatus))
 		res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := w.results.Put(ctx, reqID, res.Encode())
+		_, err := w.js.Publish(ctx, bus.ResultSubject(reqID), res.Encode())
 		cancel()
 		if err != nil {
 			w.log.Error("agent: could not store result; the request will be retried", "requestId", reqID, "err", err)

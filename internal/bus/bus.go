@@ -60,6 +60,11 @@ func InvokeSubject(functionID, versionID string) string {
 	return subjectInvokePrefix + functionID + "." + versionID
 }
 
+// ResultSubject is where a result for reqID is published to land in the
+// results bucket: what a key-value Put sends, without the bucket lookup that
+// agents are not permitted.
+func ResultSubject(reqID string) string { return "$KV." + ResultsBucket + "." + reqID }
+
 // ConsumerName is the durable consumer every worker of a version shares.
 func ConsumerName(versionID string) string { return "fv-" + versionID }
 

@@ -13,7 +13,8 @@ import (
 
 // Embedded is a nats-server with JetStream running inside the Gantry process.
 type Embedded struct {
-	srv *server.Server
+	srv  *server.Server
+	auth *Authenticator
 }
 
 // EmbeddedConfig configures the embedded server.
@@ -21,6 +22,9 @@ type EmbeddedConfig struct {
 	Dir  string // JetStream storage lives in Dir/jetstream
 	Host string // default 127.0.0.1
 	Port int    // 0 picks a random free port
+	// Auth makes every client authenticate: the control plane with its
+	// internal token, agents with their cluster credential. Nil: no auth.
+	Auth *Authenticator
 }
 
 // StartEmbedded starts nats-server with JetStream file storage and waits until
@@ -49,6 +53,9 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 		NoSigs:             true,
 		NoLog:              true,
 	}
+	if cfg.Auth != nil {
+		cfg.Auth.Apply(opts)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded nats: %w", err)
@@ -58,15 +65,27 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 		srv.Shutdown()
 		return nil, errors.New("bus: embedded nats did not become ready in time")
 	}
-	return &Embedded{srv: srv}, nil
+	return &Embedded{srv: srv, auth: cfg.Auth}, nil
 }
 
 // URL is the client URL for processes outside this one.
 func (e *Embedded) URL() string { return e.srv.ClientURL() }
 
-// Connect opens an in-process connection (no TCP) to the embedded server.
+// Connect opens an in-process connection (no TCP) to the embedded server
+// with the control plane's own, unrestricted identity.
 func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	return Connect(e.srv.ClientURL(), name, nats.InProcessServer(e.srv))
+	opts := []nats.Option{nats.InProcessServer(e.srv)}
+	if e.auth != nil {
+		opts = append(opts, e.auth.InternalOption())
+	}
+	return Connect(e.srv.ClientURL(), name, opts...)
+}
+
+// ConnectAgent opens an in-process connection as the agent of clusterID,
+// with exactly the permissions a remote agent gets.
+func (e *Embedded) ConnectAgent(clusterID, credential string) (*nats.Conn, error) {
+	opts := append([]nats.Option{nats.InProcessServer(e.srv)}, AgentOptions(clusterID, credential)...)
+	return Connect(e.srv.ClientURL(), "gantry-agent-"+clusterID, opts...)
 }
 
 // Close shuts the server down and waits for it.

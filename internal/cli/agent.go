@@ -94,11 +94,14 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	natsURL := firstNonEmpty(o.natsURL, id.NATSURL)
 	var mu sync.Mutex
 	current := id.Credential
+	// The credential is read at every (re)connect, so renewals take effect
+	// without a restart; the inbox prefix is the only one NATS lets this
+	// agent subscribe to.
 	nc, err := bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, nats.TokenHandler(func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return current
-	}))
+	}), nats.CustomInboxPrefix(bus.AgentInboxPrefix(id.ClusterID)))
 	if err != nil {
 		return err
 	}

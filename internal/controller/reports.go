@@ -99,7 +99,10 @@ func reply(msg *nats.Msg, v any, err error) {
 func (a *Agents) handleReport(msg *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	clusterID := bus.ClusterFromSubject(msg.Subject)
+	clusterID, ok := bus.FromAgent(msg)
+	if !ok || clusterID != bus.ClusterFromSubject(msg.Subject) {
+		return // not sent by this cluster's agent (see bus.FromAgent)
+	}
 	var rep model.AgentReport
 	if err := json.Unmarshal(msg.Data, &rep); err != nil {
 		reply(msg, nil, fmt.Errorf("controller: undecodable report: %w", err))
@@ -175,7 +178,11 @@ func (a *Agents) handleSecrets(msg *nats.Msg) {
 		reply(msg, nil, errors.New("controller: undecodable secrets request"))
 		return
 	}
-	vals, err := a.Secrets(ctx, bus.ClusterFromSubject(msg.Subject), req.InstanceID)
+	clusterID, ok := bus.FromAgent(msg)
+	if !ok || clusterID != bus.ClusterFromSubject(msg.Subject) {
+		return
+	}
+	vals, err := a.Secrets(ctx, clusterID, req.InstanceID)
 	reply(msg, vals, err)
 }
 

@@ -120,6 +120,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startStore(ctx); err != nil {
 		return err
 	}
+	s.reg = registry.New(s.st, registry.Config{})
 	if err := s.startBus(ctx); err != nil {
 		return err
 	}
@@ -131,7 +132,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return err
 	}
 	authn := auth.NewStaticToken(s.token, s.cfg.Account)
-	s.reg = registry.New(s.st, registry.Config{})
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -218,7 +218,14 @@ func (s *Server) startBus(ctx context.Context) error {
 		if perr != nil {
 			return perr
 		}
-		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port}, 30*time.Second)
+		// Every client authenticates: this process with a token that lives
+		// only in its memory, agents with their cluster credential.
+		internal, terr := randomToken()
+		if terr != nil {
+			return terr
+		}
+		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port,
+			Auth: bus.NewAuthenticator(internal, s.reg)}, 30*time.Second)
 		if err != nil {
 			return err
 		}
@@ -309,12 +316,13 @@ func (s *Server) NATSURL() string {
 	return s.cfg.NATSURL
 }
 
-// ConnectBus opens a new NATS connection for an in-process agent.
-func (s *Server) ConnectBus(name string) (*nats.Conn, error) {
+// ConnectAgent opens a NATS connection for an in-process agent, with the
+// same restricted identity a remote agent of that cluster has.
+func (s *Server) ConnectAgent(cred model.AgentCredential) (*nats.Conn, error) {
 	if s.nats != nil {
-		return s.nats.Connect(name)
+		return s.nats.ConnectAgent(cred.ClusterID, cred.Credential)
 	}
-	return bus.Connect(s.cfg.NATSURL, name)
+	return bus.Connect(s.cfg.NATSURL, "gantry-agent-"+cred.ClusterID, bus.AgentOptions(cred.ClusterID, cred.Credential)...)
 }
 
 // EnsureCluster registers c unless a cluster with its id exists, and issues
@@ -391,13 +399,22 @@ func loadOrCreateToken(path string) (string, error) {
 			return tok, nil
 		}
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("controlplane: admin token: %w", err)
+	raw, err := randomToken()
+	if err != nil {
+		return "", err
 	}
-	tok := "gantry-admin-" + base64.RawURLEncoding.EncodeToString(raw)
+	tok := "gantry-admin-" + raw
 	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("controlplane: write admin token: %w", err)
 	}
 	return tok, nil
+}
+
+// randomToken returns 32 random bytes, base64url-encoded.
+func randomToken() (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("controlplane: random token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(raw), nil
 }

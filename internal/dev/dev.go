@@ -80,12 +80,13 @@ func (p *Platform) Start(ctx context.Context) error {
 	if err := p.cp.Start(ctx); err != nil {
 		return err
 	}
-	if _, err := p.cp.EnsureCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster,
-		GroupName: LocalCluster, Region: "local", CloudProvider: "ON-PREM"}); err != nil {
+	cred, err := p.cp.EnsureCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster,
+		GroupName: LocalCluster, Region: "local", CloudProvider: "ON-PREM"})
+	if err != nil {
 		p.cp.Close()
 		return err
 	}
-	nc, err := p.cp.ConnectBus("gantry-agent-" + LocalCluster)
+	nc, err := p.cp.ConnectAgent(cred)
 	if err != nil {
 		p.cp.Close()
 		return err

@@ -252,9 +252,13 @@ func TestAgentIdentity(t *testing.T) {
 	if n := len(a.rt.List()); n != 0 {
 		t.Fatalf("deleted cluster's agent left %d instances running", n)
 	}
-	if _, ok := f.cp.Registry().Verify(testutil.Context(t), mustIdentity(t, a).Credential); ok {
-		t.Fatal("the deleted cluster's credential is still accepted")
-	}
+	// Revocation takes effect within the registry's one-second cache.
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if _, ok := f.cp.Registry().Verify(testutil.Context(t), mustIdentity(t, a).Credential); ok {
+			return testutil.Errorf("the deleted cluster's credential is still accepted")
+		}
+		return nil
+	})
 }
 
 // packedOn checks that bin-packing put both instances of fn on one cluster

@@ -13,6 +13,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/agent"
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/agent/runtime/process"
+	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/model"
@@ -105,8 +106,8 @@ func (m *member) start() {
 	}
 	m.clusterID = id.ClusterID
 	m.proxy = testutil.StartProxy(t, m.f.cp.NATSURL())
-	m.nc, err = nats.Connect(m.proxy.URL(), nats.Token(id.Credential), nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond), nats.Name("agent-"+m.name))
+	m.nc, err = nats.Connect(m.proxy.URL(), append(bus.AgentOptions(id.ClusterID, id.Credential), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond), nats.Name("agent-"+m.name))...)
 	if err != nil {
 		t.Fatal(err)
 	}
