@@ -8,6 +8,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -22,6 +23,8 @@ import (
 type Source interface {
 	Snapshot(ctx context.Context, sub string) ([]store.Event, int64, error)
 	Watch(ctx context.Context, sub string, rev int64) <-chan []store.Event
+	ListFunctionVersions(ctx context.Context, fnID string) ([]model.Function, error)
+	GetDeployment(ctx context.Context, versionID string) (model.Deployment, error)
 }
 
 // Entry is one function version with its deployment, if any.
@@ -186,25 +189,69 @@ func (c *Catalog) Versions(account, fnID string) []Entry {
 }
 
 // Resolve picks the version an invocation of fnID goes to when the caller
-// names no version: the newest version that accepts invocations, else the
-// newest deployed one (so the caller learns why it cannot be invoked), else
-// the newest version.
+// names no version (see Pick).
 func (c *Catalog) Resolve(account, fnID string) (Entry, bool) {
-	vs := c.Versions(account, fnID)
-	if len(vs) == 0 {
+	return Pick(c.Versions(account, fnID), "")
+}
+
+// Pick chooses, among one function's versions (newest first), the one an
+// invocation goes to: the named version if versionID is set; otherwise the
+// newest version that accepts invocations, else the newest deployed one (so
+// the caller learns why it cannot be invoked), else the newest version.
+func Pick(versions []Entry, versionID string) (Entry, bool) {
+	if versionID != "" {
+		for _, e := range versions {
+			if e.Function.VersionID == versionID {
+				return e, true
+			}
+		}
 		return Entry{}, false
 	}
-	for _, e := range vs {
+	if len(versions) == 0 {
+		return Entry{}, false
+	}
+	for _, e := range versions {
 		if e.Status().AcceptsInvocations() {
 			return e, true
 		}
 	}
-	for _, e := range vs {
+	for _, e := range versions {
 		if e.Deployment != nil {
 			return e, true
 		}
 	}
-	return vs[0], true
+	return versions[0], true
+}
+
+// Fresh reads a function's versions straight from the store, newest first.
+// The cache follows a watch, which can lag behind a write that a client has
+// already seen; callers about to answer "not found" or "not invocable" ask
+// here first, so such an answer is never caused by the lag.
+func (c *Catalog) Fresh(ctx context.Context, account, fnID string) ([]Entry, error) {
+	fs, err := c.src.ListFunctionVersions(ctx, fnID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, f := range fs {
+		if f.NCAID != account {
+			continue
+		}
+		e := Entry{Function: f}
+		d, err := c.src.GetDeployment(ctx, f.VersionID)
+		switch {
+		case err == nil:
+			e.Deployment = &d
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	sortNewestFirst(out)
+	return out, nil
 }
 
 func (c *Catalog) entryLocked(f model.Function) Entry {

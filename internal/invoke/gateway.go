@@ -39,6 +39,7 @@ type Catalog interface {
 	Lookup(account, fnID, versionID string) (catalog.Entry, bool)
 	Resolve(account, fnID string) (catalog.Entry, bool)
 	Versions(account, fnID string) []catalog.Entry
+	Fresh(ctx context.Context, account, fnID string) ([]catalog.Entry, error)
 }
 
 // NVCF status header values.
@@ -181,7 +182,7 @@ func (g *Gateway) pexec(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if err != nil {
 		return err
 	}
-	e, err := g.target(p, fnID, versionID)
+	e, err := g.target(r.Context(), p, fnID, versionID)
 	if err != nil {
 		return err
 	}
@@ -198,7 +199,7 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Pri
 	if err != nil {
 		return err
 	}
-	e, err := g.target(p, fnID, versionID)
+	e, err := g.target(r.Context(), p, fnID, versionID)
 	if err != nil {
 		return err
 	}
@@ -206,13 +207,23 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Pri
 }
 
 // target resolves the version to invoke and checks that it can take work.
-func (g *Gateway) target(p auth.Principal, fnID, versionID string) (catalog.Entry, error) {
+// It answers from the catalog; only when the catalog says "unknown" or "not
+// invocable" does it re-read the store, so that the catalog's watch lag never
+// turns into a wrong 404 or 503 (and the hot path never reads the store).
+func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID string) (catalog.Entry, error) {
 	var e catalog.Entry
 	var ok bool
 	if versionID != "" {
 		e, ok = g.cfg.Catalog.Lookup(p.Account, fnID, versionID)
 	} else {
 		e, ok = g.cfg.Catalog.Resolve(p.Account, fnID)
+	}
+	if !ok || !e.Status().AcceptsInvocations() {
+		fresh, err := g.cfg.Catalog.Fresh(ctx, p.Account, fnID)
+		if err != nil {
+			return e, err
+		}
+		e, ok = catalog.Pick(fresh, versionID)
 	}
 	if !ok {
 		if versionID != "" {
