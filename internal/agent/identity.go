@@ -58,20 +58,18 @@ func (id Identity) Save(dir string) error {
 	return os.Rename(tmp, filepath.Join(dir, identityFile))
 }
 
-// Enroll returns the identity in dir, or exchanges bootstrap for one and
-// saves it. A saved identity always wins, so restarting with the same
-// bootstrap token (already used) is harmless.
-func Enroll(ctx context.Context, dir, bootstrap string, src CredentialSource) (Identity, error) {
+// Enroll returns the identity saved in dir, or obtains one with enroll (an
+// exchange of the bootstrap token, or of a JWT of the cluster's issuer) and
+// saves it. A saved identity always wins, so restarting with the same,
+// already used bootstrap token is harmless.
+func Enroll(ctx context.Context, dir string, enroll func(context.Context) (model.AgentCredential, error)) (Identity, error) {
 	id, ok, err := LoadIdentity(dir)
 	if err != nil || ok {
 		return id, err
 	}
-	if bootstrap == "" {
-		return id, fmt.Errorf("agent: no identity in %s yet; pass the bootstrap token printed by `gantry cluster register`", dir)
-	}
-	cred, err := src(ctx, bootstrap)
+	cred, err := enroll(ctx)
 	if err != nil {
-		return id, fmt.Errorf("agent: exchanging the bootstrap token: %w", err)
+		return id, fmt.Errorf("agent: no identity in %s yet, and enrolling failed: %w", dir, err)
 	}
 	id = Identity{ClusterID: cred.ClusterID, Credential: cred.Credential, ExpiresAt: cred.ExpiresAt, NATSURL: cred.NATSURL}
 	return id, id.Save(dir)

@@ -21,10 +21,13 @@ func TestEnrollOnceThenReuse(t *testing.T) {
 		return model.AgentCredential{ClusterID: "c1", Credential: "gantry-cluster.c1.x", ExpiresAt: time.Now().Add(time.Hour), NATSURL: "nats://n"}, nil
 	}
 	ctx := context.Background()
-	if _, err := Enroll(ctx, dir, "", src); err == nil {
-		t.Fatal("enrolled without identity or bootstrap token")
+	with := func(tok string) func(context.Context) (model.AgentCredential, error) {
+		return func(ctx context.Context) (model.AgentCredential, error) { return src(ctx, tok) }
 	}
-	id, err := Enroll(ctx, dir, "gantry-bootstrap.c1.secret", src)
+	if _, err := Enroll(ctx, dir, with("wrong")); err == nil {
+		t.Fatal("enrolled with a refused token")
+	}
+	id, err := Enroll(ctx, dir, with("gantry-bootstrap.c1.secret"))
 	if err != nil || id.ClusterID != "c1" {
 		t.Fatalf("enroll: %+v %v", id, err)
 	}
@@ -33,14 +36,14 @@ func TestEnrollOnceThenReuse(t *testing.T) {
 		t.Fatalf("identity file: %v %v", st, err)
 	}
 	// A restart with the (now used) bootstrap token reuses the identity.
-	again, err := Enroll(ctx, dir, "gantry-bootstrap.c1.secret", src)
-	if err != nil || again.Credential != id.Credential || !again.ExpiresAt.Equal(id.ExpiresAt) || calls != 1 {
+	again, err := Enroll(ctx, dir, with("gantry-bootstrap.c1.secret"))
+	if err != nil || again.Credential != id.Credential || !again.ExpiresAt.Equal(id.ExpiresAt) || calls != 2 {
 		t.Fatalf("restart re-enrolled: %+v %v, %d exchanges", again, err, calls)
 	}
 	if err := os.WriteFile(filepath.Join(dir, identityFile), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Enroll(ctx, dir, "", src); err == nil {
+	if _, err := Enroll(ctx, dir, with("")); err == nil {
 		t.Fatal("a damaged identity was accepted")
 	}
 }

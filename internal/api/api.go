@@ -58,6 +58,7 @@ type Registry interface {
 	Deregister(ctx context.Context, clusterID string) error
 	Exchange(ctx context.Context, bootstrap string) (model.AgentCredential, error)
 	Renew(ctx context.Context, credential string) (model.AgentCredential, error)
+	ExchangeJWT(ctx context.Context, clusterID, token string) (model.AgentCredential, error)
 }
 
 // Config wires the API.

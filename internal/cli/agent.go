@@ -26,6 +26,8 @@ import (
 type agentOptions struct {
 	bootstrap     string
 	bootstrapFile string
+	idTokenFile   string
+	clusterID     string
 	stateDir      string
 	natsURL       string
 	runtime       string
@@ -53,6 +55,8 @@ heartbeat. If the cluster is deleted, the agent stops its instances and exits.`,
 	f := cmd.Flags()
 	f.StringVar(&o.bootstrap, "bootstrap-token", "", "one-time bootstrap token from 'gantry cluster register' (env GANTRY_BOOTSTRAP_TOKEN)")
 	f.StringVar(&o.bootstrapFile, "bootstrap-token-file", "", "file holding the bootstrap token")
+	f.StringVar(&o.idTokenFile, "identity-token-file", "", "instead of a bootstrap token: a JWT of the cluster's own issuer (e.g. a projected Kubernetes service-account token with audience \"gantry\"), re-read whenever a credential is needed; needs --cluster-id")
+	f.StringVar(&o.clusterID, "cluster-id", "", "the cluster's id, with --identity-token-file")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/gantry-agent", "where the agent keeps its identity and instance logs")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
 	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process")
@@ -79,15 +83,35 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
+	if (o.idTokenFile == "") != (o.clusterID == "") {
+		return errors.New("--identity-token-file and --cluster-id go together")
+	}
 	ctx := cmd.Context()
 	src := func(ctx context.Context, tok string) (model.AgentCredential, error) {
-		cred, err := client.New(server, tok).AgentCredential(ctx)
+		var cred model.AgentCredential
+		var err error
+		if o.idTokenFile != "" {
+			// The issuer's token is the proof every time; projected tokens
+			// rotate, so it is read afresh.
+			jwt, rerr := os.ReadFile(o.idTokenFile)
+			if rerr != nil {
+				return cred, fmt.Errorf("reading --identity-token-file: %w", rerr)
+			}
+			cred, err = client.New(server, strings.TrimSpace(string(jwt))).AgentCredentialWithJWT(ctx, o.clusterID)
+		} else {
+			cred, err = client.New(server, tok).AgentCredential(ctx)
+		}
 		if client.StatusCode(err) == http.StatusUnauthorized {
-			return cred, agent.ErrRefused
+			return cred, fmt.Errorf("%w: %v", agent.ErrRefused, err)
 		}
 		return cred, err
 	}
-	id, err := agent.Enroll(ctx, o.stateDir, bootstrap, src)
+	id, err := agent.Enroll(ctx, o.stateDir, func(ctx context.Context) (model.AgentCredential, error) {
+		if bootstrap == "" && o.idTokenFile == "" {
+			return model.AgentCredential{}, errors.New("pass the bootstrap token printed by `gantry cluster register` (--bootstrap-token-file), or --identity-token-file with --cluster-id")
+		}
+		return src(ctx, bootstrap)
+	})
 	if err != nil {
 		return err
 	}

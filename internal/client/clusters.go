@@ -84,6 +84,18 @@ func (c *Client) AgentCredential(ctx context.Context) (model.AgentCredential, er
 	return out, err
 }
 
+// AgentCredentialWithJWT trades the client's token, a JWT signed by the
+// issuer registered with clusterID (a Kubernetes service-account token, say),
+// for a cluster credential.
+func (c *Client) AgentCredentialWithJWT(ctx context.Context, clusterID string) (model.AgentCredential, error) {
+	var out model.AgentCredential
+	if c.token == "" {
+		return out, errNoAgentToken
+	}
+	err := c.doJSON(ctx, http.MethodPost, "/v1/gantry/agents/credentials", map[string]string{"clusterId": clusterID}, &out)
+	return out, err
+}
+
 func clustersPath(account string) string {
 	return "/v1/accounts/" + seg(account) + "/clusters"
 }
