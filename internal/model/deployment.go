@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 )
 
@@ -54,6 +55,37 @@ func (s GPUSpec) Concurrency() int {
 // Int returns a pointer to v, for optional integer fields such as
 // maxRequestConcurrency, where an explicit value must differ from "not set".
 func Int(v int) *int { return &v }
+
+// Shape resolves the spec to its instance type name and GPUs per instance:
+// an instanceType names its count; without one, one GPU of the spec's model.
+func (s GPUSpec) Shape() (instanceType string, gpuCount int) {
+	if _, n, ok := ParseInstanceTypeName(s.InstanceType); ok {
+		return s.InstanceType, n
+	}
+	return InstanceTypeName(s.GPU, 1), 1
+}
+
+// Allows reports whether the spec lets an instance be placed on c: c takes
+// placements, and it satisfies the spec's own backend, clusters, regions and
+// availabilityZones. Schedulers and policies only ever narrow this further.
+func (s GPUSpec) Allows(c Cluster) bool {
+	if !c.Schedulable() {
+		return false
+	}
+	if s.Backend != "" && s.Backend != c.GroupName && s.Backend != c.GroupID {
+		return false
+	}
+	if len(s.Clusters) > 0 && !slices.Contains(s.Clusters, c.ID) && !slices.Contains(s.Clusters, c.Name) {
+		return false
+	}
+	if len(s.Regions) > 0 && !slices.Contains(s.Regions, c.Region) {
+		return false
+	}
+	if len(s.AvailabilityZones) > 0 && !slices.Contains(s.AvailabilityZones, c.Zone) {
+		return false
+	}
+	return true
+}
 
 // HealthInfo explains why part of a deployment is not healthy, for example an
 // instance that cannot be placed or one that keeps crashing.

@@ -111,7 +111,7 @@ func (p *Policy) plan(spec model.GPUSpec, clusters []model.Cluster, used map[str
 	}
 	var ready, allowed []model.Cluster
 	for _, c := range clusters {
-		if !specAllows(spec, c) {
+		if !spec.Allows(c) {
 			continue
 		}
 		ready = append(ready, c)
@@ -291,22 +291,12 @@ func (p *Policy) explain(s string) string {
 	return fmt.Sprintf("policy %q: %s", p.Name, s)
 }
 
-// shape resolves a spec to its instance type and GPUs per instance, as
-// scheduler.Shape does (this package cannot import the scheduler, which
-// imports it): an instanceType names its count, else one GPU of spec.GPU.
-func shape(spec model.GPUSpec) (string, int) {
-	if _, n, ok := model.ParseInstanceTypeName(spec.InstanceType); ok {
-		return spec.InstanceType, n
-	}
-	return model.InstanceTypeName(spec.GPU, 1), 1
-}
-
-func need(spec model.GPUSpec) int { _, n := shape(spec); return n }
+func need(spec model.GPUSpec) int { _, n := spec.Shape(); return n }
 
 // freeGPUs returns the GPUs of spec's model not yet promised on c, and
 // whether c offers spec's instance type at all.
 func freeGPUs(spec model.GPUSpec, c model.Cluster, used map[string]map[string]int) (int, bool) {
-	itype, _ := shape(spec)
+	itype, _ := spec.Shape()
 	total, offers := 0, false
 	for _, n := range c.Inventory.Nodes {
 		if n.GPUModel != spec.GPU {
@@ -322,7 +312,7 @@ func freeGPUs(spec model.GPUSpec, c model.Cluster, used map[string]map[string]in
 
 // capacity says why none of the clusters of tiers has room.
 func capacity(spec model.GPUSpec, tiers [][]model.Cluster, used map[string]map[string]int) string {
-	itype, n := shape(spec)
+	itype, n := spec.Shape()
 	mostFree, anyShape := 0, false
 	var offered []string
 	for _, t := range tiers {
@@ -342,28 +332,6 @@ func capacity(spec model.GPUSpec, tiers [][]model.Cluster, used map[string]map[s
 	}
 	return fmt.Sprintf("not enough free GPUs: an instance needs %d x %s, the most free on a cluster it allows is %d; it will be placed when capacity frees up",
 		n, spec.GPU, mostFree)
-}
-
-// specAllows applies the cluster's schedulability and the deployment spec's
-// own placement fields exactly as scheduler.eligible does, so a policy only
-// ever narrows what the scheduler would allow without it.
-func specAllows(spec model.GPUSpec, c model.Cluster) bool {
-	if !c.Schedulable() {
-		return false
-	}
-	if spec.Backend != "" && spec.Backend != c.GroupName && spec.Backend != c.GroupID {
-		return false
-	}
-	if len(spec.Clusters) > 0 && !slices.Contains(spec.Clusters, c.ID) && !slices.Contains(spec.Clusters, c.Name) {
-		return false
-	}
-	if len(spec.Regions) > 0 && !slices.Contains(spec.Regions, c.Region) {
-		return false
-	}
-	if len(spec.AvailabilityZones) > 0 && !slices.Contains(spec.AvailabilityZones, c.Zone) {
-		return false
-	}
-	return true
 }
 
 func describeSpec(spec model.GPUSpec) string {

@@ -28,14 +28,9 @@ type Store interface {
 	ReleaseInstance(ctx context.Context, inst model.Instance, alloc *store.Allocation) error
 }
 
-// Shape resolves a spec to the instance type name and GPUs per instance. A
-// spec without instanceType gets the 1-GPU type of its GPU model.
-func Shape(spec model.GPUSpec) (instanceType string, gpuCount int) {
-	if _, n, ok := model.ParseInstanceTypeName(spec.InstanceType); ok {
-		return spec.InstanceType, n
-	}
-	return model.InstanceTypeName(spec.GPU, 1), 1
-}
+// Shape resolves a spec to the instance type name and GPUs per instance
+// (model.GPUSpec.Shape).
+func Shape(spec model.GPUSpec) (instanceType string, gpuCount int) { return spec.Shape() }
 
 // Choose picks the cluster for one instance of spec, or says in words why no
 // cluster fits. used is the GPUs already promised per cluster and model.
@@ -47,7 +42,7 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 	var offered []string
 	mostFree, anyShape, anyFilter := 0, false, false
 	for _, c := range clusters {
-		if !eligible(spec, c) {
+		if !spec.Allows(c) {
 			continue
 		}
 		anyFilter = true
@@ -92,25 +87,6 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 		return "", fmt.Sprintf("not enough free GPUs: an instance needs %d x %s, the most free on a matching cluster is %d; it will be placed when capacity frees up",
 			need, spec.GPU, mostFree)
 	}
-}
-
-func eligible(spec model.GPUSpec, c model.Cluster) bool {
-	if !c.Schedulable() {
-		return false
-	}
-	if spec.Backend != "" && spec.Backend != c.GroupName && spec.Backend != c.GroupID {
-		return false
-	}
-	if len(spec.Clusters) > 0 && !slices.Contains(spec.Clusters, c.ID) && !slices.Contains(spec.Clusters, c.Name) {
-		return false
-	}
-	if len(spec.Regions) > 0 && !slices.Contains(spec.Regions, c.Region) {
-		return false
-	}
-	if len(spec.AvailabilityZones) > 0 && !slices.Contains(spec.AvailabilityZones, c.Zone) {
-		return false
-	}
-	return true
 }
 
 func describeFilter(spec model.GPUSpec) string {
