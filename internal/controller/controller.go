@@ -235,7 +235,7 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 // newInstance creates one pending instance for spec si of d.
 func (c *Controller) newInstance(ctx context.Context, d model.Deployment, si int) (*model.Instance, error) {
 	spec := d.Specs[si]
-	itype, n := scheduler.Shape(spec)
+	itype, n := spec.Shape()
 	inst := &model.Instance{
 		ID:                uuid.NewString(),
 		FunctionID:        d.FunctionID,
@@ -258,7 +258,7 @@ func desiredCount(spec model.GPUSpec) int {
 }
 
 func matchesSpec(inst model.Instance, spec model.GPUSpec) bool {
-	itype, _ := scheduler.Shape(spec)
+	itype, _ := spec.Shape()
 	return inst.GPU == spec.GPU && inst.InstanceType == itype
 }
 

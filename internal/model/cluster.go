@@ -121,6 +121,13 @@ func ParseInstanceTypeName(name string) (model string, count int, ok bool) {
 	return rest[:us], n, true
 }
 
+// Offers reports whether the node offers an instance of count GPUs of
+// gpuModel: InstanceTypes without building them, for the scheduler's inner
+// loop.
+func (n Node) Offers(gpuModel string, count int) bool {
+	return n.GPUModel == gpuModel && count > 0 && count <= n.GPUs && (count&(count-1) == 0 || count == n.GPUs)
+}
+
 // InstanceTypes lists the instance types a node offers: powers of two up to
 // its GPU count, plus the whole node. The 1x type is the default.
 func (n Node) InstanceTypes() []InstanceType {

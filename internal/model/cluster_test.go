@@ -49,3 +49,34 @@ func TestNodeInstanceTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestSpecShapeAndNodeOffers(t *testing.T) {
+	for _, tc := range []struct {
+		spec  GPUSpec
+		itype string
+		n     int
+	}{
+		{GPUSpec{GPU: "H100"}, "ON-PREM.GPU.H100_1x", 1},
+		{GPUSpec{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_4x"}, "ON-PREM.GPU.H100_4x", 4},
+	} {
+		if it, n := tc.spec.Shape(); it != tc.itype || n != tc.n {
+			t.Errorf("Shape(%+v) = %s, %d", tc.spec, it, n)
+		}
+	}
+	// Offers agrees with InstanceTypes for every node size and count.
+	for gpus := 0; gpus <= 16; gpus++ {
+		node := Node{GPUModel: "H100", GPUs: gpus}
+		offered := map[int]bool{}
+		for _, it := range node.InstanceTypes() {
+			offered[it.GPUCount] = true
+		}
+		for count := 0; count <= 17; count++ {
+			if node.Offers("H100", count) != offered[count] {
+				t.Errorf("%d-GPU node: Offers(%d) = %v, InstanceTypes says %v", gpus, count, !offered[count], offered[count])
+			}
+		}
+		if node.Offers("L40S", 1) {
+			t.Errorf("%d-GPU H100 node offers L40S", gpus)
+		}
+	}
+}

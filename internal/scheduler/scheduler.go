@@ -28,18 +28,13 @@ type Store interface {
 	ReleaseInstance(ctx context.Context, inst model.Instance, alloc *store.Allocation) error
 }
 
-// Shape resolves a spec to the instance type name and GPUs per instance
-// (model.GPUSpec.Shape).
-func Shape(spec model.GPUSpec) (instanceType string, gpuCount int) { return spec.Shape() }
-
 // Choose picks the cluster for one instance of spec, or says in words why no
 // cluster fits. used is the GPUs already promised per cluster and model.
 // Strategy: bin-pack, i.e. the fitting cluster left with the fewest free GPUs
 // of the model, so large shapes keep finding room elsewhere.
 func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[string]int) (string, string) {
-	itype, need := Shape(spec)
+	itype, need := spec.Shape()
 	best, bestFree := "", 0
-	var offered []string
 	mostFree, anyShape, anyFilter := 0, false, false
 	for _, c := range clusters {
 		if !spec.Allows(c) {
@@ -49,15 +44,9 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 		total := 0
 		shape := false
 		for _, n := range c.Inventory.Nodes {
-			offered = append(offered, n.GPUModel)
-			if n.GPUModel != spec.GPU {
-				continue
-			}
-			total += n.GPUs
-			for _, t := range n.InstanceTypes() {
-				if t.Name == itype {
-					shape = true
-				}
+			if n.GPUModel == spec.GPU {
+				total += n.GPUs
+				shape = shape || n.Offers(spec.GPU, need)
 			}
 		}
 		if !shape {
@@ -80,13 +69,27 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 	case !anyFilter:
 		return "", "no READY, uncordoned cluster matches " + describeFilter(spec)
 	case !anyShape:
-		slices.Sort(offered)
 		return "", fmt.Sprintf("no matching cluster offers instance type %s (gpus offered: %s)",
-			itype, strings.Join(slices.Compact(offered), ", "))
+			itype, strings.Join(offeredModels(spec, clusters), ", "))
 	default:
 		return "", fmt.Sprintf("not enough free GPUs: an instance needs %d x %s, the most free on a matching cluster is %d; it will be placed when capacity frees up",
 			need, spec.GPU, mostFree)
 	}
+}
+
+// offeredModels lists the GPU models of the clusters spec allows, for
+// explaining why nothing fits (never on the path that places).
+func offeredModels(spec model.GPUSpec, clusters []model.Cluster) []string {
+	var out []string
+	for _, c := range clusters {
+		if spec.Allows(c) {
+			for _, n := range c.Inventory.Nodes {
+				out = append(out, n.GPUModel)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func describeFilter(spec model.GPUSpec) string {
@@ -151,19 +154,20 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 	if err != nil {
 		return nil, err
 	}
-	used := func() map[string]map[string]int {
-		m := make(map[string]map[string]int, len(allocs))
-		for id, a := range allocs {
-			m[id] = a.Used
-		}
-		return m
+	// used mirrors allocs for Choose and is kept in step with every commit
+	// and re-read, rather than rebuilt per attempt.
+	used := make(map[string]map[string]int, len(allocs))
+	for id, a := range allocs {
+		used[id] = a.Used
 	}
 	out := make([]Result, len(reqs))
 	for i, r := range reqs {
 		for attempt := 0; ; attempt++ {
-			cid, reason := Choose(r.Spec, clusters, used())
+			var cid, reason string
 			if r.Policy != nil {
-				cid, reason = r.Policy.Choose(r.Spec, clusters, used(), r.Placed)
+				cid, reason = r.Policy.Choose(r.Spec, clusters, used, r.Placed)
+			} else {
+				cid, reason = Choose(r.Spec, clusters, used)
 			}
 			if cid == "" {
 				out[i] = Result{Reason: reason}
@@ -173,7 +177,7 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 			if !ok {
 				a = store.Allocation{ClusterID: cid, Used: map[string]int{}}
 			}
-			_, need := Shape(r.Spec)
+			_, need := r.Spec.Shape()
 			next := store.Allocation{ClusterID: cid, Used: cloneCounts(a.Used), Revision: a.Revision}
 			next.Used[r.Spec.GPU] += need
 			placed := *r.Instance
@@ -182,7 +186,7 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 			err := s.st.PlaceInstance(ctx, &placed, &next)
 			if err == nil {
 				*r.Instance = placed
-				allocs[cid] = next
+				allocs[cid], used[cid] = next, next.Used
 				out[i] = Result{Placed: true}
 				if r.Placed != nil {
 					r.Placed[cid]++
@@ -198,7 +202,7 @@ func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error)
 			if gerr != nil {
 				return out, gerr
 			}
-			allocs[cid] = fresh
+			allocs[cid], used[cid] = fresh, fresh.Used
 		}
 	}
 	return out, nil

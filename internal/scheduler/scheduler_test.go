@@ -53,18 +53,3 @@ func TestChoose(t *testing.T) {
 		})
 	}
 }
-
-func TestShape(t *testing.T) {
-	for _, tc := range []struct {
-		spec  model.GPUSpec
-		itype string
-		n     int
-	}{
-		{model.GPUSpec{GPU: "H100"}, "ON-PREM.GPU.H100_1x", 1},
-		{model.GPUSpec{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_4x"}, "ON-PREM.GPU.H100_4x", 4},
-	} {
-		if it, n := Shape(tc.spec); it != tc.itype || n != tc.n {
-			t.Errorf("Shape(%+v) = %s, %d", tc.spec, it, n)
-		}
-	}
-}

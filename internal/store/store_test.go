@@ -141,6 +141,11 @@ func TestNotifyCoalesces(t *testing.T) {
 	s := testutil.StartEtcd(t)
 	ctx, cancel := context.WithCancel(testutil.Context(t))
 	ch := s.Notify(ctx, "clusters/")
+	select {
+	case <-ch: // the watch is in place
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification that the watch is in place")
+	}
 	for i := 0; i < 5; i++ {
 		c := &model.Cluster{ID: "c" + string(rune('0'+i))}
 		if err := s.CreateCluster(ctx, c); err != nil {

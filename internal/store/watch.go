@@ -7,8 +7,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Notify returns a channel that receives a value soon after anything under
-// the installation's prefix changes. Bursts coalesce into one notification:
+// Notify returns a channel that receives a value once the watch is in place
+// (so a consumer knows every later change will be seen) and soon after
+// anything under the installation's prefix changes. Bursts coalesce into one
+// notification:
 // controllers are level-triggered and re-read what they need, so they only
 // need to know "something changed", never what. The channel is closed when
 // ctx ends. A broken watch is re-established, with a notification, so a
@@ -25,7 +27,7 @@ func (s *Store) Notify(ctx context.Context, sub string) <-chan struct{} {
 		defer close(out)
 		for ctx.Err() == nil {
 			wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-			wch := s.c.Watch(wctx, s.key(sub), clientv3.WithPrefix())
+			wch := s.c.Watch(wctx, s.key(sub), clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 			for resp := range wch {
 				if resp.Err() != nil {
 					break
