@@ -15,6 +15,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -313,7 +315,8 @@ func (c *Controller) placePending(ctx context.Context, w *world, keep map[specKe
 		return nil
 	}
 	sort.Slice(reqs, func(i, j int) bool { return reqs[i].Instance.CreatedAt.Before(reqs[j].Instance.CreatedAt) })
-	results, err := c.sched.Place(ctx, reqs)
+	clusters := slices.Collect(maps.Values(w.clusters))
+	results, err := c.sched.PlaceOn(ctx, clusters, reqs)
 	var errs []error
 	for i, r := range results {
 		inst := reqs[i].Instance

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -25,6 +26,7 @@ type Store interface {
 	ListAllocations(ctx context.Context) (map[string]store.Allocation, error)
 	GetAllocation(ctx context.Context, clusterID string) (store.Allocation, error)
 	PlaceInstance(ctx context.Context, inst *model.Instance, alloc *store.Allocation) error
+	PlaceInstances(ctx context.Context, insts []*model.Instance, allocs []*store.Allocation) error
 	ReleaseInstance(ctx context.Context, inst model.Instance, alloc *store.Allocation) error
 }
 
@@ -142,70 +144,170 @@ type Result struct {
 // maxAttempts bounds retries of one placement under contention.
 const maxAttempts = 16
 
-// Place places pending instances, reading clusters and allocations once and
-// re-reading only a cluster whose allocation changed under it.
+// batchSize is how many placements share one etcd transaction. Each adds at
+// most two compares and two puts, which keeps a batch within etcd's default
+// limit of 128 operations per transaction.
+const batchSize = 48
+
+// Place places pending instances, reading clusters and allocations first.
 func (s *Scheduler) Place(ctx context.Context, reqs []Request) ([]Result, error) {
 	clusters, err := s.st.ListClusters(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return s.PlaceOn(ctx, clusters, reqs)
+}
+
+// PlaceOn is Place over a snapshot of the clusters the caller already read
+// (the controller reads them once per pass). A stale snapshot is safe: every
+// commit is guarded by the revision of the allocation it changes.
+//
+// Choices are made in memory and committed batchSize at a time in one
+// transaction; if another scheduler got there first, that batch is redone one
+// placement at a time against fresh allocations.
+func (s *Scheduler) PlaceOn(ctx context.Context, clusters []model.Cluster, reqs []Request) ([]Result, error) {
+	clusters = slices.Clone(clusters)
 	sort.Slice(clusters, func(i, j int) bool { return clusters[i].ID < clusters[j].ID })
 	allocs, err := s.st.ListAllocations(ctx)
 	if err != nil {
 		return nil, err
 	}
-	// used mirrors allocs for Choose and is kept in step with every commit
-	// and re-read, rather than rebuilt per attempt.
-	used := make(map[string]map[string]int, len(allocs))
+	p := &placer{st: s.st, clusters: clusters, allocs: allocs, used: make(map[string]map[string]int, len(allocs))}
 	for id, a := range allocs {
-		used[id] = a.Used
+		p.used[id] = a.Used
 	}
 	out := make([]Result, len(reqs))
-	for i, r := range reqs {
-		for attempt := 0; ; attempt++ {
-			var cid, reason string
-			if r.Policy != nil {
-				cid, reason = r.Policy.Choose(r.Spec, clusters, used, r.Placed)
-			} else {
-				cid, reason = Choose(r.Spec, clusters, used)
-			}
-			if cid == "" {
-				out[i] = Result{Reason: reason}
-				break
-			}
-			a, ok := allocs[cid]
-			if !ok {
-				a = store.Allocation{ClusterID: cid, Used: map[string]int{}}
-			}
-			_, need := r.Spec.Shape()
-			next := store.Allocation{ClusterID: cid, Used: cloneCounts(a.Used), Revision: a.Revision}
-			next.Used[r.Spec.GPU] += need
-			placed := *r.Instance
-			placed.ClusterID = cid
-			placed.PendingReason = ""
-			err := s.st.PlaceInstance(ctx, &placed, &next)
-			if err == nil {
-				*r.Instance = placed
-				allocs[cid], used[cid] = next, next.Used
-				out[i] = Result{Placed: true}
-				if r.Placed != nil {
-					r.Placed[cid]++
-				}
-				break
-			}
-			if !errors.Is(err, store.ErrConflict) || attempt >= maxAttempts {
-				return out, fmt.Errorf("scheduler: place %s: %w", r.Instance.ID, err)
-			}
-			// The allocation (or the instance) moved: refresh the allocation
-			// and choose again.
-			fresh, gerr := s.st.GetAllocation(ctx, cid)
-			if gerr != nil {
-				return out, gerr
-			}
-			allocs[cid], used[cid] = fresh, fresh.Used
+	for start := 0; start < len(reqs); start += batchSize {
+		end := min(start+batchSize, len(reqs))
+		if err := p.batch(ctx, reqs[start:end], out[start:end]); err != nil {
+			return out, err
 		}
 	}
 	return out, nil
+}
+
+// placer holds one Place call's view of the allocations. used mirrors allocs
+// for Choose and moves with every choice, so later choices see earlier ones.
+type placer struct {
+	st       Store
+	clusters []model.Cluster
+	allocs   map[string]store.Allocation
+	used     map[string]map[string]int
+}
+
+func (p *placer) choose(r Request) (string, string) {
+	if r.Policy != nil {
+		return r.Policy.Choose(r.Spec, p.clusters, p.used, r.Placed)
+	}
+	return Choose(r.Spec, p.clusters, p.used)
+}
+
+// batch chooses for every request, then commits all placements at once.
+func (p *placer) batch(ctx context.Context, reqs []Request, out []Result) error {
+	next := map[string]*store.Allocation{}
+	var insts []*model.Instance
+	var chosen []int
+	for i, r := range reqs {
+		cid, reason := p.choose(r)
+		if cid == "" {
+			out[i] = Result{Reason: reason}
+			continue
+		}
+		a, ok := next[cid]
+		if !ok {
+			cur := p.allocs[cid]
+			a = &store.Allocation{ClusterID: cid, Used: cloneCounts(cur.Used), Revision: cur.Revision}
+			next[cid] = a
+		}
+		_, need := r.Spec.Shape()
+		a.Used[r.Spec.GPU] += need
+		p.used[cid] = a.Used
+		if r.Placed != nil {
+			r.Placed[cid]++
+		}
+		placed := *r.Instance
+		placed.ClusterID, placed.PendingReason = cid, ""
+		insts, chosen = append(insts, &placed), append(chosen, i)
+	}
+	if len(insts) == 0 {
+		return nil
+	}
+	touched := slices.Collect(maps.Values(next))
+	err := p.st.PlaceInstances(ctx, insts, touched)
+	if err == nil {
+		for k, i := range chosen {
+			*reqs[i].Instance = *insts[k]
+			out[i] = Result{Placed: true}
+		}
+		for _, a := range touched {
+			p.allocs[a.ClusterID] = *a
+		}
+		return nil
+	}
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	// Someone else moved an allocation or an instance: forget this batch's
+	// choices and place its requests one at a time on fresh data.
+	for k, i := range chosen {
+		if reqs[i].Placed != nil {
+			reqs[i].Placed[insts[k].ClusterID]--
+		}
+	}
+	for cid := range next {
+		if err := p.refresh(ctx, cid); err != nil {
+			return err
+		}
+	}
+	for i, r := range reqs {
+		res, err := p.one(ctx, r)
+		if err != nil {
+			return err
+		}
+		out[i] = res
+	}
+	return nil
+}
+
+func (p *placer) refresh(ctx context.Context, cid string) error {
+	fresh, err := p.st.GetAllocation(ctx, cid)
+	if err != nil {
+		return err
+	}
+	p.allocs[cid], p.used[cid] = fresh, fresh.Used
+	return nil
+}
+
+// one places a single request in its own transaction, retrying on conflict.
+func (p *placer) one(ctx context.Context, r Request) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		cid, reason := p.choose(r)
+		if cid == "" {
+			return Result{Reason: reason}, nil
+		}
+		cur := p.allocs[cid]
+		_, need := r.Spec.Shape()
+		next := store.Allocation{ClusterID: cid, Used: cloneCounts(cur.Used), Revision: cur.Revision}
+		next.Used[r.Spec.GPU] += need
+		placed := *r.Instance
+		placed.ClusterID, placed.PendingReason = cid, ""
+		err := p.st.PlaceInstance(ctx, &placed, &next)
+		if err == nil {
+			*r.Instance = placed
+			p.allocs[cid], p.used[cid] = next, next.Used
+			if r.Placed != nil {
+				r.Placed[cid]++
+			}
+			return Result{Placed: true}, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt >= maxAttempts {
+			return Result{}, fmt.Errorf("scheduler: place %s: %w", r.Instance.ID, err)
+		}
+		// The allocation (or the instance) moved: refresh and choose again.
+		if err := p.refresh(ctx, cid); err != nil {
+			return Result{}, err
+		}
+	}
 }
 
 // Release deletes an instance and returns its GPUs to its cluster.

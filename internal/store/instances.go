@@ -164,3 +164,39 @@ func (s *Store) GetInstance(ctx context.Context, id string) (model.Instance, err
 	inst.Revision = rev
 	return inst, err
 }
+
+// PlaceInstances commits several placements in one transaction: every
+// instance must still be at its revision and every allocation at its, or
+// nothing is written (ErrConflict). allocs holds each touched cluster's new
+// allocation once, already counting all of insts. Keep a batch within
+// etcd's per-transaction limit (128 operations by default): each instance
+// and each allocation is one compare and one put.
+func (s *Store) PlaceInstances(ctx context.Context, insts []*model.Instance, allocs []*Allocation) error {
+	guards := make([]clientv3.Cmp, 0, len(insts)+len(allocs))
+	ops := make([]clientv3.Op, 0, len(insts)+len(allocs))
+	for _, inst := range insts {
+		op, err := putOp(s.instanceKey(inst.ID), inst)
+		if err != nil {
+			return err
+		}
+		guards, ops = append(guards, atRevision(s.instanceKey(inst.ID), inst.Revision)), append(ops, op)
+	}
+	for _, a := range allocs {
+		op, err := putOp(s.allocKey(a.ClusterID), a)
+		if err != nil {
+			return err
+		}
+		guards, ops = append(guards, allocGuard(s, *a)), append(ops, op)
+	}
+	rev, err := s.txn(ctx, guards, ops, ErrConflict)
+	if err != nil {
+		return err
+	}
+	for _, inst := range insts {
+		inst.Revision = rev
+	}
+	for _, a := range allocs {
+		a.Revision = rev
+	}
+	return nil
+}
