@@ -3,7 +3,10 @@ package cli
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +21,8 @@ benchmark starts what it measures itself (an in-process dev platform, or this
 binary as a subprocess) in a temporary directory; no running Gantry is needed.
 docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchInvokeCmd(), newBenchStartupCmd())
+	cmd.AddCommand(newBenchScheduleCmd())
+	cmd.AddCommand(newBenchAgentsCmd())
 	return cmd
 }
 
@@ -196,3 +201,205 @@ func writeTargets(w io.Writer, targets []bench.Target) error {
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+func newBenchScheduleCmd() *cobra.Command {
+	var cfg bench.ScheduleConfig
+	cmd := &cobra.Command{
+		Use:   "schedule",
+		Short: "Measure how fast the scheduler places instances on many clusters",
+		Long: `Start an embedded etcd in a temporary directory, write --clusters READY
+clusters of one --gpus-per-cluster node each (four GPU models, three regions,
+three zones each), --deployments deployments of 1 to 10 instances that add
+up to --instances (15% at 2 GPUs and 5% at 4 GPUs per instance; 15% limited
+to a region or zone), and their pending instances, as the controller
+creates them. Then place them with the real scheduler, one etcd transaction
+per placement, in phases that each start from a fresh etcd:
+
+  bulk            one Place call for every pending instance, as one
+                  controller pass does after the deployments arrive at once
+  per deployment  one Place call per deployment, on each --workers number of
+                  schedulers racing through etcd as replicas would
+
+Afterwards the store is checked: no cluster is overbooked, every allocation
+record equals its instances, and no pending instance would fit anywhere.
+
+Target: at least 5,000 placements/s.`,
+		Example: `  gantry bench schedule
+  gantry bench schedule --gpus-per-cluster 16 --workers 1,2,4
+  gantry bench schedule --cpuprofile /tmp/sched.pprof && go tool pprof -top /tmp/sched-bulk.pprof`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			res, err := bench.RunSchedule(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			var failed []string
+			for _, p := range res.Phases {
+				if !p.Checks.OK() {
+					failed = append(failed, bench.PhaseLabel(p.Name, p.Schedulers))
+				}
+			}
+			if err := printBench(cmd, res, func(w io.Writer) error {
+				models := make([]string, len(res.Models))
+				for i, m := range res.Models {
+					models[i] = fmt.Sprintf("%s %d/%d", m.GPU, m.DemandGPUs, m.CapacityGPUs)
+				}
+				shapes := make([]string, 0, len(res.Shapes))
+				for _, n := range slices.Sorted(maps.Keys(res.Shapes)) {
+					shapes = append(shapes, fmt.Sprintf("%dx %d", n, res.Shapes[n]))
+				}
+				fmt.Fprintf(w, "%d clusters x %d GPUs = %d GPUs; %d deployments, %d instances (%s) needing %d GPUs, %.0f%% of capacity.\n",
+					res.Clusters, res.GPUsPerCluster, res.CapacityGPUs, res.Deployments, res.Instances, strings.Join(shapes, ", "),
+					res.DemandGPUs, 100*float64(res.DemandGPUs)/float64(res.CapacityGPUs))
+				fmt.Fprintf(w, "GPUs demanded/available by model: %s.\n", strings.Join(models, ", "))
+				if res.DemandGPUs > res.CapacityGPUs {
+					fmt.Fprintf(w, "Demand exceeds capacity by %d GPUs, so instances stay pending; the deployment latencies cover fully placed deployments only.\n", res.DemandGPUs-res.CapacityGPUs)
+				}
+				fmt.Fprintln(w)
+				runs := table{headers: []string{"PHASE", "PLACED", "PENDING", "TIME", "PLACEMENTS/S", "CONFLICTS", "DEPLOYMENTS PLACED", "DEPLOY P50", "DEPLOY P99", "DEPLOY MAX"}}
+				costs := table{headers: []string{"PHASE", "PLACE CALLS", "STORE READS", "COMMITS", "READ/PLACEMENT", "COMMIT/PLACEMENT", "OTHER/PLACEMENT"}}
+				checks := table{headers: []string{"PHASE", "INSTANCES", "PLACED", "PENDING", "PENDING THAT FIT", "OVERBOOKED CLUSTERS", "ALLOCATION MISMATCHES", "RESULT"}}
+				for _, p := range res.Phases {
+					label := bench.PhaseLabel(p.Name, p.Schedulers)
+					l := p.DeploymentLatency
+					runs.rows = append(runs.rows, []string{label, strconv.Itoa(p.Placed), strconv.Itoa(p.Pending), seconds(p.Elapsed),
+						fmt.Sprintf("%.0f", p.PlacementsPerSecond), strconv.Itoa(p.Conflicts), strconv.Itoa(p.DeploymentsPlaced),
+						bench.Millis(l.P50) + "ms", bench.Millis(l.P99) + "ms", bench.Millis(l.Max) + "ms"})
+					per := func(d time.Duration) string {
+						if p.Placed == 0 {
+							return ""
+						}
+						return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond)/float64(p.Placed))
+					}
+					costs.rows = append(costs.rows, []string{label, strconv.Itoa(p.PlaceCalls), strconv.Itoa(p.Reads), strconv.Itoa(p.Commits),
+						per(p.ReadTime), per(p.CommitTime), per(p.Busy - p.ReadTime - p.CommitTime)})
+					c, result := p.Checks, "OK"
+					if !c.OK() {
+						result = "FAILED"
+					}
+					checks.rows = append(checks.rows, []string{label, strconv.Itoa(c.Instances), strconv.Itoa(c.Placed), strconv.Itoa(c.Pending),
+						strconv.Itoa(c.PendingThatFit), strconv.Itoa(c.OverbookedClusters), strconv.Itoa(c.AllocationMismatches), result})
+				}
+				for _, t := range []table{runs, costs, checks} {
+					if err := writeTable(w, t); err != nil {
+						return err
+					}
+					fmt.Fprintln(w)
+				}
+				fmt.Fprintln(w, "Times per placement are summed over schedulers; OTHER is time inside Place but outside the store (mostly Choose).")
+				fmt.Fprintln(w)
+				if err := writeTargets(w, res.Targets); err != nil {
+					return err
+				}
+				for _, p := range res.Phases {
+					if p.PlaceErrors > 0 {
+						fmt.Fprintf(w, "%s: %d Place calls gave up on conflicts and were retried, e.g. %s\n", bench.PhaseLabel(p.Name, p.Schedulers), p.PlaceErrors, p.FirstError)
+					}
+					if p.CPUProfile != "" {
+						fmt.Fprintf(w, "CPU profile, %s: %s\n", bench.PhaseLabel(p.Name, p.Schedulers), p.CPUProfile)
+					}
+					for _, pr := range p.Checks.Problems {
+						fmt.Fprintf(w, "!!! %s: %s\n", bench.PhaseLabel(p.Name, p.Schedulers), pr)
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("placement checks failed in: %s", strings.Join(failed, "; "))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Clusters, "clusters", 1000, "simulated READY clusters")
+	f.IntVar(&cfg.GPUsPerCluster, "gpus-per-cluster", 8, "GPUs on each cluster's one node")
+	f.IntVar(&cfg.Deployments, "deployments", 2000, "deployments, of 1 to 10 instances each")
+	f.IntVar(&cfg.Instances, "instances", 10000, "instances over all deployments")
+	f.IntSliceVar(&cfg.Workers, "workers", []int{1, 4}, "numbers of concurrent schedulers for the per-deployment phases")
+	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "profile each phase's timed part into this file, with -bulk or -w<workers> inserted before the extension")
+	return cmd
+}
+
+func newBenchAgentsCmd() *cobra.Command {
+	var cfg bench.AgentsConfig
+	cmd := &cobra.Command{
+		Use:   "agents",
+		Short: "Measure what many heartbeating agents cost one server",
+		Long: `Run this binary as ` + "`gantry server`" + ` (embedded etcd and NATS) in a temporary
+directory, register --agents clusters through the API and exchange each
+bootstrap token for a credential, as ` + "`gantry agent`" + ` does. Measure the server
+idle for --idle with the clusters registered and no agent connected. Then run
+--agents simulated agents in this process, each with its own NATS connection
+(its credential as the token, its cluster's inbox prefix), sending a full
+report (one node of 8 H100s, --instances instance states) every --interval as
+a request to gantry.report.<cluster> and checking the answer. The agents'
+first reports are spread evenly over one interval. Once every agent has
+reported, the server's CPU time (/proc/<pid>/stat, user+system) is measured
+over --duration, and its VmRSS read at the end. The CPU of this process and
+of the rest of the machine is shown beside it, so a busy machine shows.
+
+One NATS connection per agent needs about --agents open files; the soft
+limit is raised in this process up to the hard limit if needed.
+
+Target: 1,000 agents reporting every 5s cost the server under 0.25 cores.`,
+		Example: `  gantry bench agents
+  gantry bench agents --agents 200 --duration 20s --idle 5s
+  gantry bench agents -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			res, err := bench.RunAgents(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if err := printBench(cmd, res, func(w io.Writer) error {
+				fmt.Fprintf(w, "%d agents, one %d-byte report every %s each (%d instance states), measured for %s after a %.1fs warmup.\n",
+					res.Agents, res.ReportBytes, res.Interval, res.InstancesPerReport, res.Duration, res.Warmup.Seconds())
+				fmt.Fprintf(w, "Setup: %d clusters registered and enrolled in %.1fs, NATS connections opened in %.1fs; open-files limit %d.\n\n",
+					res.Agents, res.Register.Seconds(), res.Connect.Seconds(), res.FDLimit)
+				usage := table{headers: []string{"PHASE", "AGENTS", "WALL", "SERVER CPU", "SERVER CORES", "SERVER RSS", "AGENTS' PROCESS", "OTHER LOAD"}}
+				for _, p := range res.Phases {
+					usage.rows = append(usage.rows, []string{p.Name, strconv.Itoa(p.Agents), fmt.Sprintf("%.1fs", p.Wall.Seconds()),
+						fmt.Sprintf("%.2fs", p.ServerCPU.Seconds()), fmt.Sprintf("%.3f", p.ServerCores), fmt.Sprintf("%.1f MiB", bench.MiB(p.ServerRSS)),
+						fmt.Sprintf("%.3f cores", p.BenchCores), fmt.Sprintf("%.3f cores", p.OtherCores)})
+				}
+				if err := writeTable(w, usage); err != nil {
+					return err
+				}
+				fmt.Fprintln(w)
+				l := res.Latency
+				reports := table{headers: []string{"REPORTS", "REPORTS/S", "ERRORS", "P50", "P99", "MAX", "ADDED SERVER CORES", "SERVER CPU/REPORT"}}
+				reports.rows = append(reports.rows, []string{strconv.Itoa(res.Reports), fmt.Sprintf("%.1f", res.ReportsPerSecond), strconv.Itoa(res.Errors),
+					bench.Millis(l.P50) + "ms", bench.Millis(l.P99) + "ms", bench.Millis(l.Max) + "ms",
+					fmt.Sprintf("%.3f", res.AddedCores), fmt.Sprintf("%.0fµs", float64(res.CPUPerReport)/float64(time.Microsecond))})
+				if err := writeTable(w, reports); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "\nServer peak RSS (VmHWM, registration included): %.1f MiB.\n\n", bench.MiB(res.ServerPeakRSS))
+				if err := writeTargets(w, res.Targets); err != nil {
+					return err
+				}
+				if res.Errors > 0 {
+					fmt.Fprintf(w, "\n!!! %d REPORTS FAILED, e.g. %s\n", res.Errors, res.FirstError)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				return fmt.Errorf("%d reports failed; the numbers above are not trustworthy", res.Errors)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Agents, "agents", bench.TargetAgentsCount, "simulated agents, one registered cluster each")
+	f.DurationVar(&cfg.Interval, "interval", bench.TargetAgentsInterval, "each agent's heartbeat period")
+	f.DurationVar(&cfg.Duration, "duration", time.Minute, "measured window, after every agent has reported once")
+	f.DurationVar(&cfg.Idle, "idle", 10*time.Second, "idle baseline: the server with the clusters registered and no agent connected")
+	f.IntVar(&cfg.Instances, "instances", 0, "instance states per report; they do not exist, so each costs the server an etcd read per report")
+	return cmd
+}
