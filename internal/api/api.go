@@ -44,6 +44,7 @@ type Store interface {
 	ListClusters(ctx context.Context) ([]model.Cluster, error)
 	GetCluster(ctx context.Context, id string) (model.Cluster, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
+	ListHeartbeats(ctx context.Context) (map[string]store.Heartbeat, error)
 }
 
 // Sealer encrypts secret values before they are stored.

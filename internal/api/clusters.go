@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/http"
@@ -134,7 +135,25 @@ func (a *API) listClusters(w http.ResponseWriter, r *http.Request, p auth.Princi
 			out.Clusters = append(out.Clusters, c)
 		}
 	}
+	if err := a.withHeartbeats(r.Context(), out.Clusters); err != nil {
+		return err
+	}
 	return web.JSON(w, http.StatusOK, out)
+}
+
+// withHeartbeats fills in when each cluster's agent last reported; heartbeats
+// are kept apart from the cluster records (see store.Heartbeat).
+func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
+	beats, err := a.st.ListHeartbeats(ctx)
+	if err != nil {
+		return err
+	}
+	for i, c := range cs {
+		if hb, ok := beats[c.ID]; ok {
+			cs[i].LastHeartbeat, cs[i].HeartbeatMillis = hb.At, hb.PeriodMillis
+		}
+	}
+	return nil
 }
 
 // ownCluster reads a cluster of the caller's account.
@@ -158,7 +177,11 @@ func (a *API) getCluster(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err != nil {
 		return err
 	}
-	return web.JSON(w, http.StatusOK, model.ClusterResponse{Cluster: c})
+	cs := []model.Cluster{c}
+	if err := a.withHeartbeats(r.Context(), cs); err != nil {
+		return err
+	}
+	return web.JSON(w, http.StatusOK, model.ClusterResponse{Cluster: cs[0]})
 }
 
 func (a *API) updateCluster(w http.ResponseWriter, r *http.Request, p auth.Principal) error {

@@ -40,6 +40,7 @@ type Store interface {
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
 	ListPolicies(ctx context.Context) ([]policy.Policy, error)
+	ListHeartbeats(ctx context.Context) (map[string]store.Heartbeat, error)
 	Notify(ctx context.Context, sub string) <-chan struct{}
 }
 
@@ -90,12 +91,19 @@ func New(st Store, pub Publisher, cfg Config) *Controller {
 
 // Run reconciles until ctx ends. Call it while holding leadership.
 func (c *Controller) Run(ctx context.Context) {
-	changes := c.st.Notify(ctx, "")
+	changes := c.watch(ctx)
 	tick := time.NewTicker(c.cfg.Resync)
 	defer tick.Stop()
 	for {
 		if err := c.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn("controller: pass failed; will retry", "err", err)
+		}
+		// A pass reads the whole world, so a burst of changes is better
+		// served by one pass a moment later than by a pass per change.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minPassGap):
 		}
 		select {
 		case <-ctx.Done():
@@ -104,6 +112,31 @@ func (c *Controller) Run(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// minPassGap spaces passes out under a stream of changes.
+const minPassGap = 100 * time.Millisecond
+
+// watched are the prefixes whose changes call for a pass. Heartbeats are
+// not among them: they change nothing to reconcile, and missed ones are
+// noticed on the periodic resync.
+var watched = []string{"deployments/", "functions/", "instances/", "instance-state/", "clusters/", "policies/"}
+
+// watch merges the notifications of every watched prefix into one channel.
+func (c *Controller) watch(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	for _, p := range watched {
+		ch := c.st.Notify(ctx, p)
+		go func() {
+			for range ch {
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	return out
 }
 
 // world is one consistent-enough read of everything a pass needs.
@@ -135,6 +168,15 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	clusters, err := c.st.ListClusters(ctx)
 	if err != nil {
 		return nil, err
+	}
+	beats, err := c.st.ListHeartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i, cl := range clusters {
+		if hb, ok := beats[cl.ID]; ok {
+			clusters[i].LastHeartbeat, clusters[i].HeartbeatMillis = hb.At, hb.PeriodMillis
+		}
 	}
 	w := &world{
 		deployments: make(map[string]model.Deployment, len(deps)),

@@ -72,8 +72,9 @@ func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance) 
 type KVPublisher struct {
 	kv jetstream.KeyValue
 
-	mu   sync.Mutex
-	last map[string][]byte
+	mu     sync.Mutex
+	last   map[string][]byte
+	listed bool
 }
 
 // NewKVPublisher publishes into kv (the bus.DesiredBucket bucket).
@@ -87,10 +88,13 @@ var _ Publisher = (*KVPublisher)(nil)
 func (p *KVPublisher) Publish(ctx context.Context, states map[string]model.DesiredState) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.last) == 0 {
+	if !p.listed {
 		// First pass of this leader: learn which clusters have a state, so
 		// that ones now empty get emptied.
 		keys, err := p.kv.ListKeys(ctx)
+		if err == nil || errors.Is(err, jetstream.ErrNoKeysFound) {
+			p.listed = true
+		}
 		if err == nil {
 			for k := range keys.Keys() {
 				p.last[k] = nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 type AgentStore interface {
 	GetCluster(ctx context.Context, id string) (model.Cluster, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
+	PutHeartbeat(ctx context.Context, clusterID string, hb store.Heartbeat) error
 	GetInstance(ctx context.Context, id string) (model.Instance, error)
 	PutInstanceState(ctx context.Context, st model.InstanceState) error
 	ListSecrets(ctx context.Context, fnID, versionID string) ([]store.SealedSecret, error)
@@ -121,13 +123,17 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 	if err != nil {
 		return err
 	}
-	c.Inventory = rep.Inventory
-	c.AgentVersion = rep.AgentVersion
-	c.HeartbeatMillis = rep.HeartbeatMillis
-	c.Status, c.NotReadySince = model.ClusterReady, time.Time{}
-	c.LastHeartbeat = time.Now().UTC()
-	if err := a.st.UpdateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrConflict) {
+	if err := a.st.PutHeartbeat(ctx, clusterID, store.Heartbeat{At: time.Now().UTC(), PeriodMillis: rep.HeartbeatMillis}); err != nil {
 		return err
+	}
+	// The cluster record changes only when something the reconciler cares
+	// about does; a plain heartbeat must not wake it.
+	if c.Status != model.ClusterReady || c.AgentVersion != rep.AgentVersion || !reflect.DeepEqual(c.Inventory, rep.Inventory) {
+		c.Inventory, c.AgentVersion = rep.Inventory, rep.AgentVersion
+		c.Status, c.NotReadySince = model.ClusterReady, time.Time{}
+		if err := a.st.UpdateCluster(ctx, &c); err != nil && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
 	}
 	var errs []error
 	for _, st := range rep.Instances {

@@ -69,7 +69,8 @@ func (s *Store) UpdateClusterCredentials(ctx context.Context, creds *ClusterCred
 func (s *Store) DeregisterCluster(ctx context.Context, clusterID string) error {
 	_, err := s.txn(ctx,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.clusterKey(clusterID)), ">", 0)},
-		[]clientv3.Op{clientv3.OpDelete(s.clusterKey(clusterID)), clientv3.OpDelete(s.clusterCredsKey(clusterID))},
+		[]clientv3.Op{clientv3.OpDelete(s.clusterKey(clusterID)), clientv3.OpDelete(s.clusterCredsKey(clusterID)),
+			clientv3.OpDelete(s.key(prefixHeartbeats, clusterID))},
 		ErrNotFound)
 	return err
 }
