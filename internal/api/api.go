@@ -45,6 +45,7 @@ type Store interface {
 	GetCluster(ctx context.Context, id string) (model.Cluster, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
 	ListHeartbeats(ctx context.Context) (map[string]store.Heartbeat, error)
+	ListAllocations(ctx context.Context) (map[string]store.Allocation, error)
 }
 
 // Sealer encrypts secret values before they are stored.

@@ -141,10 +141,15 @@ func (a *API) listClusters(w http.ResponseWriter, r *http.Request, p auth.Princi
 	return web.JSON(w, http.StatusOK, out)
 }
 
-// withHeartbeats fills in when each cluster's agent last reported; heartbeats
-// are kept apart from the cluster records (see store.Heartbeat).
+// withHeartbeats fills in what the cluster records do not hold: when each
+// cluster's agent last reported (see store.Heartbeat) and the GPUs promised
+// to instances (the allocations).
 func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
 	beats, err := a.st.ListHeartbeats(ctx)
+	if err != nil {
+		return err
+	}
+	allocs, err := a.st.ListAllocations(ctx)
 	if err != nil {
 		return err
 	}
@@ -152,6 +157,7 @@ func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
 		if hb, ok := beats[c.ID]; ok {
 			cs[i].LastHeartbeat, cs[i].HeartbeatMillis = hb.At, hb.PeriodMillis
 		}
+		cs[i].UsedGPUs = allocs[c.ID].Used
 	}
 	return nil
 }

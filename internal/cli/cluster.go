@@ -362,10 +362,9 @@ func clusterTable(cs []model.Cluster, now time.Time) table {
 	return t
 }
 
-// usedGPUs returns the GPUs in use per model, or nil while the API does not
-// report them. When Cluster gains such a field, returning it here makes the
-// GPUS column show free/total.
-func usedGPUs(model.Cluster) map[string]int { return nil }
+// usedGPUs returns the GPUs promised to instances per model, which the API
+// reports as usedGpus; with it the GPUS column shows free/total.
+func usedGPUs(c model.Cluster) map[string]int { return c.UsedGPUs }
 
 // clusterGPUs renders a cluster's GPUs per model, sorted by model.
 func clusterGPUs(c model.Cluster) string {

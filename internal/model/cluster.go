@@ -45,6 +45,9 @@ type Cluster struct {
 	// their instances away, one at a time.
 	Cordoned  bool      `json:"cordoned,omitempty"`
 	Draining  bool      `json:"draining,omitempty"`
+	// UsedGPUs is how many GPUs of each model are promised to instances;
+	// the API fills it in from the allocations, it is not stored here.
+	UsedGPUs map[string]int `json:"usedGpus,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 
 	Revision int64 `json:"-"`
