@@ -43,12 +43,12 @@ type Cluster struct {
 	NotReadySince time.Time `json:"notReadySince,omitempty"`
 	// Cordoned clusters take no new placements; Draining ones also move
 	// their instances away, one at a time.
-	Cordoned  bool      `json:"cordoned,omitempty"`
-	Draining  bool      `json:"draining,omitempty"`
+	Cordoned bool `json:"cordoned,omitempty"`
+	Draining bool `json:"draining,omitempty"`
 	// UsedGPUs is how many GPUs of each model are promised to instances;
 	// the API fills it in from the allocations, it is not stored here.
-	UsedGPUs map[string]int `json:"usedGpus,omitempty"`
-	CreatedAt time.Time `json:"createdAt"`
+	UsedGPUs  map[string]int `json:"usedGpus,omitempty"`
+	CreatedAt time.Time      `json:"createdAt"`
 
 	Revision int64 `json:"-"`
 }
