@@ -401,7 +401,7 @@ func (s *benchServer) stop() {
 func enrollClusters(ctx context.Context, url, adminToken string, n int) ([]model.AgentCredential, error) {
 	admin := client.New(url, adminToken, client.WithUserAgent("gantry-bench"))
 	creds := make([]model.AgentCredential, n)
-	err := eachParallel(ctx, n, 8, func(ctx context.Context, i int) error {
+	err := forEachConcurrently(ctx, n, 8, func(ctx context.Context, i int) error {
 		reg, err := admin.RegisterCluster(ctx, controlplane.DefaultAccount, model.ClusterRequest{
 			ClusterName:      benchAgentName(i),
 			ClusterGroupName: "bench-agents",
@@ -423,37 +423,6 @@ func enrollClusters(ctx context.Context, url, adminToken string, n int) ([]model
 
 func benchAgentName(i int) string { return fmt.Sprintf("bench-agent-%04d", i) }
 
-// eachParallel calls fn for 0..n-1 on up to workers goroutines and returns
-// the first error, after which it starts no more calls.
-func eachParallel(ctx context.Context, n, workers int, fn func(ctx context.Context, i int) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		next  atomic.Int64
-		once  sync.Once
-		first error
-		wg    sync.WaitGroup
-	)
-	for range min(workers, n) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := fn(ctx, i); err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return first
-}
 
 // benchReport is the report a simulated agent sends every time: one node of
 // eight H100s, and instances instance states, as `gantry agent` would
@@ -546,7 +515,7 @@ func newFleet(creds []model.AgentCredential, cfg AgentsConfig) *fleet {
 // options `gantry agent` uses: its credential as the token and its
 // cluster's inbox prefix.
 func (f *fleet) connect(ctx context.Context) error {
-	return eachParallel(ctx, len(f.agents), 16, func(ctx context.Context, i int) error {
+	return forEachConcurrently(ctx, len(f.agents), 16, func(ctx context.Context, i int) error {
 		a := f.agents[i]
 		nc, err := bus.Connect(a.cred.NATSURL, "gantry-agent-"+a.cred.ClusterID, bus.AgentOptions(a.cred.ClusterID, a.cred.Credential)...)
 		if err != nil {
