@@ -423,7 +423,6 @@ func enrollClusters(ctx context.Context, url, adminToken string, n int) ([]model
 
 func benchAgentName(i int) string { return fmt.Sprintf("bench-agent-%04d", i) }
 
-
 // benchReport is the report a simulated agent sends every time: one node of
 // eight H100s, and instances instance states, as `gantry agent` would
 // report them.

@@ -507,7 +507,6 @@ func (p *schedulePlan) setup(ctx context.Context, st *store.Store) ([][]*model.I
 	return byDep, err
 }
 
-
 // timedStore is the store the scheduler is given: a pass-through that
 // counts and times the scheduler's reads and commits, and reports each
 // placement as it commits. One per scheduler, so it needs no locks.
