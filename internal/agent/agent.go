@@ -156,12 +156,6 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// Wait blocks until the agent stops and returns Err.
-func (a *Agent) Wait() error {
-	<-a.done
-	return a.err
-}
-
 func (a *Agent) run(ctx context.Context) {
 	defer close(a.done)
 	updates := a.watchDesired(ctx)

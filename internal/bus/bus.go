@@ -6,7 +6,6 @@ package bus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -153,9 +152,4 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
 	}
 	return nc, nil
-}
-
-// IsNotFound reports whether err means a key or message does not exist.
-func IsNotFound(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrMsgNotFound)
 }

@@ -43,8 +43,3 @@ func (s *Store) UpdateCluster(ctx context.Context, c *model.Cluster) error {
 	c.Revision = rev
 	return nil
 }
-
-// DeleteCluster removes a cluster registration.
-func (s *Store) DeleteCluster(ctx context.Context, id string) error {
-	return s.deleteKey(ctx, s.clusterKey(id))
-}
