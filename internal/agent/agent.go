@@ -401,6 +401,7 @@ func (a *Agent) report(ctx context.Context, always bool) {
 			Status: model.InstanceErrored, Reason: why})
 	}
 	sort.Slice(rep.Instances, func(i, j int) bool { return rep.Instances[i].InstanceID < rep.Instances[j].InstanceID })
+	a.addUsage(&rep)
 	b, _ := json.Marshal(rep)
 	if string(b) == string(a.lastSent) && !always {
 		return
@@ -427,6 +428,28 @@ func (a *Agent) report(ctx context.Context, always bool) {
 func (a *Agent) newReport() model.AgentReport {
 	return model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory,
 		HeartbeatMillis: a.cfg.Heartbeat.Milliseconds()}
+}
+
+// addUsage fills in how the cluster is used: per instance type, what fits
+// and what runs, and how many running instances are idle or not serving yet.
+func (a *Agent) addUsage(rep *model.AgentReport) {
+	used := map[string]int{}
+	inUse := map[string]int{}
+	for id, in := range a.want {
+		used[in.GPU] += len(a.gpus.of(id))
+		inUse[model.InstanceTypeName(in.GPU, in.GPUCount)]++
+	}
+	rep.InstanceTypes = a.cfg.Inventory.Usage(used, inUse)
+	for _, st := range rep.Instances {
+		switch st.Status {
+		case model.InstanceRunning:
+			if w, ok := a.workers[st.InstanceID]; !ok || w.inFlight.Load() == 0 {
+				rep.Idle++
+			}
+		case model.InstanceStarting:
+			rep.Standby++
+		}
+	}
 }
 
 func instanceStatus(s runtime.State) model.InstanceStatus {

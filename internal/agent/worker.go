@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +39,9 @@ type worker struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// inFlight counts requests the instance is working on; a running
+	// instance with none is idle in the agent's report.
+	inFlight atomic.Int32
 }
 
 // consumerConfig is the one durable consumer every worker of a version shares.
@@ -109,7 +113,9 @@ func (w *worker) slot(ctx context.Context, p *puller) {
 			}
 			continue
 		}
+		w.inFlight.Add(1)
 		w.handle(ctx, msg)
+		w.inFlight.Add(-1)
 	}
 }
 

@@ -156,6 +156,7 @@ func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
 	for i, c := range cs {
 		if hb, ok := beats[c.ID]; ok {
 			cs[i].LastHeartbeat, cs[i].HeartbeatMillis = hb.At, hb.PeriodMillis
+			cs[i].InstanceTypes, cs[i].IdleInstances, cs[i].StandbyInstances = hb.InstanceTypes, hb.Idle, hb.Standby
 		}
 		cs[i].UsedGPUs = allocs[c.ID].Used
 	}

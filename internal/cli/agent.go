@@ -33,6 +33,7 @@ type agentOptions struct {
 	runtime       string
 	gpus          int
 	gpuModel      string
+	maintenance   bool
 	gpuMemoryGB   int
 	heartbeat     time.Duration
 	logLevel      string
@@ -63,6 +64,7 @@ heartbeat. If the cluster is deleted, the agent stops its instances and exits.`,
 	f.IntVar(&o.gpus, "gpus", 8, "GPUs of this machine (simulated for the process runtime)")
 	f.StringVar(&o.gpuModel, "gpu-model", "H100", "model of those GPUs")
 	f.IntVar(&o.gpuMemoryGB, "gpu-memory", 80, "memory of each GPU, in GB")
+	f.BoolVar(&o.maintenance, "maintenance", false, "maintenance mode: keep running instances but take no new ones")
 	f.DurationVar(&o.heartbeat, "heartbeat", 5*time.Second, "how often to report to the control plane")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -131,7 +133,8 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	}
 	defer nc.Close()
 
-	inv := model.Inventory{Nodes: []model.Node{{Name: hostname(), GPUModel: o.gpuModel, GPUMemoryGB: o.gpuMemoryGB, GPUs: o.gpus}}}
+	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(hostname(), o.gpuModel, o.gpuMemoryGB, o.gpus)},
+		Maintenance: o.maintenance}
 	a, err := agent.New(agent.Config{ClusterID: id.ClusterID, Conn: nc, Inventory: inv, Heartbeat: o.heartbeat, Logger: log,
 		NewRuntime: func(notify func()) (runtime.Runtime, error) {
 			return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log})

@@ -354,10 +354,10 @@ func newClusterStateCmd(o *clusterOptions, verb, short string, call clusterCall)
 
 // clusterTable lists clusters with their GPUs and health.
 func clusterTable(cs []model.Cluster, now time.Time) table {
-	t := table{headers: []string{"ID", "NAME", "GROUP", "REGION", "ZONE", "GPUS", "STATUS", "HEARTBEAT", "AGE"}}
+	t := table{headers: []string{"ID", "NAME", "GROUP", "REGION", "ZONE", "GPUS", "READY", "IDLE", "STANDBY", "HEARTBEAT", "AGE"}}
 	for _, c := range cs {
 		t.rows = append(t.rows, []string{c.ID, c.Name, c.GroupName, c.Region, c.Zone, clusterGPUs(c), clusterStatus(c),
-			age(c.LastHeartbeat, now), age(c.CreatedAt, now)})
+			strconv.Itoa(c.IdleInstances), strconv.Itoa(c.StandbyInstances), age(c.LastHeartbeat, now), age(c.CreatedAt, now)})
 	}
 	return t
 }
@@ -389,8 +389,9 @@ func formatGPUs(totals, used map[string]int) string {
 	return strings.Join(parts, ",")
 }
 
-// clusterStatus is READY or NOT_READY, with ",draining" or ",cordoned" when
-// the cluster takes no new instances (draining implies cordoned).
+// clusterStatus is READY or NOT_READY, with ",draining", ",cordoned" or
+// ",maintenance" when the cluster takes no new instances (draining implies
+// cordoned).
 func clusterStatus(c model.Cluster) string {
 	s := string(c.Status)
 	if s == "" {
@@ -401,6 +402,8 @@ func clusterStatus(c model.Cluster) string {
 		s += ",draining"
 	case c.Cordoned:
 		s += ",cordoned"
+	case c.Inventory.Maintenance:
+		s += ",maintenance"
 	}
 	return s
 }

@@ -198,11 +198,11 @@ func (f *fakeClusters) seed() {
 			{Name: "n1", GPUModel: "H100", GPUMemoryGB: 80, GPUs: 8},
 			{Name: "n2", GPUModel: "L40S", GPUMemoryGB: 48, GPUs: 2},
 			{Name: "n3", GPUModel: "H100", GPUMemoryGB: 80, GPUs: 4},
-		}}})
+		}}, UsedGPUs: map[string]int{"H100": 6}, IdleInstances: 2, StandbyInstances: 1})
 	f.addCluster(model.Cluster{ID: "c-2", Name: "eu-west", GroupName: "prod", Status: model.ClusterNotReady,
 		Cordoned: true, CreatedAt: now.Add(-2 * time.Hour)})
 	f.addCluster(model.Cluster{ID: "c-3", Name: "lab", GroupName: "dev", Region: "home", Status: model.ClusterReady,
-		Cordoned: true, Draining: true, LastHeartbeat: now.Add(-2 * time.Minute), CreatedAt: now.Add(-10 * time.Minute),
+		Draining: true, LastHeartbeat: now.Add(-2 * time.Minute), CreatedAt: now.Add(-10 * time.Minute),
 		Inventory: model.Inventory{Nodes: []model.Node{{Name: "n1", GPUModel: "L40S", GPUMemoryGB: 48, GPUs: 1}}}})
 }
 
@@ -346,10 +346,10 @@ func TestClusterListAndGet(t *testing.T) {
 			name: "list table, sorted by name",
 			args: []string{"list"},
 			want: "" +
-				"ID    NAME      GROUP   REGION      ZONE   GPUS             STATUS               HEARTBEAT   AGE\n" +
-				"c-2   eu-west   prod    -           -      -                NOT_READY,cordoned   -           2h\n" +
-				"c-3   lab       dev     home        -      1xL40S           READY,draining       2m          10m\n" +
-				"c-1   us-east   prod    us-east-1   a      12xH100,2xL40S   READY                5s          3d\n",
+				"ID    NAME      GROUP   REGION      ZONE   GPUS                 READY                IDLE   STANDBY   HEARTBEAT   AGE\n" +
+				"c-2   eu-west   prod    -           -      -                    NOT_READY,cordoned   0      0         -           2h\n" +
+				"c-3   lab       dev     home        -      1xL40S               READY,draining       0      0         2m          10m\n" +
+				"c-1   us-east   prod    us-east-1   a      6/12xH100,2/2xL40S   READY                2      1         5s          3d\n",
 		},
 		{
 			name: "list json is an array",
@@ -375,8 +375,8 @@ func TestClusterListAndGet(t *testing.T) {
 			name: "get table",
 			args: []string{"get", "c-1"},
 			want: "" +
-				"ID    NAME      GROUP   REGION      ZONE   GPUS             STATUS   HEARTBEAT   AGE\n" +
-				"c-1   us-east   prod    us-east-1   a      12xH100,2xL40S   READY    5s          3d\n",
+				"ID    NAME      GROUP   REGION      ZONE   GPUS                 READY   IDLE   STANDBY   HEARTBEAT   AGE\n" +
+				"c-1   us-east   prod    us-east-1   a      6/12xH100,2/2xL40S   READY   2      1         5s          3d\n",
 		},
 		{
 			name: "get json is the cluster",

@@ -123,7 +123,8 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 	if err != nil {
 		return err
 	}
-	if err := a.st.PutHeartbeat(ctx, clusterID, store.Heartbeat{At: time.Now().UTC(), PeriodMillis: rep.HeartbeatMillis}); err != nil {
+	if err := a.st.PutHeartbeat(ctx, clusterID, store.Heartbeat{At: time.Now().UTC(), PeriodMillis: rep.HeartbeatMillis,
+		InstanceTypes: rep.InstanceTypes, Idle: rep.Idle, Standby: rep.Standby}); err != nil {
 		return err
 	}
 	// The cluster record changes only when something the reconciler cares

@@ -92,7 +92,7 @@ func (p *Platform) Start(ctx context.Context) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	inv := model.Inventory{Nodes: []model.Node{{Name: host, GPUModel: p.cfg.GPUModel, GPUMemoryGB: p.cfg.GPUMemoryGB, GPUs: p.cfg.GPUs}}}
+	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(host, p.cfg.GPUModel, p.cfg.GPUMemoryGB, p.cfg.GPUs)}}
 	a, err := agent.New(agent.Config{
 		ClusterID: LocalCluster, Conn: nc, Inventory: inv, Heartbeat: p.cfg.Heartbeat, Logger: p.cfg.Logger,
 		NewRuntime: func(notify func()) (runtime.Runtime, error) {

@@ -47,20 +47,36 @@ type Cluster struct {
 	Draining bool `json:"draining,omitempty"`
 	// UsedGPUs is how many GPUs of each model are promised to instances;
 	// the API fills it in from the allocations, it is not stored here.
-	UsedGPUs  map[string]int `json:"usedGpus,omitempty"`
-	CreatedAt time.Time      `json:"createdAt"`
+	UsedGPUs map[string]int `json:"usedGpus,omitempty"`
+	// InstanceTypes, IdleInstances and StandbyInstances come from the
+	// agent's latest heartbeat; the API fills them in, they are not stored
+	// in the cluster record (see store.Heartbeat).
+	InstanceTypes    []InstanceTypeUsage `json:"instanceTypes,omitempty"`
+	IdleInstances    int                 `json:"idleInstances"`
+	StandbyInstances int                 `json:"standbyInstances"`
+	CreatedAt        time.Time           `json:"createdAt"`
 
 	Revision int64 `json:"-"`
 }
 
-// Schedulable reports whether new instances may be placed on the cluster.
+// Schedulable reports whether new instances may be placed on the cluster:
+// it is READY, and neither an operator (cordon, drain) nor its agent
+// (maintenance mode) has taken it out of placement.
 func (c Cluster) Schedulable() bool {
-	return c.Status == ClusterReady && !c.Cordoned && !c.Draining
+	return c.Status == ClusterReady && !c.Cordoned && !c.Draining && !c.Inventory.Maintenance
 }
 
-// Inventory is the GPU capacity an agent reports for its cluster.
+// Inventory is the GPU capacity an agent reports for its cluster: what the
+// cluster is, as opposed to how it is used right now (see
+// InstanceTypeUsage), so it changes rarely.
 type Inventory struct {
 	Nodes []Node `json:"nodes"`
+	// KubernetesVersion is the API server's version when the agent runs
+	// functions on Kubernetes; empty for the process runtime.
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// Maintenance is set by the cluster's operator on the agent: the
+	// cluster keeps its instances but takes no new ones.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // Node is one machine of a cluster and the GPUs on it.
@@ -69,6 +85,56 @@ type Node struct {
 	GPUModel    string `json:"gpuModel"`
 	GPUMemoryGB int    `json:"gpuMemoryGB"`
 	GPUs        int    `json:"gpus"`
+	// CPUCores and MemoryGiB are the node's allocatable CPU and memory;
+	// instance types get a share proportional to their GPUs.
+	CPUCores  int `json:"cpuCores,omitempty"`
+	MemoryGiB int `json:"memoryGiB,omitempty"`
+}
+
+// InstanceTypeUsage is one instance type a cluster offers, the size of one
+// instance of it, and how the cluster's capacity for it is used.
+type InstanceTypeUsage struct {
+	Name      string `json:"name"`
+	GPUModel  string `json:"gpu"`
+	GPUs      int    `json:"gpuCount"`
+	CPUCores  int    `json:"cpuCores"`
+	MemoryGiB int    `json:"memoryGiB"`
+	// Capacity is how many instances of the type fit on the empty cluster;
+	// Available how many more fit now; InUse how many run or start there.
+	Capacity  int `json:"capacity"`
+	Available int `json:"available"`
+	InUse     int `json:"inUse"`
+}
+
+// Usage describes every instance type the inventory offers, given the GPUs
+// of each model that are taken and the instances of each type that run.
+// GPUs are counted per cluster, so Available assumes free GPUs of a model
+// can be combined across nodes.
+func (inv Inventory) Usage(usedGPUs map[string]int, inUse map[string]int) []InstanceTypeUsage {
+	byName := map[string]*InstanceTypeUsage{}
+	var order []string
+	for _, n := range inv.Nodes {
+		for _, t := range n.InstanceTypes() {
+			u, ok := byName[t.Name]
+			if !ok {
+				u = &InstanceTypeUsage{Name: t.Name, GPUModel: t.GPUModel, GPUs: t.GPUCount,
+					CPUCores: n.CPUCores * t.GPUCount / n.GPUs, MemoryGiB: n.MemoryGiB * t.GPUCount / n.GPUs}
+				byName[t.Name] = u
+				order = append(order, t.Name)
+			}
+			u.Capacity += n.GPUs / t.GPUCount
+		}
+	}
+	totals := inv.GPUTotals()
+	out := make([]InstanceTypeUsage, 0, len(order))
+	for _, name := range order {
+		u := byName[name]
+		free := max(0, totals[u.GPUModel]-usedGPUs[u.GPUModel])
+		u.Available = min(u.Capacity, free/u.GPUs)
+		u.InUse = inUse[name]
+		out = append(out, *u)
+	}
+	return out
 }
 
 // GPUTotals returns the number of GPUs of each model across the inventory.

@@ -1,6 +1,9 @@
 package model
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestInstanceTypeNames(t *testing.T) {
 	for _, tc := range []struct {
@@ -78,5 +81,36 @@ func TestSpecShapeAndNodeOffers(t *testing.T) {
 		if node.Offers("L40S", 1) {
 			t.Errorf("%d-GPU H100 node offers L40S", gpus)
 		}
+	}
+}
+
+func TestInventoryUsage(t *testing.T) {
+	inv := Inventory{Nodes: []Node{
+		{Name: "a", GPUModel: "H100", GPUMemoryGB: 80, GPUs: 8, CPUCores: 64, MemoryGiB: 512},
+		{Name: "b", GPUModel: "H100", GPUMemoryGB: 80, GPUs: 4, CPUCores: 32, MemoryGiB: 256},
+	}}
+	got := inv.Usage(map[string]int{"H100": 7}, map[string]int{"ON-PREM.GPU.H100_1x": 3, "ON-PREM.GPU.H100_4x": 1})
+	want := []InstanceTypeUsage{
+		{Name: "ON-PREM.GPU.H100_1x", GPUModel: "H100", GPUs: 1, CPUCores: 8, MemoryGiB: 64, Capacity: 12, Available: 5, InUse: 3},
+		{Name: "ON-PREM.GPU.H100_2x", GPUModel: "H100", GPUs: 2, CPUCores: 16, MemoryGiB: 128, Capacity: 6, Available: 2},
+		{Name: "ON-PREM.GPU.H100_4x", GPUModel: "H100", GPUs: 4, CPUCores: 32, MemoryGiB: 256, Capacity: 3, Available: 1, InUse: 1},
+		{Name: "ON-PREM.GPU.H100_8x", GPUModel: "H100", GPUs: 8, CPUCores: 64, MemoryGiB: 512, Capacity: 1, Available: 0},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Usage =\n%+v\nwant\n%+v", got, want)
+	}
+	if u := (Inventory{}).Usage(nil, nil); len(u) != 0 {
+		t.Errorf("empty inventory: %+v", u)
+	}
+}
+
+func TestMaintenanceIsNotSchedulable(t *testing.T) {
+	c := Cluster{Status: ClusterReady}
+	if !c.Schedulable() {
+		t.Fatal("a READY cluster must be schedulable")
+	}
+	c.Inventory.Maintenance = true
+	if c.Schedulable() {
+		t.Error("a cluster in maintenance mode must take no new instances")
 	}
 }

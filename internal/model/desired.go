@@ -40,4 +40,10 @@ type AgentReport struct {
 	HeartbeatMillis int64           `json:"heartbeatMillis,omitempty"`
 	Inventory       Inventory       `json:"inventory"`
 	Instances       []InstanceState `json:"instances"`
+	// InstanceTypes is how the cluster's capacity is used, per instance
+	// type. Idle counts running instances with no request in flight,
+	// Standby instances that are placed here but not serving yet.
+	InstanceTypes []InstanceTypeUsage `json:"instanceTypes,omitempty"`
+	Idle          int                 `json:"idle"`
+	Standby       int                 `json:"standby"`
 }

@@ -121,7 +121,7 @@ func (p *Policy) plan(spec model.GPUSpec, clusters []model.Cluster, used map[str
 	}
 	switch {
 	case len(ready) == 0:
-		return plan{why: "no READY, uncordoned cluster matches " + describeSpec(spec)}
+		return plan{why: "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches " + describeSpec(spec)}
 	case len(allowed) == 0:
 		return plan{why: fmt.Sprintf("its clusterSelector %s matches none of the %d READY, uncordoned clusters the deployment allows",
 			p.ClusterSelector, len(ready))}
@@ -181,7 +181,7 @@ func (p *Policy) group(pl plan, spec model.GPUSpec, clusters []model.Cluster, la
 			return ok && v == dom
 		})
 		if len(tiers) == 0 {
-			return plan{why: note + ", where no READY, uncordoned cluster that the deployment and policy allow remains"}
+			return plan{why: note + ", where no schedulable cluster that the deployment and policy allow remains"}
 		}
 		return plan{tiers: tiers, notes: append(pl.notes, note)}
 	}
@@ -205,7 +205,7 @@ func (p *Policy) group(pl plan, spec model.GPUSpec, clusters []model.Cluster, la
 		}
 	}
 	if len(tiers) == 0 {
-		return plan{why: fmt.Sprintf("it groups instances by %s, but no READY, uncordoned cluster that the deployment and policy allow has that label", key)}
+		return plan{why: fmt.Sprintf("it groups instances by %s, but no schedulable cluster that the deployment and policy allow has that label", key)}
 	}
 	return plan{tiers: tiers, notes: append(pl.notes, "it groups instances by "+key)}
 }
@@ -240,7 +240,7 @@ func (p *Policy) spread(pl plan, clusters []model.Cluster, labels map[string]map
 		return ok && slices.ContainsFunc(want, func(s Split) bool { return s.Value == v })
 	})
 	if len(tiers) == 0 {
-		return plan{why: note + ", where no READY, uncordoned cluster that the deployment and policy allow is; it waits rather than break the split"}
+		return plan{why: note + ", where no schedulable cluster that the deployment and policy allow is; it waits rather than break the split"}
 	}
 	return plan{tiers: tiers, notes: append(pl.notes, note)}
 }

@@ -194,7 +194,7 @@ func TestSpreadDomainWithoutClusters(t *testing.T) {
 	p := &policy.Policy{Name: "half", Spread: &policy.Spread{TopologyKey: policy.LabelRegion,
 		Splits: []policy.Split{{Value: "us-east", Percent: 50}, {Value: "mars", Percent: 50}}}}
 	s := newSim(p, oneH100, h100("e1", "us-east", "a", 8)).place(3)
-	if len(s.order) != 1 || len(s.reasons) != 2 || !strings.Contains(s.reasons[0], "belongs in region=mars (0 of 1 placed there, 50% wanted), where no READY, uncordoned cluster") {
+	if len(s.order) != 1 || len(s.reasons) != 2 || !strings.Contains(s.reasons[0], "belongs in region=mars (0 of 1 placed there, 50% wanted), where no schedulable cluster") {
 		t.Errorf("order %v, reasons %q", s.order, s.reasons)
 	}
 }
@@ -274,7 +274,7 @@ func TestNarrowing(t *testing.T) {
 		{"fill-and-spill tiers narrowed by the spec", &policy.Policy{Name: "fs", FillAndSpill: []policy.Selector{regionSel("us-east"), regionSel("us-west")}},
 			spec(func(s *model.GPUSpec) { s.Regions = []string{"us-west"} }), [][]string{{"l1", "w1"}}, ""},
 		{"no READY cluster in the spec's regions", &policy.Policy{Name: "h"},
-			spec(func(s *model.GPUSpec) { s.Regions = []string{"mars"} }), [][]string{}, `policy "h": no READY, uncordoned cluster matches regions mars`},
+			spec(func(s *model.GPUSpec) { s.Regions = []string{"mars"} }), [][]string{}, `policy "h": no schedulable cluster (READY, not cordoned, draining or in maintenance) matches regions mars`},
 		{"fill-and-spill tiers match nothing", &policy.Policy{Name: "fs", FillAndSpill: []policy.Selector{regionSel("mars")}},
 			oneH100, [][]string{}, `none of its fillAndSpill tiers (region=mars) matches`},
 	}

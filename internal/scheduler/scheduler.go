@@ -69,7 +69,7 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 	case best != "":
 		return best, ""
 	case !anyFilter:
-		return "", "no READY, uncordoned cluster matches " + describeFilter(spec)
+		return "", "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches " + describeFilter(spec)
 	case !anyShape:
 		return "", fmt.Sprintf("no matching cluster offers instance type %s (gpus offered: %s)",
 			itype, strings.Join(offeredModels(spec, clusters), ", "))

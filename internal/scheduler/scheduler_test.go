@@ -39,7 +39,7 @@ func TestChoose(t *testing.T) {
 			used: map[string]map[string]int{"west": {"L40S": 3}}, reasonHas: "needs 2 x L40S, the most free on a matching cluster is 1"},
 		{name: "unknown gpu says what is offered", spec: model.GPUSpec{GPU: "A100"}, reasonHas: "gpus offered: H100, L40S"},
 		{name: "not-ready clusters are skipped", spec: model.GPUSpec{GPU: "H100", Clusters: []string{"down"}},
-			reasonHas: "no READY, uncordoned cluster matches clusters down"},
+			reasonHas: "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches clusters down"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/gantry-dev/gantry/internal/model"
 )
 
 const prefixHeartbeats = "heartbeats/"
@@ -14,9 +16,15 @@ const prefixHeartbeats = "heartbeats/"
 // reports. It lives apart from the cluster record, under a prefix the
 // reconciler does not watch: a heartbeat is frequent, small and changes
 // nothing to reconcile, so it must not wake a pass or rewrite the record.
+//
+// It also carries what changes with every placement and request, how the
+// cluster's capacity is used, for the same reason.
 type Heartbeat struct {
-	At           time.Time `json:"at"`
-	PeriodMillis int64     `json:"periodMillis,omitempty"`
+	At            time.Time                 `json:"at"`
+	PeriodMillis  int64                     `json:"periodMillis,omitempty"`
+	InstanceTypes []model.InstanceTypeUsage `json:"instanceTypes,omitempty"`
+	Idle          int                       `json:"idle,omitempty"`
+	Standby       int                       `json:"standby,omitempty"`
 }
 
 // PutHeartbeat records a cluster's latest heartbeat.

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
 )
@@ -126,6 +130,10 @@ func TestLostClusterMovesInstancesAndNothingDoubles(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Traffic runs through the whole cut: calls that start once the
+	// instances have moved must all succeed, and they must move within the
+	// grace period plus the time to start an instance.
+	traffic := startTraffic(f, fn)
 	a.proxy.Cut() // the agent keeps its processes but can no longer talk
 	began := time.Now()
 	testutil.WaitFor(t, 30*time.Second, func() error {
@@ -135,10 +143,12 @@ func TestLostClusterMovesInstancesAndNothingDoubles(t *testing.T) {
 		return nil
 	})
 	f.waitStatus(fn, model.StatusActive)
-	if err := f.invokeOK(fn); err != nil {
-		t.Fatalf("invocation after the move: %v", err)
+	moved := time.Now()
+	t.Logf("serving again on the other cluster %v after the cut (grace %v)", moved.Sub(began).Round(10*time.Millisecond), fleetGrace)
+	if budget := 3*fleetHeartbeat + fleetGrace + 10*time.Second; moved.Sub(began) > budget {
+		t.Errorf("instances moved %v after the cut; budget (NOT_READY + grace + start) is %v", moved.Sub(began), budget)
 	}
-	t.Logf("serving again on the other cluster %v after the cut (grace %v)", time.Since(began).Round(10*time.Millisecond), fleetGrace)
+	traffic.waitOKAfter(t, moved, 5)
 	cl, err := f.cp.Store().GetCluster(testutil.Context(t), a.clusterID)
 	if err != nil || cl.Status != model.ClusterNotReady {
 		t.Fatalf("cut-off cluster is %s (%v)", cl.Status, err)
@@ -157,9 +167,87 @@ func TestLostClusterMovesInstancesAndNothingDoubles(t *testing.T) {
 	if got := f.placements(fn); got[b.clusterID] != 2 || len(got) != 1 {
 		t.Fatalf("after the return: %v", got)
 	}
-	if err := f.invokeOK(fn); err != nil {
-		t.Fatal(err)
+	calls, failed := traffic.stop(t, moved)
+	t.Logf("%d invocations through the cut; %d failed or timed out before the instances moved, none after", calls, failed)
+}
+
+// traffic invokes a function back to back, each call bounded, and records
+// when each call started and whether it succeeded.
+type traffic struct {
+	mu    sync.Mutex
+	calls []trafficCall
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type trafficCall struct {
+	start time.Time
+	err   error
+}
+
+func startTraffic(f *fleet, fn model.Function) *traffic {
+	tr := &traffic{done: make(chan struct{})}
+	for range 2 { // two callers, so one call stuck on the lost cluster does not stall the other
+		tr.wg.Add(1)
+		go func() {
+			defer tr.wg.Done()
+			for {
+				select {
+				case <-tr.done:
+					return
+				default:
+				}
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := f.c.Invoke(ctx, client.InvokeRequest{FunctionID: fn.ID, PollSeconds: 5})
+				cancel()
+				if err == nil && resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+				tr.mu.Lock()
+				tr.calls = append(tr.calls, trafficCall{start, err})
+				tr.mu.Unlock()
+			}
+		}()
 	}
+	return tr
+}
+
+// waitOKAfter waits until n calls that started after since have succeeded.
+func (tr *traffic) waitOKAfter(t *testing.T, since time.Time, n int) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		ok := 0
+		for _, c := range tr.calls {
+			if c.start.After(since) && c.err == nil {
+				ok++
+			}
+		}
+		if ok < n {
+			return testutil.Errorf("%d successful calls since the move, want %d", ok, n)
+		}
+		return nil
+	})
+}
+
+// stop ends the traffic and fails the test if any call that started after
+// since failed. It returns how many calls ran and how many failed before.
+func (tr *traffic) stop(t *testing.T, since time.Time) (calls, failedBefore int) {
+	t.Helper()
+	close(tr.done)
+	tr.wg.Wait()
+	for _, c := range tr.calls {
+		switch {
+		case c.err == nil:
+		case c.start.After(since):
+			t.Errorf("a call started %v after the instances moved failed: %v", c.start.Sub(since).Round(time.Millisecond), c.err)
+		default:
+			failedBefore++
+		}
+	}
+	return len(tr.calls), failedBefore
 }
 
 // TestCordonAndDrain: a cordoned cluster takes no new placements; draining
@@ -296,4 +384,69 @@ func mustIdentity(t *testing.T, m *member) agentIdentity {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestHeartbeatInventoryAndMaintenance: the agent's heartbeat tells what
+// each instance type is (GPUs, CPU, memory), how many fit and how many run;
+// an agent in maintenance mode keeps its instances and takes no new ones.
+func TestHeartbeatInventoryAndMaintenance(t *testing.T) {
+	f := startFleet(t)
+	a := f.join("a", "prod", "r1", 4, "H100")
+	ctx := testutil.Context(t)
+	fn := f.deployEcho("resident", model.GPUSpec{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_2x", MinInstances: 1, MaxInstances: 1})
+	f.waitStatus(fn, model.StatusActive)
+
+	want := map[string]model.InstanceTypeUsage{
+		"ON-PREM.GPU.H100_1x": {Name: "ON-PREM.GPU.H100_1x", GPUModel: "H100", GPUs: 1, CPUCores: 8, MemoryGiB: 64, Capacity: 4, Available: 2},
+		"ON-PREM.GPU.H100_2x": {Name: "ON-PREM.GPU.H100_2x", GPUModel: "H100", GPUs: 2, CPUCores: 16, MemoryGiB: 128, Capacity: 2, Available: 1, InUse: 1},
+		"ON-PREM.GPU.H100_4x": {Name: "ON-PREM.GPU.H100_4x", GPUModel: "H100", GPUs: 4, CPUCores: 32, MemoryGiB: 256, Capacity: 1, Available: 0},
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		cl, err := f.c.GetCluster(ctx, controlplane.DefaultAccount, a.clusterID)
+		if err != nil {
+			return err
+		}
+		if len(cl.InstanceTypes) != len(want) {
+			return testutil.Errorf("instance types %+v", cl.InstanceTypes)
+		}
+		for _, u := range cl.InstanceTypes {
+			if u != want[u.Name] {
+				return testutil.Errorf("%s: %+v, want %+v", u.Name, u, want[u.Name])
+			}
+		}
+		if cl.IdleInstances != 1 || cl.StandbyInstances != 0 || cl.UsedGPUs["H100"] != 2 {
+			return testutil.Errorf("idle %d standby %d used %v", cl.IdleInstances, cl.StandbyInstances, cl.UsedGPUs)
+		}
+		return nil
+	})
+
+	// Maintenance mode is the agent's own switch: restart it with it on.
+	a.stop()
+	a.inv.Maintenance = true
+	a.start()
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		cl, err := f.c.GetCluster(ctx, controlplane.DefaultAccount, a.clusterID)
+		if err != nil {
+			return err
+		}
+		if !cl.Inventory.Maintenance || cl.Status != model.ClusterReady {
+			return testutil.Errorf("maintenance %v status %s", cl.Inventory.Maintenance, cl.Status)
+		}
+		return nil
+	})
+	late := f.deployEcho("latecomer", model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1})
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		d, err := f.c.GetDeployment(ctx, late.ID, late.VersionID)
+		if err != nil {
+			return err
+		}
+		if len(d.HealthInfo) == 0 || !strings.Contains(d.HealthInfo[0].Error, "maintenance") {
+			return testutil.Errorf("healthInfo %+v", d.HealthInfo)
+		}
+		return nil
+	})
+	if got := f.placements(fn); got[a.clusterID] != 1 {
+		t.Fatalf("the resident instance left the cluster in maintenance: %v", got)
+	}
+	f.waitStatus(fn, model.StatusActive)
 }

@@ -78,7 +78,8 @@ func (f *fleet) join(name, group, region string, gpus int, gpuModel string) *mem
 		f.t.Fatal(err)
 	}
 	m := &member{f: f, name: name, clusterID: cl.ID, stateDir: f.t.TempDir(),
-		inv: model.Inventory{Nodes: []model.Node{{Name: name + "-node", GPUModel: gpuModel, GPUMemoryGB: 80, GPUs: gpus}}}}
+		inv: model.Inventory{Nodes: []model.Node{{Name: name + "-node", GPUModel: gpuModel, GPUMemoryGB: 80, GPUs: gpus,
+			CPUCores: 8 * gpus, MemoryGiB: 64 * gpus}}}}
 	id, err := agent.Enroll(ctx, m.stateDir, func(ctx context.Context) (model.AgentCredential, error) {
 		return m.credentials(ctx, boot)
 	})
