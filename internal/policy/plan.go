@@ -123,7 +123,7 @@ func (p *Policy) plan(spec model.GPUSpec, clusters []model.Cluster, used map[str
 	case len(ready) == 0:
 		return plan{why: "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches " + describeSpec(spec)}
 	case len(allowed) == 0:
-		return plan{why: fmt.Sprintf("its clusterSelector %s matches none of the %d READY, uncordoned clusters the deployment allows",
+		return plan{why: fmt.Sprintf("its clusterSelector %s matches none of the %d schedulable clusters the deployment allows",
 			p.ClusterSelector, len(ready))}
 	}
 
@@ -147,7 +147,7 @@ func (p *Policy) plan(spec model.GPUSpec, clusters []model.Cluster, used map[str
 			}
 		}
 		if len(tiers) == 0 {
-			return plan{why: fmt.Sprintf("none of its fillAndSpill tiers (%s) matches a READY, uncordoned cluster that the deployment and clusterSelector allow",
+			return plan{why: fmt.Sprintf("none of its fillAndSpill tiers (%s) matches a schedulable cluster that the deployment and clusterSelector allow",
 				strings.Join(names, " > "))}
 		}
 		pl.tiers = tiers

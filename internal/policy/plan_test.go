@@ -270,7 +270,7 @@ func TestNarrowing(t *testing.T) {
 			spec(func(s *model.GPUSpec) { s.Clusters = []string{"e1-name"} }), [][]string{{"e1"}}, ""},
 		{"spec narrowing and selector disjoint", &policy.Policy{Name: "h", ClusterSelector: gpuH100},
 			spec(func(s *model.GPUSpec) { s.Clusters = []string{"l1"} }), [][]string{},
-			`policy "h": its clusterSelector gpu In (H100) matches none of the 1 READY, uncordoned clusters the deployment allows`},
+			`policy "h": its clusterSelector gpu In (H100) matches none of the 1 schedulable clusters the deployment allows`},
 		{"fill-and-spill tiers narrowed by the spec", &policy.Policy{Name: "fs", FillAndSpill: []policy.Selector{regionSel("us-east"), regionSel("us-west")}},
 			spec(func(s *model.GPUSpec) { s.Regions = []string{"us-west"} }), [][]string{{"l1", "w1"}}, ""},
 		{"no READY cluster in the spec's regions", &policy.Policy{Name: "h"},
