@@ -286,8 +286,11 @@ func (a *API) putSecrets(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err := a.st.PutSecrets(r.Context(), f.ID, f.VersionID, sealed); err != nil {
 		return err
 	}
-	// Record the names on the version so instances learn about new secrets.
+	// Record the names on the version so instances learn about new secrets,
+	// and bump the generation, so running instances are replaced, one at a
+	// time, by ones that start with the new values.
 	_, err = a.updateVersion(r.Context(), p, f.ID, f.VersionID, func(f *model.Function) {
+		f.SecretsGeneration++
 		for _, s := range req.Secrets {
 			if !slices.Contains(f.Secrets, s.Name) {
 				f.Secrets = append(f.Secrets, s.Name)

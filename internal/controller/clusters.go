@@ -65,27 +65,40 @@ func (c *Controller) lost(w *world, inst model.Instance) string {
 	return ""
 }
 
-// onDrainingClusters returns the instances placed on draining clusters.
-func (c *Controller) onDrainingClusters(w *world, insts []*model.Instance) []*model.Instance {
+// outdated returns the instances that must be replaced, one at a time: those
+// on draining clusters, and those started before their function version's
+// secrets last changed (they hold the old values in their environment).
+func (c *Controller) outdated(w *world, insts []*model.Instance) []*model.Instance {
 	var out []*model.Instance
 	for _, inst := range insts {
-		if cl, ok := w.clusters[inst.ClusterID]; ok && cl.Draining {
+		if replaceReason(w, inst) != "" {
 			out = append(out, inst)
 		}
 	}
 	return out
 }
 
-// drainStep moves a spec's instances off draining clusters one at a time
-// without dropping below what the spec wants running:
+// replaceReason says why an instance is being replaced, or "" if it is not.
+func replaceReason(w *world, inst *model.Instance) string {
+	if cl, ok := w.clusters[inst.ClusterID]; ok && cl.Draining {
+		return "its cluster is draining"
+	}
+	if f, ok := w.functions[inst.FunctionVersionID]; ok && inst.SecretsGeneration < f.SecretsGeneration {
+		return "its function's secrets changed"
+	}
+	return ""
+}
+
+// drainStep replaces a spec's outdated instances (see outdated) one at a
+// time without dropping below what the spec wants running:
 //
-//   - a draining instance that is not RUNNING serves nothing: release it;
-//   - while a replacement is on its way (placed elsewhere, not RUNNING yet),
-//     wait for it;
+//   - an outdated instance that is not RUNNING serves nothing: release it;
+//   - while a replacement is on its way (placed, not RUNNING yet), wait
+//     for it;
 //   - when one fewer RUNNING instance would still be enough, release one
-//     draining instance;
+//     outdated instance;
 //   - otherwise create one replacement (the scheduler never places it on a
-//     draining cluster).
+//     draining cluster, and it starts with the current secrets).
 //
 // It returns the instances the spec keeps.
 func (c *Controller) drainStep(ctx context.Context, w *world, d model.Deployment, si int,
@@ -113,20 +126,20 @@ func (c *Controller) drainStep(ctx context.Context, w *world, d model.Deployment
 	}
 	for _, inst := range draining {
 		if w.states[inst.ID].Status != model.InstanceRunning {
-			return drop(inst, "its cluster is draining and it was not running")
+			return drop(inst, replaceReason(w, inst)+" and it was not running")
 		}
 	}
 	switch {
 	case inFlight:
 		return have, nil
 	case running-1 >= want:
-		return drop(draining[0], "its cluster is draining and a replacement is running")
+		return drop(draining[0], replaceReason(w, draining[0])+" and a replacement is running")
 	default:
-		inst, err := c.newInstance(ctx, d, si)
+		inst, err := c.newInstance(ctx, w, d, si)
 		if err != nil {
 			return have, err
 		}
-		c.log.Info("controller: replacing an instance on a draining cluster", "cluster", draining[0].ClusterID,
+		c.log.Info("controller: replacing an instance", "why", replaceReason(w, draining[0]), "cluster", draining[0].ClusterID,
 			"old", draining[0].ID, "new", inst.ID)
 		return append(have, inst), nil
 	}

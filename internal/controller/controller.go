@@ -249,7 +249,7 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 			k := specKey{d.FunctionVersionID, si}
 			have := keep[k]
 			want := desiredCount(spec)
-			if draining := c.onDrainingClusters(w, have); len(draining) > 0 {
+			if draining := c.outdated(w, have); len(draining) > 0 {
 				kept, err := c.drainStep(ctx, w, d, si, have, draining, want)
 				errs = append(errs, err)
 				keep[k] = kept
@@ -264,7 +264,7 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 				continue
 			}
 			for len(keep[k]) < want {
-				inst, err := c.newInstance(ctx, d, si)
+				inst, err := c.newInstance(ctx, w, d, si)
 				if err != nil {
 					errs = append(errs, err)
 					break
@@ -276,8 +276,9 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 	return keep, errors.Join(errs...)
 }
 
-// newInstance creates one pending instance for spec si of d.
-func (c *Controller) newInstance(ctx context.Context, d model.Deployment, si int) (*model.Instance, error) {
+// newInstance creates one pending instance for spec si of d, recording the
+// secrets generation it will start with.
+func (c *Controller) newInstance(ctx context.Context, w *world, d model.Deployment, si int) (*model.Instance, error) {
 	spec := d.Specs[si]
 	itype, n := spec.Shape()
 	inst := &model.Instance{
@@ -290,6 +291,7 @@ func (c *Controller) newInstance(ctx context.Context, d model.Deployment, si int
 		GPU:               spec.GPU,
 		InstanceType:      itype,
 		GPUCount:          n,
+		SecretsGeneration: w.functions[d.FunctionVersionID].SecretsGeneration,
 		CreatedAt:         c.cfg.Now().UTC(),
 	}
 	return inst, c.st.CreateInstance(ctx, inst)

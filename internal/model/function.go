@@ -39,30 +39,33 @@ const ProcessImagePrefix = "process://"
 // object: a function is the set of versions sharing an id, and every read
 // returns versions.
 type Function struct {
-	ID                   string           `json:"id"`
-	VersionID            string           `json:"versionId"`
-	NCAID                string           `json:"ncaId"`
-	Name                 string           `json:"name"`
-	Status               FunctionStatus   `json:"status"`
-	InferenceURL         string           `json:"inferenceUrl"`
-	InferencePort        int              `json:"inferencePort,omitempty"`
-	Health               *Health          `json:"health,omitempty"`
-	HealthURI            string           `json:"healthUri,omitempty"`
-	ContainerImage       string           `json:"containerImage,omitempty"`
-	ContainerArgs        string           `json:"containerArgs,omitempty"`
-	ContainerEnvironment []EnvVar         `json:"containerEnvironment,omitempty"`
-	Models               []Artifact       `json:"models,omitempty"`
-	Resources            []Artifact       `json:"resources,omitempty"`
-	HelmChart            string           `json:"helmChart,omitempty"`
-	HelmChartServiceName string           `json:"helmChartServiceName,omitempty"`
-	APIBodyFormat        string           `json:"apiBodyFormat,omitempty"`
-	Tags                 []string         `json:"tags,omitempty"`
-	Description          string           `json:"description,omitempty"`
-	FunctionType         string           `json:"functionType,omitempty"`
-	RateLimit            *RateLimit       `json:"rateLimit,omitempty"`
-	Secrets              []string         `json:"secrets,omitempty"` // names only; values live in the secret store
-	CreatedAt            time.Time        `json:"createdAt"`
-	ActiveInstances      []InstanceDetail `json:"activeInstances,omitempty"`
+	ID                   string         `json:"id"`
+	VersionID            string         `json:"versionId"`
+	NCAID                string         `json:"ncaId"`
+	Name                 string         `json:"name"`
+	Status               FunctionStatus `json:"status"`
+	InferenceURL         string         `json:"inferenceUrl"`
+	InferencePort        int            `json:"inferencePort,omitempty"`
+	Health               *Health        `json:"health,omitempty"`
+	HealthURI            string         `json:"healthUri,omitempty"`
+	ContainerImage       string         `json:"containerImage,omitempty"`
+	ContainerArgs        string         `json:"containerArgs,omitempty"`
+	ContainerEnvironment []EnvVar       `json:"containerEnvironment,omitempty"`
+	Models               []Artifact     `json:"models,omitempty"`
+	Resources            []Artifact     `json:"resources,omitempty"`
+	HelmChart            string         `json:"helmChart,omitempty"`
+	HelmChartServiceName string         `json:"helmChartServiceName,omitempty"`
+	APIBodyFormat        string         `json:"apiBodyFormat,omitempty"`
+	Tags                 []string       `json:"tags,omitempty"`
+	Description          string         `json:"description,omitempty"`
+	FunctionType         string         `json:"functionType,omitempty"`
+	RateLimit            *RateLimit     `json:"rateLimit,omitempty"`
+	Secrets              []string       `json:"secrets,omitempty"` // names only; values live in the secret store
+	// SecretsGeneration counts updates of the secrets after creation
+	// (Gantry's); instances started before the latest are replaced.
+	SecretsGeneration int64            `json:"secretsGeneration,omitempty"`
+	CreatedAt         time.Time        `json:"createdAt"`
+	ActiveInstances   []InstanceDetail `json:"activeInstances,omitempty"`
 
 	// Revision is the store revision this copy was read at, for optimistic
 	// concurrency. It never leaves the server.

@@ -19,17 +19,20 @@ const (
 // Instance is one placed copy of a function version: the desired half, written
 // by the scheduler. What the agent observes lives in InstanceState.
 type Instance struct {
-	ID                string    `json:"id"`
-	FunctionID        string    `json:"functionId"`
-	FunctionVersionID string    `json:"functionVersionId"`
-	NCAID             string    `json:"ncaId"`
-	DeploymentID      string    `json:"deploymentId"`
-	SpecIndex         int       `json:"specIndex"`
-	ClusterID         string    `json:"clusterId,omitempty"` // empty while pending
-	GPU               string    `json:"gpu"`
-	InstanceType      string    `json:"instanceType"`
-	GPUCount          int       `json:"gpuCount"`
-	PendingReason     string    `json:"pendingReason,omitempty"`
+	ID                string `json:"id"`
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	NCAID             string `json:"ncaId"`
+	DeploymentID      string `json:"deploymentId"`
+	SpecIndex         int    `json:"specIndex"`
+	ClusterID         string `json:"clusterId,omitempty"` // empty while pending
+	GPU               string `json:"gpu"`
+	InstanceType      string `json:"instanceType"`
+	GPUCount          int    `json:"gpuCount"`
+	PendingReason     string `json:"pendingReason,omitempty"`
+	// SecretsGeneration is the function version's secrets generation when
+	// the instance was created; an older one is replaced, rolling.
+	SecretsGeneration int64     `json:"secretsGeneration,omitempty"`
 	CreatedAt         time.Time `json:"createdAt"`
 
 	Revision int64 `json:"-"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -12,12 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/dev"
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -141,3 +144,87 @@ func fmtJSON(v any) string {
 }
 
 func ioNop(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
+
+// TestSecretUpdateRollsInstances: new secret values reach a deployed
+// function by replacing its instances one at a time, with no failed call.
+func TestSecretUpdateRollsInstances(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	req := selfFunction(t, "rolling", "env")
+	req.Secrets = []model.Secret{{Name: "API_TOKEN", Value: "old-value"}}
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2}, model.StatusActive)
+	read := func() (string, error) {
+		r, err := p.c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID, Header: http.Header{"Env-Name": {"API_TOKEN"}}})
+		if err != nil {
+			return "", err
+		}
+		if r.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %d: %s", r.StatusCode, r.Body)
+		}
+		return string(r.Body), nil
+	}
+	if v, err := read(); err != nil || v != "old-value" {
+		t.Fatalf("before the update: %q %v", v, err)
+	}
+
+	var calls, failures atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			calls.Add(1)
+			if _, err := read(); err != nil {
+				failures.Add(1)
+				t.Logf("call during the roll: %v", err)
+			}
+		}
+	}()
+	put := newRequest(t, "PUT", p.URL()+"/v2/nvcf/secrets/functions/"+f.ID+"/versions/"+f.VersionID, p.AdminToken())
+	put.Body = ioNop(`{"secrets":[{"name":"API_TOKEN","value":"new-value"}]}`)
+	resp, err := http.DefaultClient.Do(put)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("put secrets: %v %v", err, resp)
+	}
+	testutil.WaitFor(t, 60*time.Second, func() error {
+		insts, err := p.ControlPlane().Store().ListInstances(ctx)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, in := range insts {
+			if in.FunctionVersionID != f.VersionID {
+				continue
+			}
+			if in.SecretsGeneration != 1 {
+				return testutil.Errorf("instance %s still has secrets generation %d", in.ID, in.SecretsGeneration)
+			}
+			n++
+		}
+		if n != 2 {
+			return testutil.Errorf("%d instances", n)
+		}
+		return nil
+	})
+	p.waitStatus(t, f, model.StatusActive)
+	for range 10 { // both instances now answer with the new value
+		if v, err := read(); err != nil || v != "new-value" {
+			t.Fatalf("after the roll: %q %v", v, err)
+		}
+	}
+	close(stop)
+	<-done
+	if failures.Load() != 0 {
+		t.Fatalf("%d of %d calls failed during the roll", failures.Load(), calls.Load())
+	}
+	t.Logf("%d calls during the roll, none failed", calls.Load())
+}
