@@ -15,7 +15,7 @@ func TestChainDispatchesByForm(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	iss := startIssuer(t, st, newGCMSealer(t), clk)
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
 	keys := NewAPIKeys(st, APIKeysConfig{Now: clk.Now})
 	chain := NewChain(iss, keys)
 

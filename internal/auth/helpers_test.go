@@ -3,11 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -15,50 +11,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/testutil"
 )
 
-// gcmSealer is a KeySealer that really encrypts: AES-256-GCM under a random
-// key, with the name as associated data so a sealed key does not open under
-// another name. The integrator swaps in secrets.Service, which has the same
-// two methods, in the running server.
-type gcmSealer struct {
-	aead cipher.AEAD
-}
-
-var _ KeySealer = (*gcmSealer)(nil)
-
-func newGCMSealer(t testing.TB) *gcmSealer {
-	t.Helper()
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmSealer{aead: aead}
-}
-
-func (s *gcmSealer) SealKey(_ context.Context, name string, plaintext []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return s.aead.Seal(nonce, nonce, plaintext, []byte(name)), nil
-}
-
-func (s *gcmSealer) OpenKey(_ context.Context, name string, sealed []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n {
-		return nil, errors.New("sealed key too short")
-	}
-	return s.aead.Open(nil, sealed[:n], sealed[n:], []byte(name))
-}
+// Tests seal signing keys with real AES-256-GCM (testutil.KeySealer); the
+// integrator swaps in secrets.Service, which has the same methods.
+var _ KeySealer = (*testutil.KeySealer)(nil)
 
 // fakeClock is a clock tests move by hand.
 type fakeClock struct {

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -45,7 +44,7 @@ func TestIssuerMintAndVerify(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	iss := startIssuer(t, st, newGCMSealer(t), clk)
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
 
 	tok, err := iss.Mint(ctx, "acct", "alice", 0)
 	if err != nil {
@@ -97,7 +96,7 @@ func TestIssuerRejectsBadTokens(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	iss := startIssuer(t, st, newGCMSealer(t), clk)
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
 	good, err := iss.Mint(ctx, "acct", "alice", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +184,7 @@ func TestIssuerRotation(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	iss := startIssuer(t, st, newGCMSealer(t), clk)
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
 
 	old, err := iss.Mint(ctx, "acct", "alice", 2*time.Hour)
 	if err != nil {
@@ -247,7 +246,7 @@ func TestIssuerReplicas(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	sealer := newGCMSealer(t)
+	sealer := testutil.NewKeySealer(t)
 
 	// Two replicas start at once on an empty installation: one key wins.
 	var a, b *Issuer
@@ -302,7 +301,7 @@ func TestIssuerJWKSVerifiesTokens(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	clk := newFakeClock()
-	iss := startIssuer(t, st, newGCMSealer(t), clk)
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
 	tok, err := iss.Mint(ctx, "acct", "alice", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +342,7 @@ func TestIssuerJWKSVerifiesTokens(t *testing.T) {
 func TestIssuerSealsPrivateKey(t *testing.T) {
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
-	sealer := newGCMSealer(t)
+	sealer := testutil.NewKeySealer(t)
 	iss := startIssuer(t, st, sealer, newFakeClock())
 	raw, err := iss.signer.priv.Bytes()
 	if err != nil {
@@ -352,14 +351,8 @@ func TestIssuerSealsPrivateKey(t *testing.T) {
 	assertNotStored(t, st, "the private signing key", raw)
 
 	// A replica with another sealer key cannot open it.
-	other := NewIssuer(st, newGCMSealer(t), IssuerConfig{})
+	other := NewIssuer(st, testutil.NewKeySealer(t), IssuerConfig{})
 	if _, err := other.Mint(ctx, "acct", "alice", 0); err == nil {
 		t.Fatal("minted with a key sealed under another sealer")
 	}
 }
-
-// Compile-time check that the test sealer has the secret store's shape.
-var _ interface {
-	SealKey(context.Context, string, []byte) ([]byte, error)
-	OpenKey(context.Context, string, []byte) ([]byte, error)
-} = (*gcmSealer)(nil)
