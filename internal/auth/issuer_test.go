@@ -249,14 +249,17 @@ func TestIssuerReplicas(t *testing.T) {
 	sealer := testutil.NewKeySealer(t)
 
 	// Two replicas start at once on an empty installation: one key wins.
-	var a, b *Issuer
+	cfg := IssuerConfig{Issuer: "https://gantry.test", TTL: time.Hour, MaxTTL: 24 * time.Hour, Now: clk.Now}
+	a, b := NewIssuer(st, sealer, cfg), NewIssuer(st, sealer, cfg)
+	errs := make([]error, 2)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); a = startIssuer(t, st, sealer, clk) }()
-	go func() { defer wg.Done(); b = startIssuer(t, st, sealer, clk) }()
+	for i, iss := range []*Issuer{a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = iss.Start(ctx) }()
+	}
 	wg.Wait()
-	if t.Failed() {
-		return
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	keys, err := st.ListSigningKeys(ctx)
 	if err != nil || len(keys) != 1 {
