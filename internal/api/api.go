@@ -149,8 +149,12 @@ func pathIDs(r *http.Request, names ...string) ([]string, error) {
 }
 
 // ownVersion reads a function version of the caller's account; another
-// account's version is reported as missing, never as forbidden.
+// account's version, or one the caller's API key is not for, is reported as
+// missing, never as forbidden.
 func (a *API) ownVersion(ctx context.Context, p auth.Principal, fnID, versionID string) (model.Function, error) {
+	if !p.CanUseFunction(fnID) {
+		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
+	}
 	f, err := a.st.GetFunction(ctx, fnID, versionID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && f.NCAID != p.Account) {
 		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
@@ -160,6 +164,9 @@ func (a *API) ownVersion(ctx context.Context, p auth.Principal, fnID, versionID 
 
 // ownVersions reads every version of a function of the caller's account.
 func (a *API) ownVersions(ctx context.Context, p auth.Principal, fnID string) ([]model.Function, error) {
+	if !p.CanUseFunction(fnID) {
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
 	fs, err := a.st.ListFunctionVersions(ctx, fnID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (len(fs) == 0 || fs[0].NCAID != p.Account)) {
 		return nil, problem.NotFound("function %s not found", fnID)

@@ -114,7 +114,7 @@ func (a *API) getDeploymentByID(w http.ResponseWriter, r *http.Request, p auth.P
 // ownDeploymentByID reads a deployment of the caller's account by its id.
 func (a *API) ownDeploymentByID(ctx context.Context, p auth.Principal, id string) (model.Deployment, error) {
 	d, err := a.st.GetDeploymentByID(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && d.NCAID != p.Account) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (d.NCAID != p.Account || !p.CanUseFunction(d.FunctionID))) {
 		return d, problem.NotFound("deployment %s not found", id)
 	}
 	return d, err

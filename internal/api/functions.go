@@ -105,7 +105,7 @@ func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, p auth.Princ
 	}
 	own := make([]model.Function, 0, len(all))
 	for _, f := range all {
-		if f.NCAID == p.Account {
+		if f.NCAID == p.Account && p.CanUseFunction(f.ID) {
 			own = append(own, f)
 		}
 	}
@@ -124,7 +124,7 @@ func (a *API) listFunctionIDs(w http.ResponseWriter, r *http.Request, p auth.Pri
 	ids := []string{}
 	seen := map[string]bool{}
 	for _, f := range all {
-		if f.NCAID == p.Account && !seen[f.ID] {
+		if f.NCAID == p.Account && p.CanUseFunction(f.ID) && !seen[f.ID] {
 			seen[f.ID] = true
 			ids = append(ids, f.ID)
 		}

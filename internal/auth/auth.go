@@ -1,8 +1,10 @@
 // Package auth decides who is calling and what they may do. Handlers declare
 // the scope a route needs; an Authenticator turns a request's bearer
-// credential into a Principal. Gantry dev starts with one static admin token;
-// admin JWTs and API keys plug in as further Authenticators without changing
-// any route.
+// credential into a Principal. Two kinds of credential exist: admin tokens
+// (ES256 JWTs the Issuer mints, verified against keys kept in etcd) and API
+// keys ("nvapi-" values the APIKeys service creates, stored only as hashes).
+// Chain tells them apart by form; InstallGate decides who may mint admin
+// tokens in the first place.
 package auth
 
 import (
@@ -10,7 +12,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 )
 
 // Scopes NVCF defines. A credential may also carry them as "apikey:<scope>".
@@ -25,13 +29,31 @@ const (
 	ScopeInvokeFunction       = "invoke_function"
 	ScopeQueueDetails         = "queue_details"
 	ScopeClusterManagement    = "cluster-management"
+	// Gantry checks these two on no route yet; admin tokens carry them, and
+	// API keys may, so NVCF clients that ask for them are not refused.
+	ScopeManageTelemetries         = "manage_telemetries"
+	ScopeManageRegistryCredentials = "manage_registry_credentials"
 )
 
-// AdminScopes are the scopes an admin token carries.
+// AdminScopes are the scopes an admin token carries: every scope Gantry knows.
 var AdminScopes = []string{
 	ScopeRegisterFunction, ScopeListFunctions, ScopeListFunctionsDetails, ScopeDeployFunction,
-	ScopeUpdateFunction, ScopeUpdateSecrets, ScopeDeleteFunction, "manage_telemetries",
-	"manage_registry_credentials", ScopeClusterManagement, ScopeInvokeFunction, ScopeQueueDetails,
+	ScopeUpdateFunction, ScopeUpdateSecrets, ScopeDeleteFunction, ScopeManageTelemetries,
+	ScopeManageRegistryCredentials, ScopeClusterManagement, ScopeInvokeFunction, ScopeQueueDetails,
+}
+
+// DefaultAPIKeyScopes are what an API key may do when its request names no
+// scope: call functions and read about them, nothing that changes them.
+var DefaultAPIKeyScopes = []string{ScopeInvokeFunction, ScopeListFunctions, ScopeQueueDetails, ScopeListFunctionsDetails}
+
+// ScopePrefix is the optional prefix NVCF API keys write their scopes with.
+const ScopePrefix = "apikey:"
+
+// ParseScope returns the plain name of s, which may carry ScopePrefix, and
+// whether it is a scope Gantry knows.
+func ParseScope(s string) (string, bool) {
+	name := strings.TrimPrefix(s, ScopePrefix)
+	return name, slices.Contains(AdminScopes, name)
 }
 
 // Errors an Authenticator returns. Both become 401.
@@ -40,24 +62,92 @@ var (
 	ErrBadCredential = errors.New("auth: credential not recognised")
 )
 
-// Principal is an authenticated caller.
+// Kind says which sort of credential a principal presented. Some routes care:
+// only an admin token may create API keys, so a leaked key cannot mint more.
+type Kind string
+
+// Credential kinds.
+const (
+	KindAdminToken Kind = "admin-token"
+	KindAPIKey     Kind = "api-key"
+)
+
+// Principal is an authenticated caller. It is a value: the maps inside are
+// never written after construction, so copies may share them.
 type Principal struct {
 	Account string
 	Subject string
-	scopes  map[string]bool
+	Kind    Kind
+	// CredentialID names the credential (an admin token's jti, an API key's
+	// id) for logs; it is never the secret.
+	CredentialID string
+	// ExpiresAt is when the credential stops working; zero if never.
+	ExpiresAt time.Time
+
+	scopes map[string]bool
+	// functions, when non-nil, are the only function ids the credential may
+	// touch; nil means every function of the account.
+	functions map[string]bool
 }
 
-// NewPrincipal builds a principal holding scopes.
+// NewPrincipal builds a principal holding scopes, which may be written in
+// their "apikey:" form.
 func NewPrincipal(account, subject string, scopes []string) Principal {
 	m := make(map[string]bool, len(scopes))
 	for _, s := range scopes {
-		m[strings.TrimPrefix(s, "apikey:")] = true
+		m[strings.TrimPrefix(s, ScopePrefix)] = true
 	}
 	return Principal{Account: account, Subject: subject, scopes: m}
 }
 
 // Has reports whether the principal holds scope.
 func (p Principal) Has(scope string) bool { return p.scopes[scope] }
+
+// Scopes returns the principal's scopes, sorted.
+func (p Principal) Scopes() []string {
+	out := make([]string, 0, len(p.scopes))
+	for s := range p.scopes {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LimitFunctions returns a copy of p that may use only the functions listed.
+// An API key whose resources name functions gets this; nil ids leave p
+// unrestricted.
+func (p Principal) LimitFunctions(ids []string) Principal {
+	if ids == nil {
+		p.functions = nil
+		return p
+	}
+	p.functions = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		p.functions[id] = true
+	}
+	return p
+}
+
+// CanUseFunction reports whether the credential reaches function fnID of its
+// account. Callers answer 404 when it does not, as for another account's
+// function, so a restricted key learns nothing about the others.
+func (p Principal) CanUseFunction(fnID string) bool {
+	return p.functions == nil || p.functions[fnID]
+}
+
+// Functions returns the function ids p is limited to, sorted, or nil when it
+// may use every function of its account.
+func (p Principal) Functions() []string {
+	if p.functions == nil {
+		return nil
+	}
+	out := make([]string, 0, len(p.functions))
+	for id := range p.functions {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Authenticator recognises credentials.
 type Authenticator interface {
@@ -98,5 +188,7 @@ func (s *StaticToken) Authenticate(r *http.Request) (Principal, error) {
 	if subtle.ConstantTimeCompare(sum[:], s.sum[:]) != 1 {
 		return Principal{}, ErrBadCredential
 	}
-	return NewPrincipal(s.account, "admin", AdminScopes), nil
+	p := NewPrincipal(s.account, "admin", AdminScopes)
+	p.Kind = KindAdminToken
+	return p, nil
 }

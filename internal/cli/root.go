@@ -96,6 +96,8 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 
 	root.AddCommand(newFunctionCmd(opts), newDeployCmd(opts), newInvokeCmd(opts))
 	root.AddCommand(newClusterCmd(opts), newPolicyCmd(opts))
+	root.AddCommand(newTokenCmd(opts))
+	root.AddCommand(newAPIKeyCmd(opts))
 	addPlatformCommands(root)
 	return root
 }

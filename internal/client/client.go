@@ -162,6 +162,11 @@ func seg(s string) string { return url.PathEscape(s) }
 // doJSON sends in (if non-nil) as JSON and decodes a 2xx answer into out (if
 // non-nil). Anything else becomes an *APIError.
 func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) error {
+	return c.doJSONHeader(ctx, method, path, nil, in, out)
+}
+
+// doJSONHeader is doJSON with extra request headers.
+func (c *Client) doJSONHeader(ctx context.Context, method, path string, header http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -173,6 +178,9 @@ func (c *Client) doJSON(ctx context.Context, method, path string, in, out any) e
 	req, err := c.newRequest(ctx, method, path, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {

@@ -213,6 +213,11 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Pri
 func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID string) (catalog.Entry, error) {
 	var e catalog.Entry
 	var ok bool
+	if !p.CanUseFunction(fnID) {
+		// An API key limited to other functions: missing, as for another
+		// account's function.
+		return e, functionNotFound(fnID, versionID)
+	}
 	if versionID != "" {
 		e, ok = g.cfg.Catalog.Lookup(p.Account, fnID, versionID)
 	} else {
@@ -226,10 +231,7 @@ func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID 
 		e, ok = catalog.Pick(fresh, versionID)
 	}
 	if !ok {
-		if versionID != "" {
-			return e, problem.NotFound("function %s version %s not found", fnID, versionID)
-		}
-		return e, problem.NotFound("function %s not found", fnID)
+		return e, functionNotFound(fnID, versionID)
 	}
 	f := e.Function
 	switch st := e.Status(); st {
@@ -247,6 +249,13 @@ func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID 
 	default:
 		return e, problem.Unavailable(60, "function %s version %s cannot take work (status %s); see healthInfo in gantry deploy get %s", f.ID, f.VersionID, st, f.ID)
 	}
+}
+
+func functionNotFound(fnID, versionID string) error {
+	if versionID != "" {
+		return problem.NotFound("function %s version %s not found", fnID, versionID)
+	}
+	return problem.NotFound("function %s not found", fnID)
 }
 
 func minInstances(d *model.Deployment) int {

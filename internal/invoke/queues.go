@@ -33,7 +33,7 @@ func (g *Gateway) queues(w http.ResponseWriter, r *http.Request, p auth.Principa
 	} else {
 		entries = g.cfg.Catalog.Versions(p.Account, fnID)
 	}
-	if len(entries) == 0 {
+	if len(entries) == 0 || !p.CanUseFunction(fnID) {
 		return problem.NotFound("function %s not found", fnID)
 	}
 	out := model.QueueResponse{FunctionID: fnID, Queues: []model.Queue{}}
