@@ -96,6 +96,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 
 	root.AddCommand(newFunctionCmd(opts), newDeployCmd(opts), newInvokeCmd(opts))
 	root.AddCommand(newClusterCmd(opts), newPolicyCmd(opts))
+	root.AddCommand(newKeysCmd(opts))
 	addPlatformCommands(root)
 	return root
 }
