@@ -23,6 +23,7 @@ docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchInvokeCmd(), newBenchStartupCmd())
 	cmd.AddCommand(newBenchScheduleCmd())
 	cmd.AddCommand(newBenchAgentsCmd())
+	cmd.AddCommand(newBenchMEKCmd())
 	return cmd
 }
 
