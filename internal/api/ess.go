@@ -57,7 +57,7 @@ func (e *ESS) Register(mux *http.ServeMux) {
 func (e *ESS) rotateMEK(w http.ResponseWriter, r *http.Request) error {
 	res, err := e.svc.RotateMEK(r.Context(), nil)
 	if err != nil {
-		return keyProblem(err)
+		return keyProblem(err, "")
 	}
 	return web.JSON(w, http.StatusOK, res)
 }
@@ -77,7 +77,7 @@ func (e *ESS) rotateNEK(w http.ResponseWriter, r *http.Request) error {
 	}
 	res, err := e.svc.RotateNEK(r.Context(), req.Account, nil)
 	if err != nil {
-		return keyProblem(err)
+		return keyProblem(err, req.Account)
 	}
 	return web.JSON(w, http.StatusOK, res)
 }
@@ -101,14 +101,14 @@ func (e *ESS) status(w http.ResponseWriter, r *http.Request) error {
 }
 
 // keyProblem maps the secret store's errors a caller can act on.
-func keyProblem(err error) error {
+func keyProblem(err error, account string) error {
 	switch {
 	case errors.Is(err, secrets.ErrRotationRunning):
 		return problem.Conflict("another key rotation is running; watch it with `gantry keys status` and try again when it has finished")
 	case errors.Is(err, secrets.ErrNoAccountKey):
-		return problem.NotFound("%s", err.Error())
+		return problem.NotFound("account %s has no key yet: it gets one when its first secret is sealed", account)
 	case errors.Is(err, secrets.ErrSystemAccount):
-		return problem.BadRequest("%s", err.Error())
+		return problem.BadRequest("the system account's key seals internal keys held outside the secret store; it is not rotated on its own")
 	}
 	return err
 }

@@ -75,9 +75,9 @@ func TestKeysCommands(t *testing.T) {
 		{"nek rotate", []string{"nek", "rotate", "--account", "acct"}, []string{"Rotated the key of account acct: v1 -> v2; re-encrypted 1 secrets; retired v1"}, ""},
 		{"status", []string{"status"}, []string{"v2    active    1", "v1    retired   0", "acct      v2    active    v2    1", "No rotation is running"}, ""},
 		{"nek rotate needs an account", []string{"nek", "rotate"}, nil, "--account is required"},
-		{"nek rotate of an account without a key", []string{"nek", "rotate", "--account", "nobody"}, nil, "404 Not Found"},
+		{"nek rotate of an account without a key", []string{"nek", "rotate", "--account", "nobody"}, nil, "404 Not Found: account nobody has no key yet"},
 		{"nek rotate of a malformed account", []string{"nek", "rotate", "--account", "a/b"}, nil, "400 Bad Request"},
-		{"nek rotate of the system account", []string{"nek", "rotate", "--account", secrets.SystemAccount}, nil, "not rotated by itself"},
+		{"nek rotate of the system account", []string{"nek", "rotate", "--account", secrets.SystemAccount}, nil, "not rotated on its own"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, _, err := keys(tc.args...)
