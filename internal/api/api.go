@@ -50,8 +50,7 @@ type Store interface {
 
 // Sealer encrypts secret values before they are stored.
 type Sealer interface {
-	Seal(place secrets.Place, plaintext []byte) ([]byte, error)
-	KeyID() string
+	Seal(ctx context.Context, place secrets.Place, plaintext []byte) (secrets.Sealed, error)
 }
 
 // Registry registers clusters and issues agent credentials.

@@ -52,14 +52,13 @@ func (a *API) create(w http.ResponseWriter, r *http.Request, p auth.Principal, f
 		FunctionType: req.FunctionType, RateLimit: req.RateLimit,
 		CreatedAt: time.Now().UTC(),
 	}
-	sealed, err := a.sealAll(p.Account, f.ID, f.VersionID, req.Secrets)
-	if err != nil {
-		return err
-	}
 	for _, s := range req.Secrets {
 		f.Secrets = append(f.Secrets, s.Name)
 	}
-	if err := a.st.CreateFunction(r.Context(), &f, sealed); err != nil {
+	err := a.withSealed(r.Context(), p.Account, f.ID, f.VersionID, req.Secrets, func(sealed []store.SealedSecret) error {
+		return a.st.CreateFunction(r.Context(), &f, sealed)
+	})
+	if err != nil {
 		return err
 	}
 	f.Status = model.StatusInactive
@@ -67,16 +66,35 @@ func (a *API) create(w http.ResponseWriter, r *http.Request, p auth.Principal, f
 	return web.JSON(w, http.StatusOK, model.FunctionResponse{Function: f})
 }
 
-func (a *API) sealAll(account, fnID, versionID string, in []model.Secret) ([]store.SealedSecret, error) {
+// sealAll seals every secret value for its place in the version.
+func (a *API) sealAll(ctx context.Context, account, fnID, versionID string, in []model.Secret) ([]store.SealedSecret, error) {
 	out := make([]store.SealedSecret, 0, len(in))
 	for _, s := range in {
-		ct, err := a.seal.Seal(secrets.Place{Account: account, FunctionID: fnID, VersionID: versionID, Name: s.Name}, []byte(s.Value))
+		sealed, err := a.seal.Seal(ctx, secrets.Place{Account: account, FunctionID: fnID, VersionID: versionID, Name: s.Name}, []byte(s.Value))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, store.SealedSecret{Name: s.Name, KeyID: a.seal.KeyID(), Ciphertext: ct})
+		out = append(out, store.SealedSecret{Name: s.Name, Account: account, NEK: sealed.NEK,
+			Ciphertext: sealed.Ciphertext, HeadRevision: sealed.HeadRevision})
 	}
 	return out, nil
+}
+
+// withSealed seals the secrets and hands them to write. When the write
+// fails with a conflict because the account's key rotated after sealing,
+// it seals them again under the new key and retries.
+func (a *API) withSealed(ctx context.Context, account, fnID, versionID string, in []model.Secret, write func([]store.SealedSecret) error) error {
+	for attempt := 0; ; attempt++ {
+		sealed, err := a.sealAll(ctx, account, fnID, versionID, in)
+		if err != nil {
+			return err
+		}
+		err = write(sealed)
+		if errors.Is(err, store.ErrConflict) && len(in) > 0 && attempt < 3 {
+			continue
+		}
+		return err
+	}
 }
 
 // withStatus fills the derived status of each version from its deployment.
@@ -279,11 +297,10 @@ func (a *API) putSecrets(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err != nil {
 		return err
 	}
-	sealed, err := a.sealAll(p.Account, f.ID, f.VersionID, req.Secrets)
+	err = a.withSealed(r.Context(), p.Account, f.ID, f.VersionID, req.Secrets, func(sealed []store.SealedSecret) error {
+		return a.st.PutSecrets(r.Context(), f.ID, f.VersionID, sealed)
+	})
 	if err != nil {
-		return err
-	}
-	if err := a.st.PutSecrets(r.Context(), f.ID, f.VersionID, sealed); err != nil {
 		return err
 	}
 	// Record the names on the version so instances learn about new secrets,

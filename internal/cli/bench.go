@@ -24,6 +24,7 @@ docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchScheduleCmd())
 	cmd.AddCommand(newBenchAgentsCmd())
 	cmd.AddCommand(newBenchAuthCmd())
+	cmd.AddCommand(newBenchMEKCmd())
 	return cmd
 }
 

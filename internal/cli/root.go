@@ -98,6 +98,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 	root.AddCommand(newClusterCmd(opts), newPolicyCmd(opts))
 	root.AddCommand(newTokenCmd(opts))
 	root.AddCommand(newAPIKeyCmd(opts))
+	root.AddCommand(newKeysCmd(opts))
 	addPlatformCommands(root)
 	return root
 }

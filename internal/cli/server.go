@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/internal/controlplane"
+	"github.com/gantry-dev/gantry/internal/secrets"
 )
 
 func newServerCmd() *cobra.Command {
@@ -42,11 +43,20 @@ reconciler (etcd election).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/gantry", "state directory (embedded etcd/NATS data, admin token, secret key)")
+	f.StringVar(&cfg.DataDir, "data-dir", "/var/lib/gantry", "state directory (embedded etcd/NATS data, admin token, master key files)")
 	f.StringVar(&cfg.Listen, "listen", "0.0.0.0:8080", "API address (host:port)")
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); empty embeds etcd")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS URL; empty embeds nats-server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where embedded NATS listens for agents")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.MEKProvider, "mek-provider", controlplane.MEKProviderFile,
+		"where the secret store's master key lives: file (<data-dir>/keys/mek/v<N>.key) or openbao")
+	f.StringVar(&cfg.OpenBao.Address, "openbao-addr", "", "OpenBao (or Vault) URL, with --mek-provider openbao")
+	f.StringVar(&cfg.OpenBao.Mount, "openbao-kv-mount", secrets.DefaultOpenBaoMount, "KV version 2 mount holding the master key")
+	f.StringVar(&cfg.OpenBao.Path, "openbao-kv-path", secrets.DefaultOpenBaoPath, "secret under the mount whose versions are the master key versions")
+	f.StringVar(&cfg.OpenBao.TokenFile, "openbao-token-file", "", "file holding an OpenBao token (token auth; re-read before each call)")
+	f.StringVar(&cfg.OpenBao.KubernetesRole, "openbao-k8s-role", "", "OpenBao Kubernetes auth role (Kubernetes auth instead of a token)")
+	f.StringVar(&cfg.OpenBao.KubernetesJWTFile, "openbao-k8s-jwt-file", secrets.DefaultKubernetesJWTFile, "service-account token exchanged at auth/<mount>/login")
+	f.StringVar(&cfg.OpenBao.KubernetesMount, "openbao-k8s-mount", secrets.DefaultOpenBaoKubernetesMount, "mount of the Kubernetes auth method")
 	return cmd
 }

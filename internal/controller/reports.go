@@ -31,7 +31,7 @@ type AgentStore interface {
 
 // Opener decrypts sealed secrets.
 type Opener interface {
-	Open(place secrets.Place, sealed []byte) ([]byte, error)
+	Open(ctx context.Context, place secrets.Place, sealed secrets.Sealed) ([]byte, error)
 }
 
 // ErrNotRegistered answers an agent whose cluster was deleted; its text is
@@ -206,8 +206,8 @@ func (a *Agents) Secrets(ctx context.Context, clusterID, instanceID string) (map
 	}
 	out := make(map[string]string, len(sealed))
 	for _, s := range sealed {
-		plain, err := a.keys.Open(secrets.Place{Account: inst.NCAID, FunctionID: inst.FunctionID,
-			VersionID: inst.FunctionVersionID, Name: s.Name}, s.Ciphertext)
+		plain, err := a.keys.Open(ctx, secrets.Place{Account: inst.NCAID, FunctionID: inst.FunctionID,
+			VersionID: inst.FunctionVersionID, Name: s.Name}, secrets.Sealed{NEK: s.NEK, Ciphertext: s.Ciphertext})
 		if err != nil {
 			a.log.Error("controller: secret does not open", "function", inst.FunctionID, "version", inst.FunctionVersionID, "secret", s.Name, "err", err)
 			return nil, fmt.Errorf("controller: secret %s of function %s does not decrypt", s.Name, inst.FunctionID)

@@ -41,8 +41,8 @@ const DefaultAccount = "gantry-local"
 
 // Config configures a control-plane server.
 type Config struct {
-	// DataDir holds embedded etcd and NATS data, the admin token and the
-	// secret key file.
+	// DataDir holds embedded etcd and NATS data, the admin token and, with
+	// the file provider, the master key versions (keys/mek/v<N>.key).
 	DataDir string
 	// Listen is the HTTP address, e.g. 127.0.0.1:8080 (port 0: random).
 	Listen string
@@ -61,9 +61,20 @@ type Config struct {
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
-	Grace  time.Duration
-	Logger *slog.Logger
+	Grace time.Duration
+	// MEKProvider is where the secret store's master key lives: "file"
+	// (default; versions under <DataDir>/keys/mek) or "openbao" (a KV v2
+	// secret, configured by OpenBao).
+	MEKProvider string
+	OpenBao     secrets.OpenBaoConfig
+	Logger      *slog.Logger
 }
+
+// MEK providers.
+const (
+	MEKProviderFile    = "file"
+	MEKProviderOpenBao = "openbao"
+)
 
 // Server is a running control plane.
 type Server struct {
@@ -78,6 +89,7 @@ type Server struct {
 	js       jetstream.JetStream
 	gateway  *invoke.Gateway
 	reg      *registry.Registry
+	ess      *secrets.Service
 	agentSub []*nats.Subscription
 	http     *http.Server
 	listener net.Listener
@@ -98,6 +110,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Account == "" {
 		cfg.Account = DefaultAccount
+	}
+	switch cfg.MEKProvider {
+	case "":
+		cfg.MEKProvider = MEKProviderFile
+	case MEKProviderFile, MEKProviderOpenBao:
+	default:
+		return nil, fmt.Errorf("controlplane: unknown MEK provider %q: use %s or %s", cfg.MEKProvider, MEKProviderFile, MEKProviderOpenBao)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -124,8 +143,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.startBus(ctx); err != nil {
 		return err
 	}
-	keys, err := secrets.LoadOrCreateKeyFile(filepath.Join(s.cfg.DataDir, "keys", "secrets.key"))
+	mek, err := s.mekProvider()
 	if err != nil {
+		return err
+	}
+	s.ess = secrets.NewService(s.st, mek, s.log)
+	if err := s.ess.Start(ctx); err != nil {
 		return err
 	}
 	if s.token, err = loadOrCreateToken(filepath.Join(s.cfg.DataDir, "admin-token")); err != nil {
@@ -146,7 +169,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.gateway.Start(); err != nil {
 		return err
 	}
-	if s.agentSub, err = controller.NewAgents(s.st, keys, s.log).Subscribe(s.nc); err != nil {
+	if s.agentSub, err = controller.NewAgents(s.st, s.ess, s.log).Subscribe(s.nc); err != nil {
 		return err
 	}
 	desired, err := s.js.KeyValue(ctx, bus.DesiredBucket)
@@ -161,7 +184,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}()
 
 	mux := http.NewServeMux()
-	api.New(api.Config{Store: s.st, Sealer: keys, Registry: s.reg, Auth: authn, NATSURL: s.agentNATSURL(), Logger: s.log}).Register(mux)
+	api.New(api.Config{Store: s.st, Sealer: s.ess, Registry: s.reg, Auth: authn, NATSURL: s.agentNATSURL(), Logger: s.log}).Register(mux)
+	// TODO(auth): installation gate. The key routes act on the whole
+	// installation; until the admin gate lands they are open to anyone who
+	// reaches the API.
+	api.NewESS(s.ess, func(h http.Handler) http.Handler { return h }, s.log).Register(mux)
 	s.gateway.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.listener, err = net.Listen("tcp", s.cfg.Listen)
@@ -209,6 +236,14 @@ func (s *Server) startStore(ctx context.Context) error {
 		return err
 	}
 	return s.st.EnsureAccount(ctx, store.Account{ID: s.cfg.Account, Name: s.cfg.Account, CreatedAt: time.Now().UTC()})
+}
+
+// mekProvider builds the configured master key provider.
+func (s *Server) mekProvider() (secrets.MEKProvider, error) {
+	if s.cfg.MEKProvider == MEKProviderOpenBao {
+		return secrets.NewOpenBao(s.cfg.OpenBao)
+	}
+	return secrets.NewFileMEK(filepath.Join(s.cfg.DataDir, "keys")), nil
 }
 
 func (s *Server) startBus(ctx context.Context) error {
@@ -344,6 +379,10 @@ func (s *Server) EnsureCluster(ctx context.Context, c model.Cluster) (model.Agen
 	cred.NATSURL = s.agentNATSURL()
 	return cred, err
 }
+
+// Secrets exposes the encrypted secret store, for sealing internal keys
+// (SealKey) and for tests.
+func (s *Server) Secrets() *secrets.Service { return s.ess }
 
 // Registry exposes cluster registration to in-process callers and tests.
 func (s *Server) Registry() *registry.Registry { return s.reg }

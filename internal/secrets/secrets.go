@@ -1,29 +1,58 @@
-// Package secrets seals function secrets before they are stored. Each value is
-// encrypted with AES-256-GCM and bound, as associated data, to the account,
-// function version and secret name it belongs to, so a ciphertext copied to
-// another place fails to open instead of leaking into the wrong function.
+// Package secrets is the encrypted secret store (ESS): envelope encryption
+// with a two-tier key hierarchy and online rotation.
 //
-// This is the first tier of the envelope scheme in the architecture: one key
-// read from a provider (a 0600 key file for now). The per-account key tier and
-// online rotation build on the Sealer seam without changing callers.
+//   - The master key (MEK) is one 256-bit key, versioned, held by a provider
+//     (a 0600 key file per version, or an OpenBao/Vault KV v2 path). It never
+//     reaches etcd.
+//   - Each account has its own AES-256-GCM key (NEK), versioned, stored in
+//     etcd wrapped by a MEK version with the account and NEK version bound
+//     as associated data.
+//   - Secrets are sealed with the account's active NEK and bound, as
+//     associated data, to the account, function version and secret name,
+//     so a ciphertext copied to another place fails to open instead of
+//     leaking into the wrong function.
+//
+// Rotating the MEK re-wraps NEK records only (no secret is rewritten);
+// rotating an account's NEK re-encrypts that account's secrets. Both run
+// online in guarded etcd transactions, record their progress, and resume
+// with the same target version when run again after an interruption.
 package secrets
 
 import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
+	"strconv"
 )
 
-// ErrOpen means a ciphertext does not decrypt under its key and place: it was
-// tampered with, moved from another secret, or sealed with another key.
-var ErrOpen = errors.New("secrets: ciphertext does not open here (moved, tampered with, or wrong key)")
+// Sentinel errors.
+var (
+	// ErrOpen means a ciphertext does not decrypt under its key and place:
+	// it was tampered with, moved from another secret, or sealed with
+	// another key.
+	ErrOpen = errors.New("secrets: ciphertext does not open here (moved, tampered with, or wrong key)")
+	// ErrNoMEK is what a provider answers when it holds no MEK version yet.
+	ErrNoMEK = errors.New("secrets: the provider holds no master key yet")
+	// ErrRotationRunning means another rotation holds the lock.
+	ErrRotationRunning = errors.New("secrets: another key rotation is running; wait for it (gantry keys status)")
+	// ErrNoAccountKey means the account has no NEK yet: it gets one when its
+	// first secret is sealed.
+	ErrNoAccountKey = errors.New("secrets: the account has no key yet (it gets one when its first secret is sealed)")
+	// ErrSystemAccount refuses to rotate the system account's NEK: the keys
+	// it seals are held by their owners, outside the secret store, so a
+	// rotation could not re-encrypt them.
+	ErrSystemAccount = errors.New("secrets: the system account's key seals internal keys held outside the secret store and is not rotated by itself")
+)
+
+// SystemAccount is the reserved account whose NEK seals Gantry's internal
+// keys (SealKey). Account ids are letters, digits and '-', so no tenant can
+// be named this.
+const SystemAccount = "_gantry"
+
+// keySize is the size of every MEK and NEK: AES-256.
+const keySize = 32
 
 // Place identifies where a secret lives; it is the associated data.
 type Place struct {
@@ -31,46 +60,54 @@ type Place struct {
 }
 
 func (p Place) aad() []byte {
-	// Length-prefixing keeps distinct places from encoding to the same bytes.
-	var b []byte
-	for _, s := range []string{p.Account, p.FunctionID, p.VersionID, p.Name} {
-		b = fmt.Appendf(b, "%d:%s|", len(s), s)
+	return lengthPrefixed(nil, p.Account, p.FunctionID, p.VersionID, p.Name)
+}
+
+// String names the place for error messages; it holds no secret.
+func (p Place) String() string {
+	if p.FunctionID == "" && p.VersionID == "" {
+		return fmt.Sprintf("key %q of account %s", p.Name, p.Account)
+	}
+	return fmt.Sprintf("secret %s of function %s version %s (account %s)", p.Name, p.FunctionID, p.VersionID, p.Account)
+}
+
+// lengthPrefixed appends each string with its length, so distinct tuples
+// never encode to the same bytes.
+func lengthPrefixed(b []byte, parts ...string) []byte {
+	for _, s := range parts {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+		b = append(b, '|')
 	}
 	return b
 }
 
-// Keyring holds the key that seals secrets.
-type Keyring struct {
-	aead  cipher.AEAD
-	keyID string
+// nekAAD binds a wrapped NEK to its account and version.
+func nekAAD(account string, version int) []byte {
+	return lengthPrefixed([]byte("gantry-nek|"), account, strconv.Itoa(version))
 }
 
-// LoadOrCreateKeyFile reads a 32-byte key from path, creating it (mode 0600,
-// directory 0700) on first start.
-func LoadOrCreateKeyFile(path string) (*Keyring, error) {
-	key, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		key = make([]byte, 32)
-		if _, err := rand.Read(key); err != nil {
-			return nil, fmt.Errorf("secrets: generate key: %w", err)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("secrets: %w", err)
-		}
-		if err := os.WriteFile(path, key, 0o600); err != nil {
-			return nil, fmt.Errorf("secrets: write key file: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("secrets: read key file: %w", err)
-	}
-	if len(key) != 32 {
-		return nil, fmt.Errorf("secrets: key file %s holds %d bytes, want 32", path, len(key))
-	}
-	return NewKeyring(key)
+// checkAAD binds a MEK check value to its version.
+func checkAAD(version int) []byte {
+	return lengthPrefixed([]byte("gantry-mek-check|"), strconv.Itoa(version))
 }
 
-// NewKeyring builds a keyring from a 32-byte key.
-func NewKeyring(key []byte) (*Keyring, error) {
+// Sealed is a secret value sealed by Service.Seal: the NEK version and the
+// ciphertext (nonce || ciphertext+tag).
+type Sealed struct {
+	NEK        int    `json:"nek"`
+	Ciphertext []byte `json:"ciphertext"`
+	// HeadRevision is the etcd revision of the account's NEK head at
+	// sealing; store writes compare it (store.SealedSecret.HeadRevision).
+	HeadRevision int64 `json:"-"`
+}
+
+// newAEAD builds AES-256-GCM from a 32-byte key.
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != keySize {
+		return nil, fmt.Errorf("secrets: key is %d bytes, want %d", len(key), keySize)
+	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
@@ -79,33 +116,36 @@ func NewKeyring(key []byte) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
-	sum := sha256.Sum256(key)
-	// The key id is a fingerprint, safe to store and log: it names the key
-	// without revealing it.
-	return &Keyring{aead: aead, keyID: "file:" + hex.EncodeToString(sum[:4])}, nil
+	return aead, nil
 }
 
-// KeyID names the key that Seal uses.
-func (k *Keyring) KeyID() string { return k.keyID }
-
-// Seal encrypts plaintext for place. The output is nonce || ciphertext+tag.
-func (k *Keyring) Seal(place Place, plaintext []byte) ([]byte, error) {
-	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+// seal encrypts with a fresh random nonce: nonce || ciphertext+tag.
+func seal(aead cipher.AEAD, plaintext, aad []byte) ([]byte, error) {
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("secrets: nonce: %w", err)
 	}
-	return k.aead.Seal(nonce, nonce, plaintext, place.aad()), nil
+	return aead.Seal(nonce, nonce, plaintext, aad), nil
 }
 
-// Open decrypts a ciphertext sealed for place.
-func (k *Keyring) Open(place Place, sealed []byte) ([]byte, error) {
-	ns := k.aead.NonceSize()
-	if len(sealed) < ns+k.aead.Overhead() {
+// open reverses seal; any failure is ErrOpen.
+func open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
+	ns := aead.NonceSize()
+	if len(sealed) < ns+aead.Overhead() {
 		return nil, ErrOpen
 	}
-	out, err := k.aead.Open(nil, sealed[:ns], sealed[ns:], place.aad())
+	out, err := aead.Open(nil, sealed[:ns], sealed[ns:], aad)
 	if err != nil {
 		return nil, ErrOpen
 	}
 	return out, nil
+}
+
+// newKey returns 32 random bytes.
+func newKey() ([]byte, error) {
+	k := make([]byte, keySize)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("secrets: generate key: %w", err)
+	}
+	return k, nil
 }

@@ -20,7 +20,8 @@ func (s *Store) functionKey(fnID, versionID string) string {
 
 // CreateFunction stores a new function version. Secret values are not part of
 // model.Function; sealed secrets are written in the same transaction so a
-// version never exists without its secrets.
+// version never exists without its secrets. It fails with ErrConflict if an
+// account's NEK rotated since the secrets were sealed: seal them again.
 func (s *Store) CreateFunction(ctx context.Context, f *model.Function, secrets []SealedSecret) error {
 	key := s.functionKey(f.ID, f.VersionID)
 	op, err := putOp(key, f)
@@ -35,7 +36,18 @@ func (s *Store) CreateFunction(ctx context.Context, f *model.Function, secrets [
 		}
 		ops = append(ops, sop)
 	}
-	rev, err := s.txn(ctx, []clientv3.Cmp{notExists(key)}, ops, ErrExists)
+	guards, err := s.secretGuards(secrets)
+	if err != nil {
+		return err
+	}
+	rev, err := s.txn(ctx, append(guards, notExists(key)), ops, ErrExists)
+	if errors.Is(err, ErrExists) && len(guards) > 0 {
+		// Say which guard failed: a NEK rotation began since the secrets
+		// were sealed, or the version exists.
+		if _, gerr := s.GetFunction(ctx, f.ID, f.VersionID); errors.Is(gerr, ErrNotFound) {
+			return ErrConflict
+		}
+	}
 	if err != nil {
 		return err
 	}
