@@ -18,7 +18,7 @@ import (
 // clusterGroups lists groups with the GPUs and instance types their clusters
 // offer, merged across clusters.
 func (a *API) clusterGroups(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	clusters, err := a.st.ListClusters(r.Context())
+	clusters, err := a.accountClusters(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (a *API) clusterGroups(w http.ResponseWriter, r *http.Request, p auth.Princ
 }
 
 func (a *API) supportedGPUs(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	clusters, err := a.st.ListClusters(r.Context())
+	clusters, err := a.accountClusters(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -66,6 +66,16 @@ func (a *API) supportedGPUs(w http.ResponseWriter, r *http.Request, p auth.Princ
 	}
 	slices.Sort(gpus)
 	return web.JSON(w, http.StatusOK, model.SupportedGPUsResponse{GPUs: slices.Compact(gpus)})
+}
+
+// accountClusters lists the clusters of the caller's account; another
+// account's clusters, their groups and GPUs are not shown.
+func (a *API) accountClusters(ctx context.Context, p auth.Principal) ([]model.Cluster, error) {
+	all, err := a.st.ListClusters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(c model.Cluster) bool { return c.NCAID != p.Account }), nil
 }
 
 // ownAccount checks the {ncaId} of a cluster route against the caller's

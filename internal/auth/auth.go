@@ -8,8 +8,6 @@
 package auth
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"net/http"
 	"slices"
@@ -162,33 +160,4 @@ func BearerToken(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(h[len(p):]), true
-}
-
-// StaticToken accepts one admin token for one account. It keeps only the
-// token's SHA-256, never the token itself.
-type StaticToken struct {
-	sum     [32]byte
-	account string
-}
-
-// NewStaticToken builds a StaticToken for token.
-func NewStaticToken(token, account string) *StaticToken {
-	return &StaticToken{sum: sha256.Sum256([]byte(token)), account: account}
-}
-
-var _ Authenticator = (*StaticToken)(nil)
-
-// Authenticate implements Authenticator.
-func (s *StaticToken) Authenticate(r *http.Request) (Principal, error) {
-	tok, ok := BearerToken(r)
-	if !ok {
-		return Principal{}, ErrNoCredential
-	}
-	sum := sha256.Sum256([]byte(tok))
-	if subtle.ConstantTimeCompare(sum[:], s.sum[:]) != 1 {
-		return Principal{}, ErrBadCredential
-	}
-	p := NewPrincipal(s.account, "admin", AdminScopes)
-	p.Kind = KindAdminToken
-	return p, nil
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"net/http/httptest"
 	"slices"
 	"testing"
 )
@@ -64,12 +63,3 @@ func TestParseScope(t *testing.T) {
 	}
 }
 
-func TestStaticTokenIsAdmin(t *testing.T) {
-	st := NewStaticToken("dev-token", "acct")
-	r := httptest.NewRequest("GET", "/", nil)
-	r.Header.Set("Authorization", "Bearer dev-token")
-	p, err := st.Authenticate(r)
-	if err != nil || p.Kind != KindAdminToken || p.Account != "acct" || !p.Has(ScopeClusterManagement) {
-		t.Fatalf("got %+v, %v", p, err)
-	}
-}

@@ -19,6 +19,11 @@ import (
 const keysPollInterval = 500 * time.Millisecond
 
 func newKeysCmd(opts *rootOptions) *cobra.Command {
+	var secretFile string
+	connect := func(cmd *cobra.Command) (*client.Client, error) {
+		c, _, err := installationClient(cmd, opts, secretFile)
+		return c, err
+	}
 	cmd := groupCmd("keys", "Rotate the secret store's keys and show their status")
 	cmd.Long = `Manage the keys of the encrypted secret store. Secrets are sealed with a key
 per account (NEK); every NEK is wrapped by the installation's master key
@@ -27,16 +32,19 @@ per account (NEK); every NEK is wrapped by the installation's master key
 Rotations run online: invocations keep working throughout. An interrupted
 rotation (Ctrl-C, a server restart) resumes with the same target version
 when the same command runs again. These commands act on the whole
-installation and need an installation admin.`
+installation, so the server lets through the same callers it lets mint
+admin tokens: its own machine (loopback mode, the gantry dev default), or
+holders of its bootstrap secret (--bootstrap-secret-file or ` + EnvBootstrapSecret + `).`
+	cmd.PersistentFlags().StringVar(&secretFile, "bootstrap-secret-file", "", "file holding the installation's bootstrap secret (env "+EnvBootstrapSecret+" holds the secret itself)")
 	mek := groupCmd("mek", "The master key that wraps every account key")
-	mek.AddCommand(newKeysRotateCmd(opts, "mek"))
+	mek.AddCommand(newKeysRotateCmd(opts, connect, "mek"))
 	nek := groupCmd("nek", "The per-account keys that seal secrets")
-	nek.AddCommand(newKeysRotateCmd(opts, "nek"))
-	cmd.AddCommand(mek, nek, newKeysStatusCmd(opts))
+	nek.AddCommand(newKeysRotateCmd(opts, connect, "nek"))
+	cmd.AddCommand(mek, nek, newKeysStatusCmd(opts, connect))
 	return cmd
 }
 
-func newKeysRotateCmd(opts *rootOptions, kind string) *cobra.Command {
+func newKeysRotateCmd(opts *rootOptions, connect func(*cobra.Command) (*client.Client, error), kind string) *cobra.Command {
 	var account string
 	cmd := &cobra.Command{
 		Use:  "rotate",
@@ -45,7 +53,7 @@ func newKeysRotateCmd(opts *rootOptions, kind string) *cobra.Command {
 			if kind == "nek" && strings.TrimSpace(account) == "" {
 				return usageErrorf(cmd, "--account is required")
 			}
-			c, err := opts.client(cmd, true)
+			c, err := connect(cmd)
 			if err != nil {
 				return err
 			}
@@ -151,13 +159,13 @@ func rotationSummary(r model.KeyRotationResult) string {
 		verb, r.Account, r.From, r.Target, r.Reencrypted, retired, r.Seconds)
 }
 
-func newKeysStatusCmd(opts *rootOptions) *cobra.Command {
+func newKeysStatusCmd(opts *rootOptions, connect func(*cobra.Command) (*client.Client, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the master key versions, each account's key versions, and any unfinished rotation",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := opts.client(cmd, true)
+			c, err := connect(cmd)
 			if err != nil {
 				return err
 			}

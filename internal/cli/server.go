@@ -2,17 +2,21 @@ package cli
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/secrets"
 )
 
 func newServerCmd() *cobra.Command {
 	var (
-		cfg      controlplane.Config
-		logLevel string
+		cfg        controlplane.Config
+		logLevel   string
+		adminKeys  string
+		secretFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -29,6 +33,16 @@ reconciler (etcd election).`,
 				return err
 			}
 			cfg.Logger = log
+			mode, err := auth.ParseInstallMode(adminKeys)
+			if err != nil {
+				return usageErrorf(cmd, "--admin-keys: %v", err)
+			}
+			cfg.AdminKeys = mode
+			if cfg.BootstrapSecret = os.Getenv(EnvBootstrapSecret); secretFile != "" {
+				if cfg.BootstrapSecret, err = readTokenFile(secretFile); err != nil {
+					return fmt.Errorf("--bootstrap-secret-file: %w", err)
+				}
+			}
 			s, err := controlplane.New(cfg)
 			if err != nil {
 				return err
@@ -49,6 +63,10 @@ reconciler (etcd election).`,
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS URL; empty embeds nats-server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where embedded NATS listens for agents")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&adminKeys, "admin-keys", string(auth.InstallBootstrap),
+		"who may mint admin tokens and rotate keys: bootstrap (holders of the bootstrap secret), loopback (this machine only) or open (anyone; only for isolated tests)")
+	f.StringVar(&secretFile, "bootstrap-secret-file", "",
+		"file holding the bootstrap secret (env "+EnvBootstrapSecret+" holds the secret itself); default: generated into <data-dir>/bootstrap-secret")
 	f.StringVar(&cfg.MEKProvider, "mek-provider", controlplane.MEKProviderFile,
 		"where the secret store's master key lives: file (<data-dir>/keys/mek/v<N>.key) or openbao")
 	f.StringVar(&cfg.OpenBao.Address, "openbao-addr", "", "OpenBao (or Vault) URL, with --mek-provider openbao")

@@ -52,21 +52,10 @@ Admin tokens expire (--ttl); mint a new one when yours does.`,
 			if cmd.Flags().Changed("ttl") && o.ttl <= 0 {
 				return usageErrorf(cmd, "--ttl must be positive, such as 12h")
 			}
-			secret, err := o.bootstrapSecret()
+			c, secret, err := installationClient(cmd, opts, o.secretFile)
 			if err != nil {
 				return err
 			}
-			// The bootstrap secret, not the admin token the other verbs
-			// would send, is this call's credential.
-			cc, err := resolveConfig(opts.conn, false)
-			if err != nil {
-				return err
-			}
-			var rt http.RoundTripper = http.DefaultTransport
-			if opts.verbose {
-				rt = &verboseTransport{next: rt, w: cmd.ErrOrStderr()}
-			}
-			c := client.New(cc.Server, secret, client.WithHTTPClient(&http.Client{Transport: rt}), client.WithUserAgent("gantry-cli"))
 			req := model.AdminKeyRequest{NCAID: o.account}
 			if o.ttl > 0 {
 				req.TTL = o.ttl.String()
@@ -90,17 +79,29 @@ Admin tokens expire (--ttl); mint a new one when yours does.`,
 	return cmd
 }
 
-// bootstrapSecret returns the secret from --bootstrap-secret-file, else
-// from the environment, else "" (fine for a loopback or open server).
-func (o *tokenAdminOptions) bootstrapSecret() (string, error) {
-	if o.secretFile != "" {
-		s, err := readTokenFile(o.secretFile)
+// installationClient is a client for the installation's own routes
+// (minting admin tokens, rotating the secret store's keys). Its credential is
+// the bootstrap secret, from secretFile, else from the environment, instead
+// of an admin token; with neither it sends none, which a loopback or open
+// server accepts. The secret is returned so errors can be redacted.
+func installationClient(cmd *cobra.Command, opts *rootOptions, secretFile string) (*client.Client, string, error) {
+	secret := os.Getenv(EnvBootstrapSecret)
+	if secretFile != "" {
+		s, err := readTokenFile(secretFile)
 		if err != nil {
-			return "", fmt.Errorf("--bootstrap-secret-file: %w", err)
+			return nil, "", fmt.Errorf("--bootstrap-secret-file: %w", err)
 		}
-		return s, nil
+		secret = s
 	}
-	return os.Getenv(EnvBootstrapSecret), nil
+	cc, err := resolveConfig(opts.conn, false)
+	if err != nil {
+		return nil, "", err
+	}
+	var rt http.RoundTripper = http.DefaultTransport
+	if opts.verbose {
+		rt = &verboseTransport{next: rt, w: cmd.ErrOrStderr()}
+	}
+	return client.New(cc.Server, secret, client.WithHTTPClient(&http.Client{Transport: rt}), client.WithUserAgent("gantry-cli")), secret, nil
 }
 
 // explainMint adds what to do to the gate's refusals. They keep their text

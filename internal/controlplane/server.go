@@ -67,7 +67,18 @@ type Config struct {
 	// secret, configured by OpenBao).
 	MEKProvider string
 	OpenBao     secrets.OpenBaoConfig
-	Logger      *slog.Logger
+	// AdminKeys says who may mint admin tokens (POST /v1/admin/keys) and
+	// call the installation's key routes: auth.InstallLoopback (default),
+	// auth.InstallBootstrap (bearer = BootstrapSecret) or auth.InstallOpen.
+	AdminKeys auth.InstallMode
+	// BootstrapSecret is the installation's bootstrap secret. With
+	// AdminKeys bootstrap and none given, one is generated on first start
+	// into <DataDir>/bootstrap-secret (0600).
+	BootstrapSecret string
+	// AdminTokenTTL is how long the admin token written to
+	// <DataDir>/admin-token at each start stays valid (default 30 days).
+	AdminTokenTTL time.Duration
+	Logger        *slog.Logger
 }
 
 // MEK providers.
@@ -90,6 +101,7 @@ type Server struct {
 	gateway  *invoke.Gateway
 	reg      *registry.Registry
 	ess      *secrets.Service
+	issuer   *auth.Issuer
 	agentSub []*nats.Subscription
 	http     *http.Server
 	listener net.Listener
@@ -151,10 +163,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.ess.Start(ctx); err != nil {
 		return err
 	}
-	if s.token, err = loadOrCreateToken(filepath.Join(s.cfg.DataDir, "admin-token")); err != nil {
+	s.issuer = auth.NewIssuer(s.st, s.ess, auth.IssuerConfig{Logger: s.log})
+	if err := s.issuer.Start(ctx); err != nil {
 		return err
 	}
-	authn := auth.NewStaticToken(s.token, s.cfg.Account)
+	if err := s.writeAdminToken(ctx); err != nil {
+		return err
+	}
+	gate, err := s.installGate()
+	if err != nil {
+		return err
+	}
+	apiKeys := auth.NewAPIKeys(s.st, auth.APIKeysConfig{})
+	authn := auth.NewChain(s.issuer, apiKeys)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -185,10 +206,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 
 	mux := http.NewServeMux()
 	api.New(api.Config{Store: s.st, Sealer: s.ess, Registry: s.reg, Auth: authn, NATSURL: s.agentNATSURL(), Logger: s.log}).Register(mux)
-	// TODO(auth): installation gate. The key routes act on the whole
-	// installation; until the admin gate lands they are open to anyone who
-	// reaches the API.
-	api.NewESS(s.ess, func(h http.Handler) http.Handler { return h }, s.log).Register(mux)
+	api.NewKeys(api.KeysConfig{Issuer: s.issuer, Keys: apiKeys, Accounts: s.st, Gate: gate,
+		Guard: web.Guard{Auth: authn, Log: s.log}, DefaultAccount: s.cfg.Account}).Register(mux)
+	// The secret store's key routes act on the whole installation, so they
+	// sit behind the same gate as minting admin tokens.
+	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.gateway.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.listener, err = net.Listen("tcp", s.cfg.Listen)
@@ -430,23 +452,61 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// loadOrCreateToken reads the admin token, creating it (mode 0600) on first
-// start.
-func loadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if tok := strings.TrimSpace(string(b)); tok != "" {
-			return tok, nil
-		}
+// writeAdminToken mints a fresh admin token for the server's account and
+// writes it to <DataDir>/admin-token (0600), replacing the previous one, so
+// that gantry dev works out of the box and the file never holds an expired
+// token after a restart.
+func (s *Server) writeAdminToken(ctx context.Context) error {
+	ttl := s.cfg.AdminTokenTTL
+	if ttl <= 0 {
+		ttl = s.issuer.MaxTTL()
 	}
-	raw, err := randomToken()
+	tok, err := s.issuer.Mint(ctx, s.cfg.Account, "admin", ttl)
 	if err != nil {
-		return "", err
+		return err
 	}
-	tok := "gantry-admin-" + raw
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("controlplane: write admin token: %w", err)
+	if err := writeSecretFile(filepath.Join(s.cfg.DataDir, "admin-token"), tok.Value); err != nil {
+		return fmt.Errorf("controlplane: write admin token: %w", err)
 	}
-	return tok, nil
+	s.token = tok.Value
+	return nil
+}
+
+// installGate builds the gate of installation-level routes. In bootstrap
+// mode without a configured secret it generates one into the data dir.
+func (s *Server) installGate() (*auth.InstallGate, error) {
+	mode, secret := s.cfg.AdminKeys, s.cfg.BootstrapSecret
+	if mode == "" {
+		mode = auth.InstallLoopback
+	}
+	if mode == auth.InstallBootstrap && secret == "" {
+		path := filepath.Join(s.cfg.DataDir, "bootstrap-secret")
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil && strings.TrimSpace(string(b)) != "":
+			secret = strings.TrimSpace(string(b))
+		default:
+			raw, err := randomToken()
+			if err != nil {
+				return nil, err
+			}
+			secret = "gantry-bootstrap-secret-" + raw
+			if err := writeSecretFile(path, secret); err != nil {
+				return nil, fmt.Errorf("controlplane: write bootstrap secret: %w", err)
+			}
+		}
+		s.log.Info("controlplane: admin tokens are minted with the bootstrap secret kept in the data dir", "file", path)
+	}
+	return auth.NewInstallGate(mode, secret, s.log)
+}
+
+// writeSecretFile replaces path with value, readable by its owner only.
+func writeSecretFile(path, value string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(value+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // randomToken returns 32 random bytes, base64url-encoded.
