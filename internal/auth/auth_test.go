@@ -62,4 +62,3 @@ func TestParseScope(t *testing.T) {
 		t.Fatalf("scopes: %v", p.Scopes())
 	}
 }
-
