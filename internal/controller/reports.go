@@ -193,6 +193,21 @@ func (a *Agents) handleSecrets(msg *nats.Msg) {
 	reply(msg, vals, err)
 }
 
+// openAll decrypts the sealed secrets of an instance's function version.
+func (a *Agents) openAll(ctx context.Context, inst model.Instance, sealed []store.SealedSecret) (map[string]string, error) {
+	out := make(map[string]string, len(sealed))
+	for _, s := range sealed {
+		plain, err := a.keys.Open(ctx, secrets.Place{Account: inst.NCAID, FunctionID: inst.FunctionID,
+			VersionID: inst.FunctionVersionID, Name: s.Name}, secrets.Sealed{NEK: s.NEK, Ciphertext: s.Ciphertext})
+		if err != nil {
+			a.log.Warn("controller: secret does not open", "function", inst.FunctionID, "version", inst.FunctionVersionID, "secret", s.Name, "err", err)
+			return nil, fmt.Errorf("controller: secret %s of function %s does not decrypt: %w", s.Name, inst.FunctionID, err)
+		}
+		out[s.Name] = string(plain)
+	}
+	return out, nil
+}
+
 // Secrets opens the secrets of the function an instance runs, for the agent
 // of the cluster the instance is placed on and no other.
 func (a *Agents) Secrets(ctx context.Context, clusterID, instanceID string) (map[string]string, error) {
@@ -200,19 +215,22 @@ func (a *Agents) Secrets(ctx context.Context, clusterID, instanceID string) (map
 	if err != nil || inst.ClusterID != clusterID {
 		return nil, fmt.Errorf("controller: instance %s is not placed on cluster %s", instanceID, clusterID)
 	}
-	sealed, err := a.st.ListSecrets(ctx, inst.FunctionID, inst.FunctionVersionID)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]string, len(sealed))
-	for _, s := range sealed {
-		plain, err := a.keys.Open(ctx, secrets.Place{Account: inst.NCAID, FunctionID: inst.FunctionID,
-			VersionID: inst.FunctionVersionID, Name: s.Name}, secrets.Sealed{NEK: s.NEK, Ciphertext: s.Ciphertext})
+	// A NEK rotation may re-encrypt a secret and erase the key it was sealed
+	// with between the read and the open; reading again then finds it under
+	// the new key. Only a ciphertext that fails on fresh reads is an error.
+	var out map[string]string
+	for attempt := 1; ; attempt++ {
+		sealed, err := a.st.ListSecrets(ctx, inst.FunctionID, inst.FunctionVersionID)
 		if err != nil {
-			a.log.Error("controller: secret does not open", "function", inst.FunctionID, "version", inst.FunctionVersionID, "secret", s.Name, "err", err)
-			return nil, fmt.Errorf("controller: secret %s of function %s does not decrypt", s.Name, inst.FunctionID)
+			return nil, err
 		}
-		out[s.Name] = string(plain)
+		out, err = a.openAll(ctx, inst, sealed)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, secrets.ErrOpen) || attempt == 3 {
+			return nil, err
+		}
 	}
 	return out, nil
 }

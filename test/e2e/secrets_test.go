@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/dev"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
@@ -227,4 +228,120 @@ func TestSecretUpdateRollsInstances(t *testing.T) {
 		t.Fatalf("%d of %d calls failed during the roll", failures.Load(), calls.Load())
 	}
 	t.Logf("%d calls during the roll, none failed", calls.Load())
+}
+
+// TestKeyRotationUnderLoad rotates the account's NEK and the installation's
+// MEK while a function is invoked back to back and its
+// instances are being replaced (so they fetch their secrets mid-rotation).
+// No call may fail or see a wrong value, and afterwards nothing depends on
+// the old keys.
+func TestKeyRotationUnderLoad(t *testing.T) {
+	const rounds = 2
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	account := controlplane.DefaultAccount
+	for i := range 20 { // other secrets of the account, for the rotation to re-encrypt
+		req := selfFunction(t, fmt.Sprintf("filler-%d", i), "echo")
+		for j := range 5 {
+			req.Secrets = append(req.Secrets, model.Secret{Name: fmt.Sprintf("S%d", j), Value: fmt.Sprintf("filler-%d-%d", i, j)})
+		}
+		if _, err := p.c.CreateFunction(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := selfFunction(t, "rotating", "env")
+	req.Secrets = []model.Secret{{Name: "API_TOKEN", Value: "steady-value"}}
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2}, model.StatusActive)
+	before, err := p.c.KeyStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var calls, failures atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			calls.Add(1)
+			r, err := p.c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID, Header: http.Header{"Env-Name": {"API_TOKEN"}}})
+			if err != nil || r.StatusCode != http.StatusOK || string(r.Body) != "steady-value" {
+				failures.Add(1)
+				t.Logf("call during rotation: %v %v", r, err)
+			}
+		}
+	}()
+	roll := func() { // same value, new generation: the instances are replaced
+		put := newRequest(t, "PUT", p.URL()+"/v2/nvcf/secrets/functions/"+f.ID+"/versions/"+f.VersionID, p.AdminToken())
+		put.Body = ioNop(`{"secrets":[{"name":"API_TOKEN","value":"steady-value"}]}`)
+		resp, err := http.DefaultClient.Do(put)
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("put secrets: %v %v", err, resp)
+		}
+	}
+	began := time.Now()
+	for range rounds {
+		roll()
+		nek, err := p.c.RotateNEK(ctx, account)
+		if err != nil || nek.Reencrypted < 101 {
+			t.Fatalf("NEK rotation: %+v %v", nek, err)
+		}
+		roll()
+		mek, err := p.c.RotateMEK(ctx)
+		if err != nil || mek.Reencrypted != 0 || mek.Rewrapped == 0 {
+			t.Fatalf("MEK rotation: %+v %v", mek, err)
+		}
+	}
+	t.Logf("rotations done after %v", time.Since(began).Round(time.Millisecond))
+	p.waitStatus(t, f, model.StatusActive)
+	testutil.WaitFor(t, 60*time.Second, func() error { // the last roll has finished
+		insts, err := p.ControlPlane().Store().ListInstances(ctx)
+		if err != nil {
+			return err
+		}
+		for _, in := range insts {
+			if in.FunctionVersionID == f.VersionID && in.SecretsGeneration != 2*rounds {
+				return testutil.Errorf("instance %s at secrets generation %d", in.ID, in.SecretsGeneration)
+			}
+		}
+		return nil
+	})
+	close(stop)
+	<-done
+	if failures.Load() != 0 || calls.Load() == 0 {
+		t.Fatalf("%d of %d calls failed during the rotations", failures.Load(), calls.Load())
+	}
+	t.Logf("%d calls during %d NEK and MEK rotations and %d rolls (%v), none failed", calls.Load(), rounds, 2*rounds, time.Since(began).Round(time.Millisecond))
+
+	after, err := p.c.KeyStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.ActiveMEK != before.ActiveMEK+rounds {
+		t.Errorf("active MEK %d, want %d", after.ActiveMEK, before.ActiveMEK+rounds)
+	}
+	for _, m := range after.MEKs {
+		if m.Version != after.ActiveMEK && m.NEKs != 0 {
+			t.Errorf("MEK v%d (%s) still wraps %d NEKs", m.Version, m.Status, m.NEKs)
+		}
+	}
+	for _, a := range after.Accounts {
+		if a.Account != account {
+			continue
+		}
+		for _, n := range a.NEKs {
+			if n.Version != a.ActiveNEK && n.Secrets != 0 {
+				t.Errorf("old NEK v%d still seals %d secrets", n.Version, n.Secrets)
+			}
+		}
+	}
 }
