@@ -83,6 +83,21 @@ func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
 	pl := &platform{Platform: p, c: c}
 	pl.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1}, model.StatusActive)
 
+	// Credentials are secrets too: an admin token minted through the API
+	// and an API key, whose values only their callers ever see.
+	minted, err := c.MintAdminToken(ctx, model.AdminKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := c.CreateAPIKey(ctx, model.APIKeyRequest{Description: "marker test"}, client.KeyIssuer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := client.New(p.URL(), key.Value).Invoke(ctx, client.InvokeRequest{FunctionID: f.ID}); err != nil || r.StatusCode != 200 {
+		t.Fatalf("invoke with the key: %v %v", r, err)
+	}
+	markers := []string{created, updated, minted.Value, key.Value, strings.TrimPrefix(key.Value, "nvapi-")}
+
 	for name, want := range map[string]string{"API_TOKEN": created, "DB_PASSWORD": updated} {
 		r, err := c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID, Header: http.Header{"Env-Name": {name}}})
 		if err != nil || string(r.Body) != want {
@@ -103,7 +118,7 @@ func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
 		t.Fatal("etcd dump is empty; the check would prove nothing")
 	}
 	for _, kv := range kvs.Kvs {
-		for _, m := range []string{created, updated} {
+		for _, m := range markers {
 			if bytes.Contains(kv.Key, []byte(m)) || bytes.Contains(kv.Value, []byte(m)) {
 				t.Fatalf("etcd key %s holds a secret in plaintext", kv.Key)
 			}
@@ -120,7 +135,7 @@ func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
 			return err
 		}
 		files++
-		for _, m := range []string{created, updated} {
+		for _, m := range markers {
 			if bytes.Contains(b, []byte(m)) {
 				t.Errorf("file %s holds a secret in plaintext", path)
 			}
@@ -134,8 +149,10 @@ func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
 	if !strings.Contains(l, f.ID) {
 		t.Fatal("the debug log never mentions the function; the check would prove nothing")
 	}
-	if strings.Contains(l, created) || strings.Contains(l, updated) {
-		t.Fatal("server logs hold a secret in plaintext")
+	for _, m := range append(markers, p.AdminToken()) {
+		if strings.Contains(l, m) {
+			t.Fatal("server logs hold a secret, token or key in plaintext")
+		}
 	}
 }
 
