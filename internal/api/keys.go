@@ -20,6 +20,7 @@ import (
 // AdminIssuer mints admin tokens and publishes the keys that verify them.
 type AdminIssuer interface {
 	Mint(ctx context.Context, account, subject string, ttl time.Duration) (auth.AdminToken, error)
+	Rotate(ctx context.Context) error
 	MaxTTL() time.Duration
 	JWKS(ctx context.Context) (auth.JWKS, error)
 }
@@ -95,6 +96,7 @@ func (k *Keys) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/keys", k.cfg.Guard.Route("", adminOnly(k.createKey)))
 	mux.Handle("GET /v1/keys", k.cfg.Guard.Route("", adminOnly(k.listKeys)))
 	mux.Handle("DELETE /v1/keys/{keyId}", k.cfg.Guard.Route("", adminOnly(k.revokeKey)))
+	mux.Handle("POST /v1/gantry/keys/signing/rotate", k.cfg.Gate.Gate(web.Unguarded(k.log, k.rotateSigning)))
 	mux.Handle("GET /v1/jwks", web.Unguarded(k.log, k.jwks))
 	mux.Handle("GET /.well-known/jwks.json", web.Unguarded(k.log, k.jwks))
 }
@@ -240,6 +242,16 @@ func (k *Keys) revokeKey(w http.ResponseWriter, r *http.Request, p auth.Principa
 // jwks publishes the public keys that verify admin tokens. Anyone may read
 // them; verifiers may cache them for a minute, and should fetch again when
 // they meet a key id they do not know.
+// rotateSigning installs a new admin token signing key and answers the
+// published keys. Tokens the old key signed stay valid until they expire.
+func (k *Keys) rotateSigning(w http.ResponseWriter, r *http.Request) error {
+	if err := k.cfg.Issuer.Rotate(r.Context()); err != nil {
+		return err
+	}
+	k.log.Info("api: admin token signing key rotated")
+	return k.jwks(w, r)
+}
+
 func (k *Keys) jwks(w http.ResponseWriter, r *http.Request) error {
 	set, err := k.cfg.Issuer.JWKS(r.Context())
 	if err != nil {

@@ -40,7 +40,9 @@ holders of its bootstrap secret (--bootstrap-secret-file or ` + EnvBootstrapSecr
 	mek.AddCommand(newKeysRotateCmd(opts, connect, "mek"))
 	nek := groupCmd("nek", "The per-account keys that seal secrets")
 	nek.AddCommand(newKeysRotateCmd(opts, connect, "nek"))
-	cmd.AddCommand(mek, nek, newKeysStatusCmd(opts, connect))
+	signing := groupCmd("signing", "The key that signs admin tokens")
+	signing.AddCommand(newKeysSigningRotateCmd(opts, connect))
+	cmd.AddCommand(mek, nek, signing, newKeysStatusCmd(opts, connect))
 	return cmd
 }
 
@@ -237,4 +239,24 @@ func writeKeyStatus(w io.Writer, st model.KeyStatus, now time.Time) error {
 		fmt.Fprintf(w, "\nThe %s rotation was interrupted; finish it with `%s`.\n", r.Kind, again)
 	}
 	return nil
+}
+
+func newKeysSigningRotateCmd(opts *rootOptions, connect func(*cobra.Command) (*client.Client, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rotate",
+		Short: "Sign new admin tokens with a new key; tokens already issued work until they expire",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := connect(cmd)
+			if err != nil {
+				return err
+			}
+			keys, err := c.RotateSigningKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return opts.printer(cmd).printMessage(keys,
+				"Rotated the admin token signing key. %d keys are published at /v1/jwks; the old ones verify until the tokens they signed expire.", len(keys.Keys))
+		},
+	}
 }

@@ -12,7 +12,26 @@ const (
 	keysMEKRotatePath = "/v1/gantry/keys/mek/rotate"
 	keysNEKRotatePath = "/v1/gantry/keys/nek/rotate"
 	keysStatusPath    = "/v1/gantry/keys/status"
+	keysSigningPath   = "/v1/gantry/keys/signing/rotate"
 )
+
+// SigningKeys are the admin token signing keys a server publishes (JWKS),
+// reduced to what a client shows.
+type SigningKeys struct {
+	Keys []struct {
+		KID string `json:"kid"`
+		Alg string `json:"alg"`
+	} `json:"keys"`
+}
+
+// RotateSigningKey gives the installation a new admin token signing key and
+// returns the keys published afterwards. Tokens signed before keep working
+// until they expire.
+func (c *Client) RotateSigningKey(ctx context.Context) (SigningKeys, error) {
+	var out SigningKeys
+	err := c.doJSON(ctx, http.MethodPost, keysSigningPath, struct{}{}, &out)
+	return out, err
+}
 
 // RotateMEK rotates the master key and returns when the rotation has
 // finished. Cancelling ctx stops it where it is; calling again finishes it.

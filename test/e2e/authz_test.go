@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -310,4 +311,47 @@ func TestNVCFKeyFlow(t *testing.T) {
 	if status != http.StatusUnauthorized {
 		t.Fatalf("invoke with a revoked key: %d %s", status, body)
 	}
+}
+
+// TestSigningKeyRotation: after the admin token signing key rotates, tokens
+// signed before keep working, new ones are signed with the new key, and the
+// JWKS publishes both.
+func TestSigningKeyRotation(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	old := p.AdminToken()
+	keys, err := p.c.RotateSigningKey(ctx)
+	if err != nil || len(keys.Keys) != 2 {
+		t.Fatalf("rotate: %+v %v", keys, err)
+	}
+	if _, err := client.New(p.URL(), old).ListFunctions(ctx); err != nil {
+		t.Fatalf("a token signed before the rotation: %v", err)
+	}
+	minted, err := p.c.MintAdminToken(ctx, model.AdminKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid(t, minted.Value) == kid(t, old) || kid(t, minted.Value) != keys.Keys[0].KID && kid(t, minted.Value) != keys.Keys[1].KID {
+		t.Fatalf("new token kid %s, old %s, published %+v", kid(t, minted.Value), kid(t, old), keys)
+	}
+	if _, err := client.New(p.URL(), minted.Value).ListFunctions(ctx); err != nil {
+		t.Fatalf("a token signed after the rotation: %v", err)
+	}
+}
+
+// kid reads the key id from a JWT's header.
+func kid(t *testing.T, token string) string {
+	t.Helper()
+	head, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		KID string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.KID
 }
