@@ -82,7 +82,18 @@ type Issuer struct {
 	signer  *signer              // the active key as last read
 	jwks    JWKS                 // published keys as last read
 	jwksAt  time.Time            // when jwks was read
+
+	// verified caches good tokens by SHA-256 until they expire, so the
+	// invocation path pays the ES256 check once per token, not per call.
+	// Admin tokens cannot be revoked one by one and a signing key is kept
+	// until every token it signed has expired, so the cache cannot outlive
+	// a token's validity.
+	verifiedMu sync.Mutex
+	verified   map[[32]byte]Principal
 }
+
+// maxVerified bounds the verified-token cache; when full it starts over.
+const maxVerified = 4096
 
 type verifyKey struct {
 	pub      *ecdsa.PublicKey
@@ -222,6 +233,28 @@ func (i *Issuer) Authenticate(r *http.Request) (Principal, error) {
 // a good signature, this issuer, not expired. Every refusal wraps
 // ErrBadCredential.
 func (i *Issuer) Verify(ctx context.Context, token string) (Principal, error) {
+	sum := sha256.Sum256([]byte(token))
+	i.verifiedMu.Lock()
+	p, ok := i.verified[sum]
+	i.verifiedMu.Unlock()
+	if ok && i.cfg.Now().Before(p.ExpiresAt) {
+		return p, nil
+	}
+	p, err := i.verify(ctx, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	i.verifiedMu.Lock()
+	if i.verified == nil || len(i.verified) >= maxVerified {
+		i.verified = map[[32]byte]Principal{}
+	}
+	i.verified[sum] = p
+	i.verifiedMu.Unlock()
+	return p, nil
+}
+
+// verify is Verify without the cache.
+func (i *Issuer) verify(ctx context.Context, token string) (Principal, error) {
 	var c adminClaims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -357,5 +358,50 @@ func TestIssuerSealsPrivateKey(t *testing.T) {
 	other := NewIssuer(st, testutil.NewKeySealer(t), IssuerConfig{})
 	if _, err := other.Mint(ctx, "acct", "alice", 0); err == nil {
 		t.Fatal("minted with a key sealed under another sealer")
+	}
+}
+
+// TestIssuerCachesVerifiedTokensUntilExpiry: a verified token is served from
+// the cache (a tampered copy is not), and the cache never accepts it after
+// it expires.
+func TestIssuerCachesVerifiedTokensUntilExpiry(t *testing.T) {
+	st := testutil.StartEtcd(t)
+	ctx := testutil.Context(t)
+	clk := newFakeClock()
+	iss := startIssuer(t, st, testutil.NewKeySealer(t), clk)
+	tok, err := iss.Mint(ctx, "acct", "alice", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := iss.Verify(ctx, tok.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := iss.Verify(ctx, tok.Value+"x"); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("tampered copy of a cached token: %v", err)
+	}
+	clk.Advance(time.Minute + time.Second)
+	if _, err := iss.Verify(ctx, tok.Value); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("expired token served from the cache: %v", err)
+	}
+}
+
+func BenchmarkIssuerVerifyCached(b *testing.B) {
+	st := testutil.StartEtcd(b)
+	ctx := context.Background()
+	iss := NewIssuer(st, testutil.NewKeySealer(b), IssuerConfig{})
+	if err := iss.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	tok, err := iss.Mint(ctx, "acct", "bench", time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := iss.Verify(ctx, tok.Value); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
