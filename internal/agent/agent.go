@@ -297,7 +297,7 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 	spec := runtime.Spec{
 		InstanceID: in.InstanceID, FunctionID: in.FunctionID, FunctionVersionID: in.FunctionVersionID,
 		Image: in.ContainerImage, Args: in.ContainerArgs, Env: in.ContainerEnvironment, Secrets: secrets,
-		InferencePort: in.InferencePort, GPUs: gpus,
+		InferencePort: in.InferencePort, GPUs: gpus, GPUModel: in.GPU, GPUCount: in.GPUCount,
 		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
 			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
 	}

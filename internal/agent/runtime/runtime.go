@@ -41,7 +41,12 @@ type Spec struct {
 	Secrets       map[string]string
 	InferencePort int
 	Health        HealthCheck
-	GPUs          []int // GPU indices assigned by the agent
+	// GPUModel and GPUCount are the instance type (ON-PREM.GPU.H100_2x is
+	// H100 and 2). Runtimes on a cluster manager ask it for that many GPUs
+	// of that model; GPUs is empty for them.
+	GPUModel string
+	GPUCount int
+	GPUs     []int // GPU indices assigned by the agent (process runtime)
 }
 
 // HealthCheck says how to tell that an instance is ready and still alive.
