@@ -44,6 +44,16 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
+// clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
+// platform, not the agent, places instances on GPUs; it reads the cluster's
+// inventory from its nodes; and its instances outlive the agent, so a
+// restarted agent adopts them (they show in List) instead of starting them
+// again, and an agent that stops does not report them gone.
+type clusterRuntime interface {
+	runtime.Runtime
+	Inventory() model.Inventory
+}
+
 // Agent runs one cluster's instances.
 type Agent struct {
 	cfg     Config
@@ -51,6 +61,7 @@ type Agent struct {
 	js      jetstream.JetStream
 	desired jetstream.KeyValue
 	rt      runtime.Runtime
+	cluster clusterRuntime // rt, when it runs on a cluster manager; else nil
 
 	poke   chan struct{}
 	ready  chan struct{}
@@ -98,6 +109,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.rt = rt
+	a.cluster, _ = rt.(clusterRuntime)
 	return a, nil
 }
 
@@ -282,9 +294,12 @@ func (a *Agent) converge(ctx context.Context) {
 }
 
 func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) error {
-	gpus, err := a.gpus.assign(in.InstanceID, in.GPUCount)
-	if err != nil {
-		return err
+	var gpus []int
+	if a.cluster == nil {
+		var err error
+		if gpus, err = a.gpus.assign(in.InstanceID, in.GPUCount); err != nil {
+			return err
+		}
 	}
 	secrets, err := a.fetchSecrets(ctx, in)
 	if err != nil {
@@ -426,7 +441,12 @@ func (a *Agent) report(ctx context.Context, always bool) {
 }
 
 func (a *Agent) newReport() model.AgentReport {
-	return model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: a.cfg.Inventory,
+	inv := a.cfg.Inventory
+	if a.cluster != nil {
+		inv = a.cluster.Inventory()
+		inv.Maintenance = a.cfg.Inventory.Maintenance
+	}
+	return model.AgentReport{ClusterID: a.cfg.ClusterID, AgentVersion: Version, Inventory: inv,
 		HeartbeatMillis: a.cfg.Heartbeat.Milliseconds()}
 }
 
@@ -436,10 +456,14 @@ func (a *Agent) addUsage(rep *model.AgentReport) {
 	used := map[string]int{}
 	inUse := map[string]int{}
 	for id, in := range a.want {
-		used[in.GPU] += len(a.gpus.of(id))
+		if a.cluster != nil {
+			used[in.GPU] += in.GPUCount
+		} else {
+			used[in.GPU] += len(a.gpus.of(id))
+		}
 		inUse[model.InstanceTypeName(in.GPU, in.GPUCount)]++
 	}
-	rep.InstanceTypes = a.cfg.Inventory.Usage(used, inUse)
+	rep.InstanceTypes = rep.Inventory.Usage(used, inUse)
 	for _, st := range rep.Instances {
 		switch st.Status {
 		case model.InstanceRunning:
@@ -473,6 +497,17 @@ func (a *Agent) shutdown() {
 		go func() { defer wg.Done(); w.stop() }()
 	}
 	wg.Wait()
+	if a.cluster != nil {
+		if a.err == nil {
+			// The instances keep running; the next agent adopts them.
+			if err := a.rt.Close(); err != nil {
+				a.log.Warn("agent: closing runtime", "err", err)
+			}
+			return
+		}
+		// The cluster was deleted: nothing may outlive it.
+		a.stopAll()
+	}
 	if err := a.rt.Close(); err != nil {
 		a.log.Warn("agent: closing runtime", "err", err)
 	}
@@ -486,6 +521,23 @@ func (a *Agent) shutdown() {
 		}
 	}
 	a.reportStopped()
+}
+
+// stopAll stops every instance the runtime knows, all at once.
+func (a *Agent) stopAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, st := range a.rt.List() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.rt.Stop(ctx, st.InstanceID); err != nil {
+				a.log.Warn("agent: stopping instance failed", "instance", st.InstanceID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // reportStopped tells the control plane that every instance is gone, so that

@@ -23,12 +23,39 @@ type Identity struct {
 	NATSURL    string    `json:"natsUrl"`
 }
 
-// identityFile is the identity's file name in the state dir.
-const identityFile = "identity.json"
-
 // CredentialSource trades a token (a bootstrap token, or the current
 // credential) for a cluster credential; the CLI backs it with the API.
 type CredentialSource func(ctx context.Context, token string) (model.AgentCredential, error)
+
+// IdentityStore keeps an agent's identity across restarts: a file in the
+// state dir (FileIdentity), or a Kubernetes Secret in the agent's namespace
+// (kube.SecretIdentity), so that an agent pod that is rescheduled keeps its
+// cluster.
+type IdentityStore interface {
+	// Load returns the saved identity; ok is false if there is none.
+	Load(ctx context.Context) (id Identity, ok bool, err error)
+	// Save replaces the saved identity.
+	Save(ctx context.Context, id Identity) error
+	// String says where the identity lives, for messages.
+	String() string
+}
+
+// identityFile is the identity's file name in the state dir.
+const identityFile = "identity.json"
+
+// FileIdentity keeps the identity in a file (mode 0600) in a directory.
+type FileIdentity string
+
+var _ IdentityStore = FileIdentity("")
+
+// String names the identity file.
+func (dir FileIdentity) String() string { return filepath.Join(string(dir), identityFile) }
+
+// Load reads the identity file.
+func (dir FileIdentity) Load(context.Context) (Identity, bool, error) { return LoadIdentity(string(dir)) }
+
+// Save writes the identity file atomically.
+func (dir FileIdentity) Save(_ context.Context, id Identity) error { return id.Save(string(dir)) }
 
 // LoadIdentity reads the identity from dir; ok is false if there is none.
 func LoadIdentity(dir string) (id Identity, ok bool, err error) {
@@ -39,8 +66,14 @@ func LoadIdentity(dir string) (id Identity, ok bool, err error) {
 	if err != nil {
 		return id, false, fmt.Errorf("agent: read identity: %w", err)
 	}
+	return DecodeIdentity(b, filepath.Join(dir, identityFile))
+}
+
+// DecodeIdentity parses a saved identity; where names its place in the
+// error a damaged one gets.
+func DecodeIdentity(b []byte, where string) (id Identity, ok bool, err error) {
 	if err := json.Unmarshal(b, &id); err != nil || id.ClusterID == "" || id.Credential == "" {
-		return id, false, fmt.Errorf("agent: %s is damaged; remove it and start the agent with a new bootstrap token", filepath.Join(dir, identityFile))
+		return id, false, fmt.Errorf("agent: the identity in %s is damaged; remove it and start the agent with a new bootstrap token", where)
 	}
 	return id, true, nil
 }
@@ -58,27 +91,27 @@ func (id Identity) Save(dir string) error {
 	return os.Rename(tmp, filepath.Join(dir, identityFile))
 }
 
-// Enroll returns the identity saved in dir, or obtains one with enroll (an
-// exchange of the bootstrap token, or of a JWT of the cluster's issuer) and
-// saves it. A saved identity always wins, so restarting with the same,
+// Enroll returns the identity saved in store, or obtains one with enroll
+// (an exchange of the bootstrap token, or of a JWT of the cluster's issuer)
+// and saves it. A saved identity always wins, so restarting with the same,
 // already used bootstrap token is harmless.
-func Enroll(ctx context.Context, dir string, enroll func(context.Context) (model.AgentCredential, error)) (Identity, error) {
-	id, ok, err := LoadIdentity(dir)
+func Enroll(ctx context.Context, store IdentityStore, enroll func(context.Context) (model.AgentCredential, error)) (Identity, error) {
+	id, ok, err := store.Load(ctx)
 	if err != nil || ok {
 		return id, err
 	}
 	cred, err := enroll(ctx)
 	if err != nil {
-		return id, fmt.Errorf("agent: no identity in %s yet, and enrolling failed: %w", dir, err)
+		return id, fmt.Errorf("agent: no identity in %s yet, and enrolling failed: %w", store, err)
 	}
 	id = Identity{ClusterID: cred.ClusterID, Credential: cred.Credential, ExpiresAt: cred.ExpiresAt, NATSURL: cred.NATSURL}
-	return id, id.Save(dir)
+	return id, store.Save(ctx, id)
 }
 
 // KeepRenewed renews id's credential at half its remaining life, saves it
 // and hands it to set, until ctx ends. A refused renewal (the cluster was
 // deleted) is returned; passing failures are retried.
-func KeepRenewed(ctx context.Context, dir string, id Identity, src CredentialSource, set func(Identity)) error {
+func KeepRenewed(ctx context.Context, store IdentityStore, id Identity, src CredentialSource, set func(Identity)) error {
 	for {
 		wait := time.Until(id.ExpiresAt) / 2
 		if wait < time.Second {
@@ -100,7 +133,7 @@ func KeepRenewed(ctx context.Context, dir string, id Identity, src CredentialSou
 		if cred.NATSURL != "" {
 			next.NATSURL = cred.NATSURL
 		}
-		if err := next.Save(dir); err != nil {
+		if err := store.Save(ctx, next); err != nil {
 			return err
 		}
 		id = next

@@ -24,10 +24,10 @@ func TestEnrollOnceThenReuse(t *testing.T) {
 	with := func(tok string) func(context.Context) (model.AgentCredential, error) {
 		return func(ctx context.Context) (model.AgentCredential, error) { return src(ctx, tok) }
 	}
-	if _, err := Enroll(ctx, dir, with("wrong")); err == nil {
+	if _, err := Enroll(ctx, FileIdentity(dir), with("wrong")); err == nil {
 		t.Fatal("enrolled with a refused token")
 	}
-	id, err := Enroll(ctx, dir, with("gantry-bootstrap.c1.secret"))
+	id, err := Enroll(ctx, FileIdentity(dir), with("gantry-bootstrap.c1.secret"))
 	if err != nil || id.ClusterID != "c1" {
 		t.Fatalf("enroll: %+v %v", id, err)
 	}
@@ -36,14 +36,14 @@ func TestEnrollOnceThenReuse(t *testing.T) {
 		t.Fatalf("identity file: %v %v", st, err)
 	}
 	// A restart with the (now used) bootstrap token reuses the identity.
-	again, err := Enroll(ctx, dir, with("gantry-bootstrap.c1.secret"))
+	again, err := Enroll(ctx, FileIdentity(dir), with("gantry-bootstrap.c1.secret"))
 	if err != nil || again.Credential != id.Credential || !again.ExpiresAt.Equal(id.ExpiresAt) || calls != 2 {
 		t.Fatalf("restart re-enrolled: %+v %v, %d exchanges", again, err, calls)
 	}
 	if err := os.WriteFile(filepath.Join(dir, identityFile), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Enroll(ctx, dir, with("")); err == nil {
+	if _, err := Enroll(ctx, FileIdentity(dir), with("")); err == nil {
 		t.Fatal("a damaged identity was accepted")
 	}
 }
@@ -60,7 +60,7 @@ func TestKeepRenewedStopsWhenRefused(t *testing.T) {
 		return model.AgentCredential{ClusterID: "c1", Credential: "gantry-cluster.c1.new", ExpiresAt: time.Now()}, nil
 	}
 	id := Identity{ClusterID: "c1", Credential: "gantry-cluster.c1.old", ExpiresAt: time.Now()}
-	err := KeepRenewed(context.Background(), dir, id, src, func(i Identity) { renewed <- i })
+	err := KeepRenewed(context.Background(), FileIdentity(dir), id, src, func(i Identity) { renewed <- i })
 	if err == nil {
 		t.Fatal("a refused renewal did not stop renewing")
 	}

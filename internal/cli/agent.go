@@ -108,7 +108,8 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		}
 		return cred, err
 	}
-	id, err := agent.Enroll(ctx, o.stateDir, func(ctx context.Context) (model.AgentCredential, error) {
+	var store agent.IdentityStore = agent.FileIdentity(o.stateDir)
+	id, err := agent.Enroll(ctx, store, func(ctx context.Context) (model.AgentCredential, error) {
 		if bootstrap == "" && o.idTokenFile == "" {
 			return model.AgentCredential{}, errors.New("pass the bootstrap token printed by `gantry cluster register` (--bootstrap-token-file), or --identity-token-file with --cluster-id")
 		}
@@ -151,7 +152,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	defer stopRenew()
 	renewErr := make(chan error, 1)
 	go func() {
-		renewErr <- agent.KeepRenewed(renewCtx, o.stateDir, id, src, func(next agent.Identity) {
+		renewErr <- agent.KeepRenewed(renewCtx, store, id, src, func(next agent.Identity) {
 			mu.Lock()
 			current = next.Credential
 			mu.Unlock()

@@ -80,7 +80,7 @@ func (f *fleet) join(name, group, region string, gpus int, gpuModel string) *mem
 	m := &member{f: f, name: name, clusterID: cl.ID, stateDir: f.t.TempDir(),
 		inv: model.Inventory{Nodes: []model.Node{{Name: name + "-node", GPUModel: gpuModel, GPUMemoryGB: 80, GPUs: gpus,
 			CPUCores: 8 * gpus, MemoryGiB: 64 * gpus}}}}
-	id, err := agent.Enroll(ctx, m.stateDir, func(ctx context.Context) (model.AgentCredential, error) {
+	id, err := agent.Enroll(ctx, agent.FileIdentity(m.stateDir), func(ctx context.Context) (model.AgentCredential, error) {
 		return m.credentials(ctx, boot)
 	})
 	if err != nil || id.ClusterID != cl.ID {
