@@ -19,7 +19,9 @@ import (
 //	ready == 0              -> DEGRADED
 //	otherwise               -> DEGRADING
 //
-// It also returns the healthInfo that explains anything short of ACTIVE.
+// It also returns the healthInfo that explains anything short of ACTIVE:
+// pending instances, failed ones, and starting ones whose agent said why
+// they are not running yet.
 func Status(d model.Deployment, insts map[int][]*model.Instance, states map[string]model.InstanceState) (model.FunctionStatus, []model.HealthInfo) {
 	want, ready, errored, total := 0, 0, 0, 0
 	var info []model.HealthInfo
@@ -42,6 +44,10 @@ func Status(d model.Deployment, insts map[int][]*model.Instance, states map[stri
 			case st.Status == model.InstanceErrored:
 				errored++
 				add(spec, inst.InstanceType, fmt.Sprintf("instance on cluster %s failed: %s", inst.ClusterID, st.Reason))
+			case st.Reason != "":
+				// Starting, but held up by something the user can act on
+				// (a pod the cluster cannot schedule, say).
+				add(spec, inst.InstanceType, fmt.Sprintf("instance on cluster %s is not running yet: %s", inst.ClusterID, st.Reason))
 			}
 		}
 	}

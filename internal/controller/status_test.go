@@ -13,7 +13,10 @@ func TestStatus(t *testing.T) {
 	st := func(pairs ...string) map[string]model.InstanceState {
 		m := map[string]model.InstanceState{}
 		for i := 0; i+1 < len(pairs); i += 2 {
-			m[pairs[i]] = model.InstanceState{Status: model.InstanceStatus(pairs[i+1]), Reason: "why"}
+			m[pairs[i]] = model.InstanceState{Status: model.InstanceStatus(pairs[i+1])}
+			if pairs[i+1] == "ERRORED" {
+				m[pairs[i]] = model.InstanceState{Status: model.InstanceErrored, Reason: "why"}
+			}
 		}
 		return m
 	}
@@ -31,6 +34,9 @@ func TestStatus(t *testing.T) {
 		{"enough ready is active", spec, false, []*model.Instance{placed("a"), placed("b")}, st("a", "RUNNING", "b", "RUNNING"), model.StatusActive, 0},
 		{"pending explains itself", spec, false, []*model.Instance{placed("a"), pending}, st("a", "RUNNING"), model.StatusDeploying, 1},
 		{"all errored is error", spec, false, []*model.Instance{placed("a"), placed("b")}, st("a", "ERRORED", "b", "ERRORED"), model.StatusError, 1},
+		{"a held-up start explains itself", spec, false, []*model.Instance{placed("a"), placed("b")},
+			map[string]model.InstanceState{"a": {Status: model.InstanceStarting, Reason: "unschedulable: 0/3 nodes are available"}},
+			model.StatusDeploying, 1},
 		{"some ready after active is degrading", spec, true, []*model.Instance{placed("a"), placed("b")}, st("a", "RUNNING", "b", "STARTING"), model.StatusDegrading, 0},
 		{"none ready after active is degraded", spec, true, []*model.Instance{placed("a"), placed("b")}, st("a", "STARTING"), model.StatusDegraded, 0},
 	}
