@@ -46,6 +46,11 @@ import (
 // GPUResource is the extended resource the NVIDIA device plugin advertises.
 const GPUResource corev1.ResourceName = "nvidia.com/gpu"
 
+// SecondScheduler is the name of a second profile of the test scheduler,
+// standing in for a scheduler such as KAI Scheduler that pods select with
+// spec.schedulerName.
+const SecondScheduler = "test-second-scheduler"
+
 // Options picks the components to run. The zero value runs them all.
 type Options struct {
 	// NoScheduler, NoControllerManager and NoKwok leave a component out,
@@ -176,9 +181,22 @@ func Start(t testing.TB, opts Options) *Env {
 	e.waitReady(t, port)
 
 	if !opts.NoScheduler {
-		e.start(t, "kube-scheduler", filepath.Join(bin, "kube-scheduler"),
-			"--kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--secure-port=0",
-			"--kube-api-qps=500", "--kube-api-burst=1000")
+		// Two profiles, so that a pod naming SecondScheduler (as pods
+		// naming KAI Scheduler do) is scheduled too.
+		cfg := filepath.Join(dir, "scheduler.yaml")
+		mustWrite(t, cfg, fmt.Sprintf(`apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: false
+clientConnection:
+  kubeconfig: %q
+  qps: 500
+  burst: 1000
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: %s
+`, e.Kubeconfig, SecondScheduler))
+		e.start(t, "kube-scheduler", filepath.Join(bin, "kube-scheduler"), "--config="+cfg, "--secure-port=0")
 	}
 	if !opts.NoControllerManager {
 		e.start(t, "kube-controller-manager", filepath.Join(bin, "kube-controller-manager"),
