@@ -517,12 +517,17 @@ func checkHardened(t *testing.T, pod corev1.PodSpec) {
 	}
 }
 
-// checkProbes checks the server's probes use its health endpoint.
+// checkProbes checks the server's probes use its health endpoints: alive
+// on /healthz, ready (catalog loaded) on /readyz.
 func checkProbes(t *testing.T, c corev1.Container) {
 	t.Helper()
 	for name, p := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.String() != "http" {
-			t.Errorf("%s probe %+v; want GET /healthz on port http", name, p)
+		want := "/healthz"
+		if name == "readiness" {
+			want = "/readyz"
+		}
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != want || p.HTTPGet.Port.String() != "http" {
+			t.Errorf("%s probe %+v; want GET %s on port http", name, p, want)
 		}
 	}
 }

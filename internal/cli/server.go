@@ -62,6 +62,11 @@ reconciler (etcd election).`,
 	f.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma-separated); empty embeds etcd")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS URL; empty embeds nats-server")
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where embedded NATS listens for agents")
+	f.StringVar(&cfg.NATSAdvertise, "nats-advertise", "", "NATS URL agents are told to use (default: the embedded server's URL, or --nats-url)")
+	f.StringVar(&cfg.NATSCredsFile, "nats-creds-file", "", "NATS credentials file (user JWT and NKey seed) for --nats-url")
+	f.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca-file", "", "CA bundle that signed the external etcd's certificate")
+	f.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert-file", "", "client certificate for external etcd")
+	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&adminKeys, "admin-keys", string(auth.InstallBootstrap),
 		"who may mint admin tokens and rotate keys: bootstrap (holders of the bootstrap secret), loopback (this machine only) or open (anyone; only for isolated tests)")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/invoke"
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
@@ -38,6 +40,13 @@ import (
 
 // DefaultAccount is the account gantry dev's admin token acts for.
 const DefaultAccount = "gantry-local"
+
+// EtcdTLS names the files for TLS to an external etcd: the CA that signed
+// etcd's certificate and, for client-certificate authentication, this
+// server's certificate and key.
+type EtcdTLS struct {
+	CAFile, CertFile, KeyFile string
+}
 
 // Config configures a control-plane server.
 type Config struct {
@@ -48,8 +57,13 @@ type Config struct {
 	Listen string
 	// EtcdEndpoints selects an external etcd cluster; empty embeds one.
 	EtcdEndpoints []string
+	// EtcdTLS is the client TLS for external etcd (files; all optional).
+	EtcdTLS EtcdTLS
 	// NATSURL selects an external NATS; empty embeds nats-server.
 	NATSURL string
+	// NATSCredsFile is a NATS credentials file (JWT and NKey seed) for
+	// external NATS.
+	NATSCredsFile string
 	// NATSListen is where embedded NATS listens for agents in other
 	// processes (host:port; port 0: random).
 	NATSListen string
@@ -213,6 +227,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.gateway.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	// Ready once the catalog has loaded: a load balancer should not send
+	// invocations to a replica that cannot resolve functions yet.
+	mux.Handle("GET /readyz", web.Unguarded(s.log, func(w http.ResponseWriter, r *http.Request) error {
+		select {
+		case <-s.ready:
+			_, err := w.Write([]byte("ok\n"))
+			return err
+		default:
+			return problem.Unavailable(1, "not ready: the function catalog is still loading; try again shortly")
+		}
+	}))
 	s.listener, err = net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
@@ -245,7 +270,15 @@ func (s *Server) startStore(ctx context.Context) error {
 		}
 		s.etcd, s.etcdCli = e, e.Client()
 	} else {
-		c, err := clientv3.New(clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second})
+		cc := clientv3.Config{Endpoints: s.cfg.EtcdEndpoints, DialTimeout: 5 * time.Second}
+		if t := s.cfg.EtcdTLS; t != (EtcdTLS{}) {
+			tlsCfg, err := (transport.TLSInfo{TrustedCAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile}).ClientConfig()
+			if err != nil {
+				return fmt.Errorf("controlplane: etcd TLS files: %w", err)
+			}
+			cc.TLS = tlsCfg
+		}
+		c, err := clientv3.New(cc)
 		if err != nil {
 			return fmt.Errorf("controlplane: etcd %v: %w", s.cfg.EtcdEndpoints, err)
 		}
@@ -288,7 +321,11 @@ func (s *Server) startBus(ctx context.Context) error {
 		}
 		s.nc, err = s.nats.Connect("gantry-controlplane")
 	} else {
-		s.nc, err = bus.Connect(s.cfg.NATSURL, "gantry-controlplane")
+		var opts []nats.Option
+		if s.cfg.NATSCredsFile != "" {
+			opts = append(opts, nats.UserCredentials(s.cfg.NATSCredsFile))
+		}
+		s.nc, err = bus.Connect(s.cfg.NATSURL, "gantry-controlplane", opts...)
 	}
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package controlplane_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,6 +39,20 @@ func TestReplicasOnExternalEngines(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(shared, "etcd")); !os.IsNotExist(err) {
 		t.Fatal("a server with --etcd-endpoints started an embedded etcd anyway")
+	}
+	for _, r := range replicas {
+		// The probes the Helm chart points at: alive, and ready once the
+		// catalog has loaded (Start returned).
+		for _, path := range []string{"/healthz", "/readyz"} {
+			resp, err := http.Get(r.URL() + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s answered %d on a started replica", path, resp.StatusCode)
+			}
+		}
 	}
 	a := client.New(replicas[0].URL(), replicas[0].AdminToken())
 	b := client.New(replicas[1].URL(), replicas[1].AdminToken())

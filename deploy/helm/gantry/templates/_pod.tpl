@@ -131,7 +131,9 @@ spec:
           protocol: TCP
         {{- end }}
       # GET /healthz answers once the HTTP listener is up, which is after the
-      # store, bus and secret store have started.
+      # store, bus and secret store have started; GET /readyz only once the
+      # function catalog has loaded, so no invocation reaches a replica that
+      # cannot resolve functions yet.
       startupProbe:
         httpGet:
           path: /healthz
@@ -147,7 +149,7 @@ spec:
         failureThreshold: {{ $v.probes.liveness.failureThreshold }}
       readinessProbe:
         httpGet:
-          path: /healthz
+          path: /readyz
           port: http
         periodSeconds: {{ $v.probes.readiness.periodSeconds }}
         timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds }}
