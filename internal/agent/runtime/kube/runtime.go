@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -508,25 +509,16 @@ func (r *Runtime) finishDeletion(ctx context.Context, name string) error {
 		}
 		return err
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := deployments.Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		i := slices.Index(d.Finalizers, Finalizer)
-		if i < 0 {
-			return nil
-		}
-		d.Finalizers = slices.Delete(d.Finalizers, i, i+1)
-		_, err = deployments.Update(ctx, d, metav1.UpdateOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return err
-	})
+	// A strategic merge patch removes just this finalizer, without a
+	// resourceVersion to conflict with the garbage collector and the
+	// Deployment controller, which update the object at the same time.
+	// The uid makes it fail on a new Deployment of the same name.
+	patch := fmt.Sprintf(`{"metadata":{"uid":%q,"$deleteFromPrimitiveList/finalizers":[%q]}}`, d.UID, Finalizer)
+	_, err = deployments.Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
 }
 
 // worker runs finishDeletion for Deployments the informer shows being
