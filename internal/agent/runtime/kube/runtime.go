@@ -165,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		changed:    make(chan struct{}),
 	}
 	if err := r.startInformers(ctx); err != nil {
+		r.queue.ShutDown()
 		return nil, err
 	}
 	r.adopt()

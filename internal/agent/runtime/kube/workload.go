@@ -284,7 +284,7 @@ func (r *Runtime) buildDeployment(spec runtime.Spec, p placement) (*appsv1.Deplo
 func envFor(spec runtime.Spec) []corev1.EnvVar {
 	var env []corev1.EnvVar
 	for _, e := range spec.Env {
-		if _, secret := spec.Secrets[e.Key]; secret || e.Key == "" || strings.ContainsAny(e.Key, "=\x00") {
+		if _, secret := spec.Secrets[e.Key]; (secret && secretEnvKey(e.Key)) || e.Key == "" || strings.ContainsAny(e.Key, "=\x00") {
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: e.Key, Value: e.Value})

@@ -1,13 +1,17 @@
 package kube
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
 )
 
 func TestDeploymentName(t *testing.T) {
@@ -112,6 +116,42 @@ func TestPlacementFor(t *testing.T) {
 			}
 			if got := p.requests.Memory().String(); got != tc.memory {
 				t.Errorf("memory = %s, want %s", got, tc.memory)
+			}
+		})
+	}
+}
+
+func TestProbesFor(t *testing.T) {
+	tests := []struct {
+		name    string
+		health  runtime.HealthCheck
+		http    string // path:port, or "" for a gRPC probe
+		grpc    int32
+		timeout int32
+	}{
+		{name: "defaults", health: runtime.HealthCheck{}, http: "/health:8000", timeout: 5},
+		{name: "own path, port and timeout", health: runtime.HealthCheck{Path: "/ready", Port: 9000, Timeout: 1500 * time.Millisecond},
+			http: "/ready:9000", timeout: 2},
+		{name: "grpc on the serving port", health: runtime.HealthCheck{Protocol: "gRPC"}, grpc: 8000, timeout: 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := runtime.Spec{InferencePort: 8000, Health: tc.health}
+			startup, readiness, liveness := probesFor(spec)
+			for _, p := range []*corev1.Probe{startup, readiness, liveness} {
+				switch {
+				case tc.http != "" && (p.HTTPGet == nil || fmt.Sprintf("%s:%d", p.HTTPGet.Path, p.HTTPGet.Port.IntValue()) != tc.http):
+					t.Errorf("probe %+v, want HTTP GET %s", p.ProbeHandler, tc.http)
+				case tc.http == "" && (p.GRPC == nil || p.GRPC.Port != tc.grpc):
+					t.Errorf("probe %+v, want gRPC on %d", p.ProbeHandler, tc.grpc)
+				case p.TimeoutSeconds != tc.timeout:
+					t.Errorf("timeout %ds, want %ds", p.TimeoutSeconds, tc.timeout)
+				}
+			}
+			// A slow model load must not be killed: the startup window is
+			// minutes, and liveness only starts after it.
+			if window := time.Duration(startup.PeriodSeconds*startup.FailureThreshold) * time.Second; window < 5*time.Minute {
+				t.Errorf("startup window %v", window)
 			}
 		})
 	}
