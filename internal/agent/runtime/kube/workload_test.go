@@ -1,0 +1,158 @@
+package kube
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
+)
+
+func TestDeploymentName(t *testing.T) {
+	tests := []struct {
+		name, id, want string
+	}{
+		{name: "uuid kept", id: "0b6f3c1e-5a7d-4c1e-9f2a-1d2e3f4a5b6c", want: "gantry-0b6f3c1e-5a7d-4c1e-9f2a-1d2e3f4a5b6c"},
+		{name: "uppercase hashed", id: "ABC", want: "gantry-abc-"},
+		{name: "trailing dash hashed", id: "abc-", want: "gantry-abc-"},
+		{name: "too long hashed", id: strings.Repeat("a", 64), want: "gantry-aaaa"},
+	}
+	seen := map[string]string{}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := deploymentName(tc.id)
+			if errs := validation.IsDNS1123Label(got); len(errs) > 0 {
+				t.Errorf("deploymentName(%q) = %q: %v", tc.id, got, errs)
+			}
+			if !strings.HasPrefix(got, tc.want) {
+				t.Errorf("deploymentName(%q) = %q, want prefix %q", tc.id, got, tc.want)
+			}
+			if other, dup := seen[got]; dup {
+				t.Errorf("ids %q and %q share the name %q", other, tc.id, got)
+			}
+			seen[got] = tc.id
+		})
+	}
+	if deploymentName("abc") == deploymentName("ABC") {
+		t.Error("ids differing in case share a name")
+	}
+}
+
+// gpuNode is a node as the GPU Operator labels it, for placement tests.
+func gpuNode(name, product string, gpus int, cpu, mem string, extra map[string]string) *corev1.Node {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{ProductLabel: product}},
+		Status: corev1.NodeStatus{Allocatable: corev1.ResourceList{
+			corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem),
+			GPUResource: *resource.NewQuantity(int64(gpus), resource.DecimalSI)}},
+	}
+	for k, v := range extra {
+		n.Labels[k] = v
+	}
+	return n
+}
+
+func TestPlacementFor(t *testing.T) {
+	nodes := []*corev1.Node{
+		gpuNode("h100-a", "NVIDIA-H100-80GB-HBM3", 8, "64", "512Gi", nil),
+		gpuNode("h100-b", "NVIDIA-H100-NVL", 4, "16", "256Gi", nil),
+		gpuNode("h100-c", "NVIDIA-H100-PCIe", 1, "8", "64Gi", nil), // too small for 2
+		gpuNode("a100-a", "NVIDIA-A100-SXM4-80GB", 8, "64", "512Gi", nil),
+		gpuNode("h100-x", "NVIDIA-H100-80GB-HBM3", 8, "64", "1Ti", map[string]string{GPUModelLabel: "H100-BIG"}),
+		gpuNode("cpu-0", "", 0, "64", "512Gi", nil),
+	}
+	tests := []struct {
+		name    string
+		model   string
+		count   int
+		terms   []string // rendered node selector terms
+		cpu     string
+		memory  string
+		wantErr string
+	}{
+		{name: "two H100 on the smaller nodes' share", model: "H100", count: 2,
+			terms: []string{"nvidia.com/gpu.product In [NVIDIA-H100-80GB-HBM3 NVIDIA-H100-NVL NVIDIA-H100-PCIe]; " +
+				"gantry.dev/gpu-model DoesNotExist []; nvidia.com/gpu.count Gt [1]"},
+			cpu: "7200m", memory: "117964Mi"}, // 90% of min(64*2/8, 16*2/4) cores and of 128Gi, in whole Mi
+		{name: "relabelled nodes", model: "H100-BIG", count: 8,
+			terms: []string{"gantry.dev/gpu-model In [H100-BIG]; nvidia.com/gpu.count Gt [7]"},
+			cpu:   "57600m", memory: "943718Mi"},
+		{name: "unknown model", model: "B200", count: 1,
+			wantErr: "kube: no node has B200 GPUs (the cluster has GPU models A100, H100, H100-BIG)"},
+		{name: "too many GPUs", model: "A100", count: 16,
+			wantErr: "kube: no node has 16 A100 GPUs; the largest has 8"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := placementFor(nodes, tc.model, tc.count)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var terms []string
+			for _, term := range p.affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+				var reqs []string
+				for _, r := range term.MatchExpressions {
+					reqs = append(reqs, r.Key+" "+string(r.Operator)+" ["+strings.Join(r.Values, " ")+"]")
+				}
+				terms = append(terms, strings.Join(reqs, "; "))
+			}
+			if strings.Join(terms, " OR ") != strings.Join(tc.terms, " OR ") {
+				t.Errorf("terms:\n got %q\nwant %q", terms, tc.terms)
+			}
+			if got := p.requests.Cpu().String(); got != tc.cpu {
+				t.Errorf("cpu = %s, want %s", got, tc.cpu)
+			}
+			if got := p.requests.Memory().String(); got != tc.memory {
+				t.Errorf("memory = %s, want %s", got, tc.memory)
+			}
+		})
+	}
+}
+
+func TestProbesFor(t *testing.T) {
+	tests := []struct {
+		name    string
+		health  runtime.HealthCheck
+		http    string // path:port, or "" for a gRPC probe
+		grpc    int32
+		timeout int32
+	}{
+		{name: "defaults", health: runtime.HealthCheck{}, http: "/health:8000", timeout: 5},
+		{name: "own path, port and timeout", health: runtime.HealthCheck{Path: "/ready", Port: 9000, Timeout: 1500 * time.Millisecond},
+			http: "/ready:9000", timeout: 2},
+		{name: "grpc on the serving port", health: runtime.HealthCheck{Protocol: "gRPC"}, grpc: 8000, timeout: 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := runtime.Spec{InferencePort: 8000, Health: tc.health}
+			startup, readiness, liveness := probesFor(spec)
+			for _, p := range []*corev1.Probe{startup, readiness, liveness} {
+				switch {
+				case tc.http != "" && (p.HTTPGet == nil || fmt.Sprintf("%s:%d", p.HTTPGet.Path, p.HTTPGet.Port.IntValue()) != tc.http):
+					t.Errorf("probe %+v, want HTTP GET %s", p.ProbeHandler, tc.http)
+				case tc.http == "" && (p.GRPC == nil || p.GRPC.Port != tc.grpc):
+					t.Errorf("probe %+v, want gRPC on %d", p.ProbeHandler, tc.grpc)
+				case p.TimeoutSeconds != tc.timeout:
+					t.Errorf("timeout %ds, want %ds", p.TimeoutSeconds, tc.timeout)
+				}
+			}
+			// A slow model load must not be killed: the startup window is
+			// minutes, and liveness only starts after it.
+			if window := time.Duration(startup.PeriodSeconds*startup.FailureThreshold) * time.Second; window < 5*time.Minute {
+				t.Errorf("startup window %v", window)
+			}
+		})
+	}
+}
