@@ -11,7 +11,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PATH="${PATH}:/usr/local/go/bin"
-key="$(cat "$here"/kube/go.mod "$here"/kube/go.sum "$here"/kwok/go.mod "$here"/kwok/go.sum \
+key="$(cat "$here"/install.sh "$here"/kube/go.mod "$here"/kube/go.sum "$here"/kwok/go.mod "$here"/kwok/go.sum \
 	"$here"/helm/go.mod "$here"/helm/go.sum | sha256sum | cut -c1-16)"
 root="${GANTRY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gantry/tools}"
 bin="$root/$key/bin"
@@ -33,7 +33,13 @@ if ! complete; then
 		mkdir -p "$tmp"
 		start=$(date +%s)
 		echo "tools/install.sh: building Kubernetes test tools into $bin (cold: 10-25 min on 2 cores)" >&2
-		(cd "$here/kube" && go build -trimpath -o "$tmp/" \
+		# Stamp the version, as Kubernetes' own build does; otherwise the
+		# API server reports v0.0.0-master.
+		kv="$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$here/kube/go.mod")"
+		minor="$(echo "$kv" | cut -d. -f2)"
+		vflags="-X k8s.io/component-base/version.gitVersion=$kv -X k8s.io/component-base/version.gitMajor=1"
+		vflags="$vflags -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
+		(cd "$here/kube" && go build -trimpath -ldflags "$vflags" -o "$tmp/" \
 			k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler \
 			k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl)
 		(cd "$here/kwok" && go build -trimpath -o "$tmp/" sigs.k8s.io/kwok/cmd/kwok)

@@ -52,7 +52,9 @@ var _ IdentityStore = FileIdentity("")
 func (dir FileIdentity) String() string { return filepath.Join(string(dir), identityFile) }
 
 // Load reads the identity file.
-func (dir FileIdentity) Load(context.Context) (Identity, bool, error) { return LoadIdentity(string(dir)) }
+func (dir FileIdentity) Load(context.Context) (Identity, bool, error) {
+	return LoadIdentity(string(dir))
+}
 
 // Save writes the identity file atomically.
 func (dir FileIdentity) Save(_ context.Context, id Identity) error { return id.Save(string(dir)) }

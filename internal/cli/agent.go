@@ -31,6 +31,7 @@ type agentOptions struct {
 	stateDir      string
 	natsURL       string
 	runtime       string
+	kube          kubeAgentOptions
 	gpus          int
 	gpuModel      string
 	maintenance   bool
@@ -60,13 +61,15 @@ heartbeat. If the cluster is deleted, the agent stops its instances and exits.`,
 	f.StringVar(&o.clusterID, "cluster-id", "", "the cluster's id, with --identity-token-file")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/gantry-agent", "where the agent keeps its identity and instance logs")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
-	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process")
+	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process (local processes on simulated GPUs) or kubernetes")
 	f.IntVar(&o.gpus, "gpus", 8, "GPUs of this machine (simulated for the process runtime)")
 	f.StringVar(&o.gpuModel, "gpu-model", "H100", "model of those GPUs")
 	f.IntVar(&o.gpuMemoryGB, "gpu-memory", 80, "memory of each GPU, in GB")
 	f.BoolVar(&o.maintenance, "maintenance", false, "maintenance mode: keep running instances but take no new ones")
 	f.DurationVar(&o.heartbeat, "heartbeat", 5*time.Second, "how often to report to the control plane")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.kube.addFlags(f)
+	cmd.AddCommand(newAgentUninstallCmd())
 	return cmd
 }
 
@@ -75,8 +78,15 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.runtime != "process" {
-		return fmt.Errorf("--runtime %q is not available yet; use process", o.runtime)
+	var kc *kubeAgent
+	switch o.runtime {
+	case "process":
+	case "kubernetes":
+		if kc, err = o.kube.connect(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--runtime %q: use process or kubernetes", o.runtime)
 	}
 	// The control plane's URL comes from --server / GANTRY_SERVER like the
 	// client commands'; the agent needs no admin token.
@@ -109,6 +119,9 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		return cred, err
 	}
 	var store agent.IdentityStore = agent.FileIdentity(o.stateDir)
+	if kc != nil {
+		store = kc.identity()
+	}
 	id, err := agent.Enroll(ctx, store, func(ctx context.Context) (model.AgentCredential, error) {
 		if bootstrap == "" && o.idTokenFile == "" {
 			return model.AgentCredential{}, errors.New("pass the bootstrap token printed by `gantry cluster register` (--bootstrap-token-file), or --identity-token-file with --cluster-id")
@@ -136,17 +149,27 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 
 	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(hostname(), o.gpuModel, o.gpuMemoryGB, o.gpus)},
 		Maintenance: o.maintenance}
+	newRuntime := func(notify func()) (runtime.Runtime, error) {
+		return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log})
+	}
+	where := fmt.Sprintf("%d x %s", o.gpus, o.gpuModel)
+	if kc != nil {
+		// The inventory comes from the cluster's nodes.
+		inv = model.Inventory{Maintenance: o.maintenance}
+		newRuntime = func(notify func()) (runtime.Runtime, error) {
+			return kc.runtime(ctx, id.ClusterID, notify, log)
+		}
+		where = fmt.Sprintf("Kubernetes, namespace %s", kc.opts.namespace)
+	}
 	a, err := agent.New(agent.Config{ClusterID: id.ClusterID, Conn: nc, Inventory: inv, Heartbeat: o.heartbeat, Logger: log,
-		NewRuntime: func(notify func()) (runtime.Runtime, error) {
-			return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log})
-		}})
+		NewRuntime: newRuntime})
 	if err != nil {
 		return err
 	}
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "Gantry agent of cluster %s is running (%d x %s, heartbeat %v).\n", id.ClusterID, o.gpus, o.gpuModel, o.heartbeat)
+	fmt.Fprintf(cmd.OutOrStdout(), "Gantry agent of cluster %s is running (%s, heartbeat %v).\n", id.ClusterID, where, o.heartbeat)
 
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	defer stopRenew()

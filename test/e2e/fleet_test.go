@@ -23,7 +23,7 @@ import (
 // fleet is one control plane with several clusters, each with its own agent,
 // simulated inventory and NATS connection (through a proxy the test can cut).
 type fleet struct {
-	t  *testing.T
+	t  testing.TB
 	cp *controlplane.Server
 	c  *client.Client
 }
@@ -37,7 +37,7 @@ const (
 	fleetGrace     = 1500 * time.Millisecond
 )
 
-func startFleet(t *testing.T) *fleet {
+func startFleet(t testing.TB) *fleet {
 	t.Helper()
 	cp, err := controlplane.New(controlplane.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
 		Resync: 200 * time.Millisecond, Grace: fleetGrace,

@@ -79,7 +79,7 @@ func (p *platform) deploy(t *testing.T, f model.Function, spec model.GPUSpec, wa
 	return p.waitStatus(t, f, want)
 }
 
-func (p *platform) waitStatus(t *testing.T, f model.Function, want model.FunctionStatus) model.Deployment {
+func (p *platform) waitStatus(t testing.TB, f model.Function, want model.FunctionStatus) model.Deployment {
 	t.Helper()
 	ctx := testutil.Context(t)
 	var d model.Deployment
