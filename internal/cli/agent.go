@@ -50,7 +50,13 @@ bootstrap token printed by 'gantry cluster register' for a cluster credential
 and saves its identity in --state-dir; later starts reuse that identity, so the
 cluster is never registered twice. It then runs the instances the control plane
 places on this cluster, and reports inventory and instance states as its
-heartbeat. If the cluster is deleted, the agent stops its instances and exits.`,
+heartbeat. If the cluster is deleted, the agent stops its instances and exits.
+
+With --runtime kubernetes the agent runs in (or against) a Kubernetes cluster
+with the NVIDIA GPU Operator: instances are Deployments in --namespace, the
+inventory comes from the GPU nodes, and the identity lives in the Secret
+--identity-secret of --agent-namespace. Instances keep running while the agent
+restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runAgent(cmd, o) },
 	}
