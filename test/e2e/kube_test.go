@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +20,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/controlplane"
+	"github.com/gantry-dev/gantry/internal/example/echo"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/testutil"
@@ -35,9 +39,12 @@ const kubeWait = 90 * time.Second
 // an unschedulable pod, agent restart, undeploy, service-account-token
 // enrollment and uninstall.
 func TestKubernetesRuntime(t *testing.T) {
-	env := kubetest.Start(t, kubetest.Options{})
+	// Pod IPs on loopback: the echo server below answers at every pod IP,
+	// so invocations travel gateway -> NATS -> agent worker -> pod IP.
+	env := kubetest.Start(t, kubetest.Options{PodCIDR: "127.0.100.0/24"})
 	ctx := testutil.Context(t)
 	kc := env.Client
+	port := startEcho(t)
 	top := t
 	env.AddGPUNode(t, kubetest.GPUNode{Name: "h100-a", Product: "NVIDIA-H100-80GB-HBM3", GPUs: 8, GPUMemoryMiB: 81559})
 	env.AddGPUNode(t, kubetest.GPUNode{Name: "h100-cordoned", Product: "NVIDIA-H100-80GB-HBM3", GPUs: 8, GPUMemoryMiB: 81559, Unschedulable: true})
@@ -88,10 +95,10 @@ func TestKubernetesRuntime(t *testing.T) {
 	})
 
 	const secretMarker = "kube-secret-marker-4b1d"
-	fn, err := f.c.CreateFunction(ctx, model.CreateFunctionRequest{Name: "llm", InferenceURL: "/v1/infer", InferencePort: 8000,
+	fn, err := f.c.CreateFunction(ctx, model.CreateFunctionRequest{Name: "llm", InferenceURL: "/v1/infer", InferencePort: port,
 		ContainerImage: "registry.example.com/llm:1.0", ContainerArgs: "--model tiny",
 		ContainerEnvironment: []model.EnvVar{{Key: "MODE", Value: "fast"}},
-		Health:               &model.Health{Protocol: "HTTP", URI: "/health", Port: 8000, Timeout: "PT5S", ExpectedStatusCode: 200},
+		Health:               &model.Health{Protocol: "HTTP", URI: "/health", Port: port, Timeout: "PT5S", ExpectedStatusCode: 200},
 		Secrets:              []model.Secret{{Name: "HF_TOKEN", Value: secretMarker}}})
 	if err != nil {
 		t.Fatal(err)
@@ -141,8 +148,14 @@ func TestKubernetesRuntime(t *testing.T) {
 			t.Errorf("secret %s: owners %+v, keys %v", s.Name, s.OwnerReferences, keys(s.Data))
 		}
 		pods := functionPods(t, env, functions, fn.ID)
-		if len(pods) != 1 || pods[0].Spec.NodeName != "h100-a" || pods[0].Status.Phase != corev1.PodRunning {
+		if len(pods) != 1 || pods[0].Spec.NodeName != "h100-a" || pods[0].Status.Phase != corev1.PodRunning ||
+			!strings.HasPrefix(pods[0].Status.PodIP, "127.0.100.") {
 			t.Fatalf("pods: %s", describePods(pods))
+		}
+		// The worker in the agent calls the instance at its pod IP.
+		resp, err := f.c.Invoke(ctx, client.InvokeRequest{FunctionID: fn.ID, Body: strings.NewReader(`{"prompt":"hello"}`), PollSeconds: 30})
+		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(resp.Body), "hello") {
+			t.Fatalf("invoke through the gateway: %v %+v", err, resp)
 		}
 	})
 
@@ -287,6 +300,20 @@ func TestKubernetesRuntime(t *testing.T) {
 				len(deps.Items), len(rss.Items), len(pods.Items), len(secs.Items))
 		}
 	})
+}
+
+// startEcho serves the echo function on every loopback address at a free
+// port: the stand-in for the containers of pods whose IPs are on loopback.
+func startEcho(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: echo.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // agentProcess is a running `gantry agent` subprocess.

@@ -3,8 +3,8 @@
 // kube-controller-manager, and kwok acting as the kubelet of simulated GPU
 // nodes (it marks nodes Ready, gives scheduled pods an IP and turns them
 // Running, and removes deleted pods). No container runs: pod IPs are not
-// reachable, but everything the API server, scheduler and controllers do is
-// real.
+// reachable unless Options.PodCIDR is a loopback range, but everything the
+// API server, scheduler and controllers do is real.
 //
 // The binaries are built from the Go module proxy by tools/install.sh (the
 // tool modules under tools/ pin their versions) and cached; .ci/run builds
@@ -58,6 +58,12 @@ type Options struct {
 	NoScheduler         bool
 	NoControllerManager bool
 	NoKwok              bool
+	// PodCIDR is where kwok takes pod IPs from (default 10.244.0.0/16,
+	// which nothing answers on). A loopback range such as 127.0.100.0/24
+	// makes pod IPs reachable from the test: a server listening on
+	// 0.0.0.0:<port> answers at every pod's IP, standing in for the
+	// containers, so traffic to pod IPs can be tested end to end.
+	PodCIDR string
 }
 
 // Env is one running control plane.
@@ -206,11 +212,14 @@ profiles:
 			"--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
 			"--concurrent-gc-syncs=20")
 	}
+	if opts.PodCIDR == "" {
+		opts.PodCIDR = "10.244.0.0/16"
+	}
 	if !opts.NoKwok {
 		e.start(t, "kwok", filepath.Join(bin, "kwok"),
 			"--kubeconfig="+e.Kubeconfig, "--config="+filepath.Join(bin, "kwok-stages.yaml"),
 			"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-			"--cidr=10.244.0.0/16", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40")
+			"--cidr="+opts.PodCIDR, "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40")
 	}
 	return e
 }
