@@ -479,6 +479,11 @@ func checkAgent(t *testing.T, ms manifests) appsv1.Deployment {
 	ms.one(t, "ClusterRole", "", &cr)
 	for _, r := range append(cr.Rules, fnRole.Rules...) {
 		for _, res := range r.Resources {
+			// The one subresource: setting blockOwnerDeletion on a Secret
+			// owned by a Deployment (TestAgentRBAC shows why).
+			if res == "deployments/finalizers" && slices.Equal(r.Verbs, []string{"update"}) {
+				continue
+			}
 			if strings.Contains(res, "/") || res == "*" || slices.Contains(r.Verbs, "*") {
 				t.Errorf("RBAC rule wider than needed: %+v", r)
 			}

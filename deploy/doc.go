@@ -3,5 +3,6 @@
 // (helm/gantry-agent), and kustomize manifests of the control plane
 // (kustomize/base, kustomize/overlays/ha). It has no Go code; its tests
 // render every chart and overlay and have a real kube-apiserver accept the
-// result in a server-side dry run. See README.md in this directory.
+// result in a server-side dry run, and run the agent's Kubernetes code with
+// only the RBAC the agent chart grants. See README.md in this directory.
 package deploy

@@ -64,6 +64,10 @@ type Options struct {
 	// 0.0.0.0:<port> answers at every pod's IP, standing in for the
 	// containers, so traffic to pod IPs can be tested end to end.
 	PodCIDR string
+	// AdmissionPlugins are enabled on top of the API server's defaults,
+	// e.g. OwnerReferencesPermissionEnforcement (on in OpenShift), which
+	// makes RBAC govern who may set ownerReferences.
+	AdmissionPlugins []string
 }
 
 // Env is one running control plane.
@@ -157,24 +161,28 @@ func Start(t testing.TB, opts Options) *Env {
 	saKey, saPub := writeServiceAccountKeys(t, dir)
 	mustWrite(t, filepath.Join(dir, "tokens.csv"), token+",gantry-test-admin,gantry-test-admin,system:masters\n")
 	port := freePort(t)
-	e.start(t, "kube-apiserver", filepath.Join(bin, "kube-apiserver"),
-		"--etcd-servers="+etcd,
+	apiserverArgs := []string{
+		"--etcd-servers=" + etcd,
 		"--etcd-prefix=/registry",
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(port),
-		"--cert-dir="+filepath.Join(dir, "certs"),
-		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(dir, "certs"),
+		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=Node,RBAC",
-		"--service-account-issuer="+e.Issuer,
-		"--service-account-key-file="+saPub,
-		"--service-account-signing-key-file="+saKey,
+		"--service-account-issuer=" + e.Issuer,
+		"--service-account-key-file=" + saPub,
+		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--enable-priority-and-fairness=false",
 		"--max-requests-inflight=1000",
 		"--max-mutating-requests-inflight=500",
 		"--profiling=false",
-	)
+	}
+	if len(opts.AdmissionPlugins) > 0 {
+		apiserverArgs = append(apiserverArgs, "--enable-admission-plugins="+strings.Join(opts.AdmissionPlugins, ","))
+	}
+	e.start(t, "kube-apiserver", filepath.Join(bin, "kube-apiserver"), apiserverArgs...)
 	e.Config = &rest.Config{Host: fmt.Sprintf("https://127.0.0.1:%d", port), BearerToken: token,
 		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 500, Burst: 1000}
 	e.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
