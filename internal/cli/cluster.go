@@ -138,9 +138,10 @@ tokens.`,
 				return explain(err, account)
 			}
 			p := o.root.printer(cmd)
-			err = p.printMessage(reg, "Registered cluster %s (id %s) in group %s.\n%s (the bootstrap token works once):\n\n  %s",
+			err = p.printMessage(reg, "Registered cluster %s (id %s) in group %s.\n%s (the bootstrap token works once):\n\n  %s\n\nor, on Kubernetes, install the agent chart:\n\n  %s",
 				reg.Cluster.Name, reg.ClusterID, reg.Cluster.GroupName,
-				startWithin(reg.BootstrapExpiresAt, p.now), agentCommand(c.BaseURL(), reg.BootstrapToken))
+				startWithin(reg.BootstrapExpiresAt, p.now), agentCommand(c.BaseURL(), reg.BootstrapToken),
+				helmCommands(c.BaseURL()))
 			return redact(err, reg.BootstrapToken)
 		},
 	}
@@ -221,6 +222,16 @@ func agentCommand(server, bootstrapToken string) string {
 	return "gantry agent --server " + shellQuote(server) +
 		" --bootstrap-token '" + strings.ReplaceAll(bootstrapToken, "'", `'\''`) + "'" +
 		" --state-dir " + agentStateDir
+}
+
+// helmCommands install the agent chart for a cluster. The token is shown
+// once only (in the agent command above them), so they read it from a
+// Secret the operator creates; Helm then never holds it in its release.
+func helmCommands(server string) string {
+	return "kubectl create namespace gantry-system\n" +
+		"  kubectl -n gantry-system create secret generic gantry-agent-bootstrap --from-literal=token=<the bootstrap token above>\n" +
+		"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-system --set controlPlane.url=" + shellQuote(server) +
+		" --set bootstrapToken.existingSecret=gantry-agent-bootstrap"
 }
 
 // shellQuote single-quotes s for a POSIX shell unless it is plainly safe.

@@ -229,7 +229,12 @@ func TestClusterRegister(t *testing.T) {
 			stdout: func(f *fakeClusters) string {
 				return "Registered cluster us-east (id c-1) in group prod.\n" +
 					"Start its agent within 1h (the bootstrap token works once):\n\n" +
-					"  gantry agent --server " + f.srv.URL + " --bootstrap-token 'gantry-bootstrap.BOOTSTRAP-s3cret-1' --state-dir /var/lib/gantry-agent\n"
+					"  gantry agent --server " + f.srv.URL + " --bootstrap-token 'gantry-bootstrap.BOOTSTRAP-s3cret-1' --state-dir /var/lib/gantry-agent\n\n" +
+					"or, on Kubernetes, install the agent chart:\n\n" +
+					"  kubectl create namespace gantry-system\n" +
+					"  kubectl -n gantry-system create secret generic gantry-agent-bootstrap --from-literal=token=<the bootstrap token above>\n" +
+					"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-system --set controlPlane.url=" + f.srv.URL +
+					" --set bootstrapToken.existingSecret=gantry-agent-bootstrap\n"
 			},
 		},
 		{
