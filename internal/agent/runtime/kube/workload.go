@@ -103,7 +103,7 @@ func checkSpec(spec runtime.Spec) error {
 		}
 	}
 	if spec.InferencePort <= 0 || spec.InferencePort > 65535 {
-		return fmt.Errorf("kube: instance %s has no valid inference port (%d)", spec.InstanceID, spec.InferencePort)
+		return fmt.Errorf("kube: the function has no inferencePort (%d): a container must say which port it serves on; create a version with inferencePort set", spec.InferencePort)
 	}
 	return nil
 }
