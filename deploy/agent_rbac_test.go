@@ -56,7 +56,9 @@ type indirectGrant struct {
 // controllers and a kwok GPU node, and then does everything the agent does
 // on Kubernetes with nothing but a token of the chart's ServiceAccount: start
 // the runtime, read the GPU inventory, run an instance with env, secrets and
-// a health check until it is RUNNING, stop it, and keep the identity Secret.
+// a health check until it is RUNNING, see its GPUs leave the node's free GPUs
+// (counted from every pod of the cluster), stop it, and keep the identity
+// Secret.
 // Then it checks the RBAC is no wider than that: every rule the chart grants
 // was used by some request of the agent's (or is one of indirectGrants, each
 // shown needed), and requests outside the agent's job are Forbidden.
@@ -255,6 +257,12 @@ func runAgent(ctx context.Context, t *testing.T, env *kubetest.Env, client kuber
 		}
 		return fmt.Errorf("instance not RUNNING: %+v", rt.List())
 	})
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if free := rt.FreeGPUs(); free["h100"] != 6 {
+			return fmt.Errorf("FreeGPUs = %v with a 2-GPU instance on h100, want h100: 6", free)
+		}
+		return nil
+	})
 	sec, err := secrets.Get(ctx, objName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -403,9 +411,17 @@ func checkForbidden(t *testing.T, c kubernetes.Interface, a agentInstall) {
 			_, err := c.AppsV1().Deployments("default").Create(ctx, deployment, metav1.CreateOptions{})
 			return err
 		}},
-		{"list pods in default", func(ctx context.Context) error {
-			_, err := c.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+		// Pods may be listed and watched everywhere (free GPUs count every
+		// pod), but not read one by one, made or removed.
+		{"create a pod in default", func(ctx context.Context) error {
+			_, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "intruder"}}, metav1.CreateOptions{})
 			return err
+		}},
+		{"delete pods in default", func(ctx context.Context) error {
+			return c.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}},
+		{"get a pod's log in default", func(ctx context.Context) error {
+			return c.CoreV1().Pods("default").GetLogs("any", &corev1.PodLogOptions{}).Do(ctx).Error()
 		}},
 		{"create a pod in the functions namespace", func(ctx context.Context) error {
 			_, err := c.CoreV1().Pods(a.functionsNS).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "intruder"}}, metav1.CreateOptions{})

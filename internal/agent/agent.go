@@ -46,12 +46,15 @@ type Config struct {
 
 // clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
 // platform, not the agent, places instances on GPUs; it reads the cluster's
-// inventory from its nodes; and its instances outlive the agent, so a
+// inventory from its nodes, and the free GPUs of each node from what every
+// pod holds, Gantry's or not; and its instances outlive the agent, so a
 // restarted agent adopts them (they show in List) instead of starting them
 // again, and an agent that stops does not report them gone.
 type clusterRuntime interface {
 	runtime.Runtime
 	Inventory() model.Inventory
+	// FreeGPUs maps each node of Inventory to its GPUs no pod holds.
+	FreeGPUs() map[string]int
 }
 
 // Agent runs one cluster's instances.
@@ -452,18 +455,21 @@ func (a *Agent) newReport() model.AgentReport {
 
 // addUsage fills in how the cluster is used: per instance type, what fits
 // and what runs, and how many running instances are idle or not serving yet.
+// What fits comes, on a cluster manager, from each node's free GPUs, which
+// count every pod and keep an instance to one node; for the process runtime
+// from the GPUs the agent itself handed out, which are all there is.
 func (a *Agent) addUsage(rep *model.AgentReport) {
 	used := map[string]int{}
 	inUse := map[string]int{}
 	for id, in := range a.want {
-		if a.cluster != nil {
-			used[in.GPU] += in.GPUCount
-		} else {
-			used[in.GPU] += len(a.gpus.of(id))
-		}
+		used[in.GPU] += len(a.gpus.of(id))
 		inUse[model.InstanceTypeName(in.GPU, in.GPUCount)]++
 	}
-	rep.InstanceTypes = rep.Inventory.Usage(used, inUse)
+	if a.cluster != nil {
+		rep.InstanceTypes = rep.Inventory.UsageFree(a.cluster.FreeGPUs(), inUse)
+	} else {
+		rep.InstanceTypes = rep.Inventory.Usage(used, inUse)
+	}
 	for _, st := range rep.Instances {
 		switch st.Status {
 		case model.InstanceRunning:

@@ -109,7 +109,8 @@ type InstanceTypeUsage struct {
 // Usage describes every instance type the inventory offers, given the GPUs
 // of each model that are taken and the instances of each type that run.
 // GPUs are counted per cluster, so Available assumes free GPUs of a model
-// can be combined across nodes.
+// can be combined across nodes; that holds for the process runtime, whose
+// GPUs the agent hands out itself. UsageFree counts per node.
 func (inv Inventory) Usage(usedGPUs map[string]int, inUse map[string]int) []InstanceTypeUsage {
 	byName := map[string]*InstanceTypeUsage{}
 	var order []string
@@ -133,6 +134,34 @@ func (inv Inventory) Usage(usedGPUs map[string]int, inUse map[string]int) []Inst
 		u.Available = min(u.Capacity, free/u.GPUs)
 		u.InUse = inUse[name]
 		out = append(out, *u)
+	}
+	return out
+}
+
+// UsageFree describes every instance type the inventory offers, as Usage
+// does, but from the GPUs free on each node rather than from cluster totals:
+// a runtime on a cluster manager (Kubernetes) sees GPUs held by pods that
+// Gantry did not start, and an instance must fit on one node, so free GPUs
+// on different nodes do not add up to one instance. Available for a type of
+// n GPUs is the sum, over the nodes that offer it (those Capacity counts), of
+// each node's free GPUs divided by n, rounded down.
+//
+// free maps node names to free GPUs. A node that is missing counts as having
+// none free: a runtime reports every node of its inventory, so a node it
+// leaves out has gone since the inventory was read, and offering its GPUs
+// would offer capacity that is not there. Values outside 0..node.GPUs are
+// clamped. inUse is as for Usage.
+func (inv Inventory) UsageFree(free map[string]int, inUse map[string]int) []InstanceTypeUsage {
+	out := inv.Usage(nil, inUse)
+	for i := range out {
+		u := &out[i]
+		avail := 0
+		for _, n := range inv.Nodes {
+			if n.Offers(u.GPUModel, u.GPUs) {
+				avail += min(max(free[n.Name], 0), n.GPUs) / u.GPUs
+			}
+		}
+		u.Available = min(u.Capacity, avail)
 	}
 	return out
 }

@@ -104,6 +104,68 @@ func TestInventoryUsage(t *testing.T) {
 	}
 }
 
+func TestInventoryUsageFree(t *testing.T) {
+	h100 := func(name string, gpus int) Node {
+		return Node{Name: name, GPUModel: "H100", GPUMemoryGB: 80, GPUs: gpus, CPUCores: 8 * gpus, MemoryGiB: 64 * gpus}
+	}
+	l40s := Node{Name: "l", GPUModel: "L40S", GPUMemoryGB: 48, GPUs: 2, CPUCores: 16, MemoryGiB: 128}
+	twoH100 := Inventory{Nodes: []Node{h100("a", 4), h100("b", 4)}}
+	tests := []struct {
+		name  string
+		inv   Inventory
+		free  map[string]int
+		inUse map[string]int
+		// available per instance type name; every other field must be
+		// what Usage says.
+		want map[string]int
+	}{
+		{name: "all free", inv: twoH100, free: map[string]int{"a": 4, "b": 4},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 8, "ON-PREM.GPU.H100_2x": 4, "ON-PREM.GPU.H100_4x": 2}},
+		{name: "fragmented: 2+2 free fit no 4x", inv: twoH100, free: map[string]int{"a": 2, "b": 2},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 4, "ON-PREM.GPU.H100_2x": 2, "ON-PREM.GPU.H100_4x": 0}},
+		{name: "odd free rounds down per node", inv: twoH100, free: map[string]int{"a": 3, "b": 1},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 4, "ON-PREM.GPU.H100_2x": 1, "ON-PREM.GPU.H100_4x": 0}},
+		{name: "missing node has none free", inv: twoH100, free: map[string]int{"a": 4},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 4, "ON-PREM.GPU.H100_2x": 2, "ON-PREM.GPU.H100_4x": 1}},
+		{name: "nil free: nothing available", inv: twoH100,
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 0, "ON-PREM.GPU.H100_2x": 0, "ON-PREM.GPU.H100_4x": 0}},
+		{name: "out of range clamped", inv: twoH100, free: map[string]int{"a": 9, "b": -3},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 4, "ON-PREM.GPU.H100_2x": 2, "ON-PREM.GPU.H100_4x": 1}},
+		{name: "models kept apart, in use counted", inv: Inventory{Nodes: []Node{h100("a", 8), l40s}},
+			free:  map[string]int{"a": 5, "l": 2},
+			inUse: map[string]int{"ON-PREM.GPU.H100_1x": 3},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 5, "ON-PREM.GPU.H100_2x": 2, "ON-PREM.GPU.H100_4x": 1,
+				"ON-PREM.GPU.H100_8x": 0, "ON-PREM.GPU.L40S_1x": 2, "ON-PREM.GPU.L40S_2x": 1}},
+		// A 6x type exists only on the 6-GPU node; the 8-GPU node's free
+		// GPUs do not count for it, as they do not count in its Capacity.
+		{name: "type counted on the nodes that offer it", inv: Inventory{Nodes: []Node{h100("a", 8), h100("b", 6)}},
+			free: map[string]int{"a": 8, "b": 5},
+			want: map[string]int{"ON-PREM.GPU.H100_1x": 13, "ON-PREM.GPU.H100_2x": 6, "ON-PREM.GPU.H100_4x": 3,
+				"ON-PREM.GPU.H100_8x": 1, "ON-PREM.GPU.H100_6x": 0}},
+		{name: "empty inventory", inv: Inventory{}, free: map[string]int{"a": 4}, want: map[string]int{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := tc.inv.UsageFree(tc.free, tc.inUse)
+			want := tc.inv.Usage(nil, tc.inUse)
+			if len(got) != len(want) || len(got) != len(tc.want) {
+				t.Fatalf("UsageFree = %+v, want %d types", got, len(tc.want))
+			}
+			for i := range want {
+				avail, ok := tc.want[want[i].Name]
+				if !ok {
+					t.Fatalf("unexpected type %s", want[i].Name)
+				}
+				want[i].Available = avail
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("UsageFree =\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
 func TestMaintenanceIsNotSchedulable(t *testing.T) {
 	c := Cluster{Status: ClusterReady}
 	if !c.Schedulable() {

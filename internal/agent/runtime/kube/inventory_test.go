@@ -3,15 +3,18 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
@@ -66,7 +69,8 @@ func TestGPUModel(t *testing.T) {
 
 // TestInventory checks the inventory against nodes on a real API server:
 // only Ready, uncordoned nodes with GPUs count, and a cordon shows up in the
-// inventory with a notification.
+// inventory with a notification. Free GPUs follow pods that Gantry did not
+// start, in any namespace, with a notification too.
 func TestInventory(t *testing.T) {
 	env := kubetest.Start(t, kubetest.Options{NoScheduler: true, NoControllerManager: true})
 	env.AddGPUNode(t, kubetest.GPUNode{Name: "h100-a", Product: "NVIDIA-H100-80GB-HBM3", GPUs: 8, GPUMemoryMiB: 81559})
@@ -102,6 +106,64 @@ func TestInventory(t *testing.T) {
 		sv, err := env.Client.Discovery().ServerVersion()
 		if err != nil || inv.KubernetesVersion == "" || inv.KubernetesVersion != sv.GitVersion {
 			t.Errorf("KubernetesVersion = %q, want the server's %v (%v)", inv.KubernetesVersion, sv, err)
+		}
+	})
+
+	t.Run("free GPUs count pods Gantry did not start", func(t *testing.T) {
+		allFree := map[string]int{"h100-a": 8, "a100-a": 4}
+		if got := rt.FreeGPUs(); !maps.Equal(got, allFree) {
+			t.Fatalf("FreeGPUs = %v before any pod, want %v", got, allFree)
+		}
+		// The API server's ServiceAccount admission wants the namespace's
+		// default ServiceAccount, which the controller manager (not run
+		// here) would create.
+		_, err := env.Client.CoreV1().ServiceAccounts("default").Create(ctx,
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		pods := env.Client.CoreV1().Pods("default")
+		foreignPod := func(name, node string, gpus int64) *corev1.Pod {
+			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+				NodeName: node,
+				Containers: []corev1.Container{{Name: "train", Image: "nvcr.io/example/train:1",
+					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{
+						GPUResource: *resource.NewQuantity(gpus, resource.DecimalSI)}}}}}}
+		}
+		// Not bound: no scheduler runs here, so it stays Pending on no
+		// node and holds no node's GPUs.
+		if _, err := pods.Create(ctx, foreignPod("unbound", "", 2), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		before := notified.Load()
+		if _, err := pods.Create(ctx, foreignPod("foreign", "h100-a", 3), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []struct {
+			what string
+			want map[string]int
+			do   func() error
+		}{
+			{"a foreign pod with 3 GPUs on h100-a", map[string]int{"h100-a": 5, "a100-a": 4}, nil},
+			{"the foreign pod deleted", allFree, func() error {
+				return pods.Delete(ctx, "foreign", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+			}},
+		} {
+			if step.do != nil {
+				before = notified.Load()
+				if err := step.do(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			testutil.WaitFor(t, 10*time.Second, func() error {
+				if got := rt.FreeGPUs(); !maps.Equal(got, step.want) {
+					return fmt.Errorf("%s: FreeGPUs = %v, want %v", step.what, got, step.want)
+				}
+				if notified.Load() == before {
+					return fmt.Errorf("%s: free GPUs changed without a notification", step.what)
+				}
+				return nil
+			})
 		}
 	})
 

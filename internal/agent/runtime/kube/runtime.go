@@ -83,10 +83,10 @@ type Config struct {
 	SchedulerName string
 	// ImagePullSecrets name Secrets in Namespace for private registries.
 	ImagePullSecrets []string
-	// Notify is called whenever an instance's status or the inventory
-	// changes, so the agent reports without polling. It is called without
-	// the runtime's lock, from informer goroutines and from Start and Stop;
-	// it must not block. May be nil.
+	// Notify is called whenever an instance's status, the inventory or a
+	// node's free GPUs change, so the agent reports without polling. It is
+	// called without the runtime's lock, from informer goroutines and from
+	// Start and Stop; it must not block. May be nil.
 	Notify func()
 	// Logger receives lifecycle events; never secret values. Nil discards.
 	Logger *slog.Logger
@@ -100,11 +100,12 @@ type Runtime struct {
 	version string // the API server's GitVersion
 
 	namespaced  informers.SharedInformerFactory // pods, Deployments, Secrets of Gantry's
-	cluster     informers.SharedInformerFactory // nodes
+	cluster     informers.SharedInformerFactory // nodes, and every pod trimmed to its GPUs
 	pods        cache.Indexer
 	deployments cache.Indexer
 	secrets     cache.Indexer
 	nodes       corelisters.NodeLister
+	gpuPods     cache.Indexer // all pods of the cluster, trimmed by trimPod, indexed byNode
 
 	// queue holds names of Deployments being deleted whose finalizer may
 	// be due for removal; one worker drains it.
@@ -117,8 +118,9 @@ type Runtime struct {
 	mu        sync.Mutex
 	closed    bool
 	instances map[string]*instance
-	changed   chan struct{} // closed and replaced on every cache event, for waiters
-	lastNodes []model.Node  // the inventory last notified
+	changed   chan struct{}  // closed and replaced on every cache event, for waiters
+	lastNodes []model.Node   // the inventory last notified
+	lastFree  map[string]int // the free GPUs last notified
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -169,8 +171,10 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	r.adopt()
+	nodes := r.Inventory().Nodes
+	free := r.freeGPUs(nodes)
 	r.mu.Lock()
-	r.lastNodes = r.Inventory().Nodes
+	r.lastNodes, r.lastFree = nodes, free
 	r.mu.Unlock()
 	return r, nil
 }
@@ -192,7 +196,11 @@ func ensureNamespace(ctx context.Context, client kubernetes.Interface, name stri
 }
 
 // startInformers watches Gantry's pods, Deployments and Secrets in the
-// namespace and every node, and waits until the caches are filled.
+// namespace, every node, and every pod of the cluster for its GPUs, and
+// waits until the caches are filled. Gantry's own pods are in both pod
+// informers on purpose: instance state needs them whole (conditions, IP,
+// restarts), and one informer serving both would keep every pod of the
+// cluster whole, where the cluster-wide one keeps only GPU counts.
 func (r *Runtime) startInformers(ctx context.Context) error {
 	r.namespaced = informers.NewSharedInformerFactoryWithOptions(r.cfg.Client, 0,
 		informers.WithNamespace(r.cfg.Namespace),
@@ -204,6 +212,14 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	secInf := r.namespaced.Core().V1().Secrets().Informer()
 	nodeInf := r.cluster.Core().V1().Nodes().Informer()
 	r.nodes = r.cluster.Core().V1().Nodes().Lister()
+	gpuPodInf := r.cluster.Core().V1().Pods().Informer()
+	if err := gpuPodInf.SetTransform(trimPod); err != nil {
+		return fmt.Errorf("kube: %w", err)
+	}
+	if err := gpuPodInf.AddIndexers(cache.Indexers{byNode: nodeIndex}); err != nil {
+		return fmt.Errorf("kube: %w", err)
+	}
+	r.gpuPods = gpuPodInf.GetIndexer()
 	indexers := cache.Indexers{byInstance: instanceIndex}
 	for _, inf := range []cache.SharedIndexInformer{podInf, depInf, secInf} {
 		if err := inf.AddIndexers(indexers); err != nil {
@@ -227,7 +243,7 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	handlers := []struct {
 		inf cache.SharedIndexInformer
 		fn  func(obj any, deleted bool)
-	}{{podInf, r.onPod}, {depInf, r.onDeployment}, {secInf, r.onSecret}, {nodeInf, r.onNode}}
+	}{{podInf, r.onPod}, {depInf, r.onDeployment}, {secInf, r.onSecret}, {nodeInf, r.onNode}, {gpuPodInf, r.onGPUPod}}
 	for _, h := range handlers {
 		_, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { h.fn(obj, false) },
@@ -243,11 +259,11 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	r.cancel = cancel
 	r.namespaced.Start(wctx.Done())
 	r.cluster.Start(wctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, depInf.HasSynced, secInf.HasSynced, nodeInf.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, depInf.HasSynced, secInf.HasSynced, nodeInf.HasSynced, gpuPodInf.HasSynced) {
 		cancel()
 		r.namespaced.Shutdown()
 		r.cluster.Shutdown()
-		return fmt.Errorf("kube: informer caches did not fill (can the agent list pods, deployments, secrets in %s and nodes?): %w",
+		return fmt.Errorf("kube: informer caches did not fill (can the agent list deployments, secrets in %s, and nodes and pods cluster-wide?): %w",
 			r.cfg.Namespace, context.Cause(ctx))
 	}
 	go r.worker(wctx)
@@ -645,19 +661,6 @@ func (r *Runtime) onDeployment(obj any, deleted bool) {
 func (r *Runtime) onSecret(obj any, _ bool) {
 	if s, ok := unwrap[*corev1.Secret](obj); ok && r.ours(s) {
 		r.broadcast()
-	}
-}
-
-// onNode notifies when a node change changes the inventory; most node
-// updates are heartbeats that do not.
-func (r *Runtime) onNode(any, bool) {
-	nodes := r.Inventory().Nodes
-	r.mu.Lock()
-	changed := !slices.Equal(nodes, r.lastNodes)
-	r.lastNodes = nodes
-	r.mu.Unlock()
-	if changed {
-		r.notify()
 	}
 }
 
