@@ -18,7 +18,9 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/controlplane"
@@ -157,6 +159,26 @@ func TestKubernetesRuntime(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(resp.Body), "hello") {
 			t.Fatalf("invoke through the gateway: %v %+v", err, resp)
 		}
+	})
+
+	t.Run("free capacity counts every pod", func(t *testing.T) {
+		// Another team's pod takes 3 GPUs of h100-a, where the 2-GPU
+		// instance runs: 3 are left there, and the cordoned node offers
+		// nothing, so no 4-GPU instance fits although the cluster has 16
+		// H100s.
+		foreign := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "other-team", Namespace: "default"},
+			Spec: corev1.PodSpec{NodeName: "h100-a", AutomountServiceAccountToken: ptr.To(false),
+				Containers: []corev1.Container{{Name: "c", Image: "registry.example.com/other:1",
+					Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{kubetest.GPUResource: resource.MustParse("3")}}}}}}
+		if _, err := kc.CoreV1().Pods("default").Create(ctx, foreign, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitAvailable(t, f, reg.ClusterID, map[string]int{"ON-PREM.GPU.H100_1x": 3, "ON-PREM.GPU.H100_2x": 1,
+			"ON-PREM.GPU.H100_4x": 0, "ON-PREM.GPU.H100_8x": 0, "ON-PREM.GPU.A100_4x": 1})
+		if err := kc.CoreV1().Pods("default").Delete(ctx, "other-team", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitAvailable(t, f, reg.ClusterID, map[string]int{"ON-PREM.GPU.H100_1x": 6, "ON-PREM.GPU.H100_4x": 1})
 	})
 
 	t.Run("an unschedulable pod shows the reason", func(t *testing.T) {
@@ -435,6 +457,29 @@ func taint(t *testing.T, env *kubetest.Env, node string, taints []corev1.Taint) 
 		n.Spec.Taints = taints
 		_, err = env.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
 		return err // a conflict with kwok's heartbeat is retried
+	})
+}
+
+// waitAvailable waits until the cluster's instance types show the given
+// available counts (from the agent's latest heartbeat).
+func waitAvailable(t *testing.T, f *fleet, clusterID string, want map[string]int) {
+	t.Helper()
+	ctx := testutil.Context(t)
+	testutil.WaitFor(t, kubeWait, func() error {
+		c, err := f.c.GetCluster(ctx, controlplane.DefaultAccount, clusterID)
+		if err != nil {
+			return err
+		}
+		got := map[string]int{}
+		for _, u := range c.InstanceTypes {
+			got[u.Name] = u.Available
+		}
+		for name, n := range want {
+			if got[name] != n {
+				return fmt.Errorf("%s available %d, want %d (all: %v)", name, got[name], n, got)
+			}
+		}
+		return nil
 	})
 }
 
