@@ -1,6 +1,6 @@
 // Package runtime defines what the agent needs from the thing that actually
 // runs function instances: local processes (package process) or Kubernetes
-// workloads. The agent owns placement decisions such as GPU indices; a runtime
+// workloads (package kube). The agent owns placement decisions such as GPU indices; a runtime
 // only starts, watches and stops what it is told to.
 package runtime
 
@@ -81,6 +81,9 @@ type Runtime interface {
 	Stop(ctx context.Context, instanceID string) error
 	// List returns the status of every known instance.
 	List() []Status
-	// Close stops every instance. The runtime is unusable afterwards.
+	// Close releases the runtime; it is unusable afterwards. Runtimes whose
+	// instances die with the agent (process) stop every instance; runtimes
+	// on a cluster manager (kube) leave them running for the next agent to
+	// adopt.
 	Close() error
 }
