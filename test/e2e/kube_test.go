@@ -251,7 +251,7 @@ func TestKubernetesRuntime(t *testing.T) {
 		waitGone(t, env, functions, "gantry.dev/function="+fn.ID)
 	})
 
-	t.Run("service-account token enrollment", func(t *testing.T) {
+	t.Run("service-account token enrollment, then the cluster is deleted", func(t *testing.T) {
 		jwks, err := kc.CoreV1().RESTClient().Get().AbsPath("/openid/v1/jwks").DoRaw(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -284,7 +284,36 @@ func TestKubernetesRuntime(t *testing.T) {
 			}
 			return nil
 		})
-		second.stop(t)
+		// A deleted cluster takes its instances with it: its agent stops
+		// them and exits, saying why.
+		saFn, err := f.c.CreateFunction(ctx, model.CreateFunctionRequest{Name: "sa-fn", InferenceURL: "/", InferencePort: port,
+			ContainerImage: "registry.example.com/sa:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.c.CreateDeployment(ctx, saFn.ID, saFn.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{{
+			GPU: "A100", InstanceType: "ON-PREM.GPU.A100_1x", Clusters: []string{"k8s-sa"}, MinInstances: 1, MaxInstances: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		waitDeployment(t, f, saFn, model.StatusActive)
+		if n := len(gantryDeployments(t, env, "gantry-functions-sa", "gantry.dev/function="+saFn.ID)); n != 1 {
+			t.Fatalf("%d Deployments on cluster k8s-sa", n)
+		}
+		if err := f.c.DeleteCluster(ctx, controlplane.DefaultAccount, sa.ClusterID); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-second.done:
+		case <-time.After(kubeWait):
+			t.Fatalf("the agent of a deleted cluster kept running:\n%s", second.output())
+		}
+		if !strings.Contains(second.output(), "no longer registered") {
+			t.Errorf("the agent did not say why it stopped:\n%s", second.output())
+		}
+		waitGone(t, env, "gantry-functions-sa", "gantry.dev/function="+saFn.ID)
+		if err := f.c.DeleteDeployment(ctx, saFn.ID, saFn.VersionID); err != nil {
+			t.Fatal(err)
+		}
 		out := runGantry(t, bin, isolatedEnv(t.TempDir()), "agent", "uninstall", "--kubeconfig", env.Kubeconfig, "--agent-namespace", "gantry-system",
 			"--identity-secret", "gantry-agent-sa-identity", "--namespace", "gantry-functions-sa")
 		if !strings.Contains(out, sa.ClusterID) {
