@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,6 +187,28 @@ func TestInventory(t *testing.T) {
 				}
 				return nil
 			})
+		}
+	})
+}
+
+// FuzzGPUModel feeds product labels, which any node's feature discovery
+// writes, through the model rule: it must not panic, and a model it derives
+// must name instance types that parse back to it.
+func FuzzGPUModel(f *testing.F) {
+	for _, seed := range []string{"NVIDIA-H100-80GB-HBM3", "NVIDIA-GeForce-RTX-4090", "Tesla-T4", "RTX", "NVIDIA-NVIDIA-", "A_B C", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, product string) {
+		m := GPUModel(map[string]string{ProductLabel: product})
+		if m == "" {
+			return
+		}
+		if strings.ContainsAny(m, "-_ ") {
+			t.Fatalf("model %q of %q keeps a separator", m, product)
+		}
+		got, n, ok := model.ParseInstanceTypeName(model.InstanceTypeName(m, 2))
+		if !ok || got != m || n != 2 {
+			t.Fatalf("model %q of %q does not round-trip an instance type name: %q %d %v", m, product, got, n, ok)
 		}
 	})
 }
