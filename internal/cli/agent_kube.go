@@ -31,7 +31,7 @@ type kubeAgentOptions struct {
 func (o *kubeAgentOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "with --runtime kubernetes: kubeconfig file (default: the in-cluster config, else $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.namespace, "namespace", kube.DefaultNamespace, "with --runtime kubernetes: namespace the function instances run in (created if missing)")
-	f.StringVar(&o.agentNamespace, "agent-namespace", "", "with --runtime kubernetes: the agent's own namespace, which holds its identity Secret (default $POD_NAMESPACE, else gantry-system)")
+	f.StringVar(&o.agentNamespace, "agent-namespace", "", "with --runtime kubernetes: the agent's own namespace, which holds its identity Secret (default $POD_NAMESPACE, else gantry-agent)")
 	f.StringVar(&o.identitySecret, "identity-secret", "gantry-agent-identity", "with --runtime kubernetes: Secret that keeps the agent's cluster id and credential across restarts")
 	f.StringVar(&o.schedulerName, "scheduler-name", "", "with --runtime kubernetes: scheduler of the function pods, e.g. kai-scheduler (default: the cluster's default scheduler)")
 	f.StringSliceVar(&o.pullSecrets, "image-pull-secret", nil, "with --runtime kubernetes: image pull Secret in the functions namespace (repeatable)")
@@ -58,7 +58,7 @@ func (o *kubeAgentOptions) connect() (*kubeAgent, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	if o.agentNamespace == "" {
-		o.agentNamespace = firstNonEmpty(os.Getenv("POD_NAMESPACE"), "gantry-system")
+		o.agentNamespace = firstNonEmpty(os.Getenv("POD_NAMESPACE"), "gantry-agent")
 	}
 	return &kubeAgent{opts: o, config: cfg, client: client}, nil
 }

@@ -228,10 +228,10 @@ func agentCommand(server, bootstrapToken string) string {
 // once only (in the agent command above them), so they read it from a
 // Secret the operator creates; Helm then never holds it in its release.
 func helmCommands(server string) string {
-	return "kubectl create namespace gantry-system\n" +
-		"  kubectl -n gantry-system create secret generic gantry-agent-bootstrap --from-literal=token=<the bootstrap token above>\n" +
-		"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-system --set controlPlane.url=" + shellQuote(server) +
-		" --set bootstrapToken.existingSecret=gantry-agent-bootstrap"
+	return "kubectl create namespace gantry-agent\n" +
+		"  kubectl -n gantry-agent create secret generic gantry-bootstrap --from-literal=token=<the bootstrap token above>\n" +
+		"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-agent --set controlPlane.url=" + shellQuote(server) +
+		" --set bootstrapToken.existingSecret=gantry-bootstrap"
 }
 
 // shellQuote single-quotes s for a POSIX shell unless it is plainly safe.

@@ -231,10 +231,10 @@ func TestClusterRegister(t *testing.T) {
 					"Start its agent within 1h (the bootstrap token works once):\n\n" +
 					"  gantry agent --server " + f.srv.URL + " --bootstrap-token 'gantry-bootstrap.BOOTSTRAP-s3cret-1' --state-dir /var/lib/gantry-agent\n\n" +
 					"or, on Kubernetes, install the agent chart:\n\n" +
-					"  kubectl create namespace gantry-system\n" +
-					"  kubectl -n gantry-system create secret generic gantry-agent-bootstrap --from-literal=token=<the bootstrap token above>\n" +
-					"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-system --set controlPlane.url=" + f.srv.URL +
-					" --set bootstrapToken.existingSecret=gantry-agent-bootstrap\n"
+					"  kubectl create namespace gantry-agent\n" +
+					"  kubectl -n gantry-agent create secret generic gantry-bootstrap --from-literal=token=<the bootstrap token above>\n" +
+					"  helm install gantry-agent deploy/helm/gantry-agent -n gantry-agent --set controlPlane.url=" + f.srv.URL +
+					" --set bootstrapToken.existingSecret=gantry-bootstrap\n"
 			},
 		},
 		{
