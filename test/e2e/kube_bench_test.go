@@ -161,7 +161,7 @@ func gantryStartup(tb testing.TB, f *fleet, env *kubetest.Env, fn model.Function
 	if err := f.c.DeleteDeployment(ctx, fn.ID, fn.VersionID); err != nil {
 		tb.Fatal(err)
 	}
-	waitNoPods(tb, env, "gantry.dev/function="+fn.ID)
+	waitGone(tb, env, "", "gantry.dev/function="+fn.ID)
 	return took
 }
 
@@ -278,7 +278,7 @@ func directStartup(tb testing.TB, env *kubetest.Env, spec appsv1.DeploymentSpec,
 		metav1.ListOptions{LabelSelector: "bench=direct"}); err != nil {
 		tb.Fatal(err)
 	}
-	waitNoPods(tb, env, "bench=direct")
+	waitGone(tb, env, "", "bench=direct")
 	return took
 }
 
@@ -289,26 +289,6 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// waitNoPods waits until no pod in any namespace matches selector.
-func waitNoPods(tb testing.TB, env *kubetest.Env, selector string) {
-	tb.Helper()
-	ctx := testutil.Context(tb)
-	testutil.WaitFor(tb, 5*time.Minute, func() error {
-		pods, err := env.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return err
-		}
-		deps, err := env.Client.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: selector})
-		if err != nil {
-			return err
-		}
-		if len(pods.Items)+len(deps.Items) > 0 {
-			return fmt.Errorf("%d pods and %d deployments left", len(pods.Items), len(deps.Items))
-		}
-		return nil
-	})
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -445,8 +445,9 @@ func functionPods(t *testing.T, env *kubetest.Env, ns, fnID string) []corev1.Pod
 	return list.Items
 }
 
-// waitGone waits until no Deployment, ReplicaSet, pod or Secret matches.
-func waitGone(t *testing.T, env *kubetest.Env, ns, selector string) {
+// waitGone waits until no Deployment, ReplicaSet, pod or Secret matches in
+// namespace ns ("": in any).
+func waitGone(t testing.TB, env *kubetest.Env, ns, selector string) {
 	t.Helper()
 	ctx := testutil.Context(t)
 	sel := metav1.ListOptions{LabelSelector: selector}
