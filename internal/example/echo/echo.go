@@ -31,6 +31,20 @@ const (
 	// requests being handled when this one arrived, this one included, so a
 	// load test can read off the peak concurrency the function saw.
 	HeaderInflight = "Echo-Inflight"
+	// HeaderEvents makes the answer a text/event-stream of this many events
+	// ("data: <n>"), each flushed as written, so tests and benchmarks can
+	// watch a streamed response arrive the way an LLM's tokens do.
+	HeaderEvents = "Echo-Events"
+	// HeaderInterval is a Go duration to wait before each event after the
+	// first (default 0).
+	HeaderInterval = "Echo-Interval"
+	// HeaderBytes makes the answer an application/octet-stream of exactly
+	// this many bytes, written in 64 KiB pieces without being held in memory.
+	HeaderBytes = "Echo-Bytes"
+	// HeaderDiscard makes the function read the request body to its end
+	// without keeping it, whatever its size, and answer its length as
+	// {"bytes": n}.
+	HeaderDiscard = "Echo-Discard"
 )
 
 // MaxBodyBytes caps the request body the function reads, so a runaway client
@@ -112,6 +126,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		delay = d
 	}
 
+	switch {
+	case r.Header.Get(HeaderEvents) != "":
+		h.events(w, r)
+		return
+	case r.Header.Get(HeaderBytes) != "":
+		h.bytes(w, r)
+		return
+	case r.Header.Get(HeaderDiscard) != "":
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "echo: read request body: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, "{\"bytes\":%d}\n", n)
+		return
+	}
+
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -153,6 +185,76 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set(HeaderInflight, strconv.FormatInt(n, 10))
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
+}
+
+// events streams Echo-Events server-sent events, Echo-Interval apart, and
+// stops early when the caller goes away.
+func (h *handler) events(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(r.Header.Get(HeaderEvents))
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("echo: %s must be a non-negative count, got %q", HeaderEvents, r.Header.Get(HeaderEvents)))
+		return
+	}
+	var every time.Duration
+	if v := r.Header.Get(HeaderInterval); v != "" {
+		if every, err = time.ParseDuration(v); err != nil || every < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("echo: %s must be a non-negative Go duration such as 400ms, got %q", HeaderInterval, v))
+			return
+		}
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			t.Reset(every)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\ndata: %d\n\n", i, i); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// chunk is what bytes writes, shared by every request and never modified.
+var chunk = func() []byte {
+	b := make([]byte, 64<<10)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}()
+
+// bytes streams Echo-Bytes bytes of filler.
+func (h *handler) bytes(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.ParseInt(r.Header.Get(HeaderBytes), 10, 64)
+	if err != nil || n < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("echo: %s must be a non-negative byte count, got %q", HeaderBytes, r.Header.Get(HeaderBytes)))
+		return
+	}
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.WriteHeader(http.StatusOK)
+	for n > 0 {
+		p := chunk[:min(int64(len(chunk)), n)]
+		if _, err := w.Write(p); err != nil {
+			return
+		}
+		n -= int64(len(p))
+	}
 }
 
 // writeError answers with a small JSON error so that a misused header is
