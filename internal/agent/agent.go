@@ -316,6 +316,8 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 		InstanceID: in.InstanceID, FunctionID: in.FunctionID, FunctionVersionID: in.FunctionVersionID,
 		Image: in.ContainerImage, Args: in.ContainerArgs, Env: in.ContainerEnvironment, Secrets: secrets,
 		InferencePort: in.InferencePort, GPUs: gpus, GPUModel: in.GPU, GPUCount: in.GPUCount,
+		FunctionName: in.FunctionName, NCAID: in.NCAID, Backend: in.Backend, InstanceType: in.InstanceType,
+		Region: in.Region,
 		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
 			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
 	}

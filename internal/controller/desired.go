@@ -32,7 +32,7 @@ func desiredStates(w *world, keep map[specKey][]*model.Instance) map[string]mode
 			}
 			ds := out[inst.ClusterID]
 			ds.ClusterID = inst.ClusterID
-			ds.Instances = append(ds.Instances, desiredInstance(f, spec, *inst))
+			ds.Instances = append(ds.Instances, desiredInstance(f, spec, *inst, w.clusters[inst.ClusterID]))
 			out[inst.ClusterID] = ds
 		}
 	}
@@ -43,18 +43,33 @@ func desiredStates(w *world, keep map[specKey][]*model.Instance) map[string]mode
 	return out
 }
 
-func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance) model.DesiredInstance {
+// desiredInstance is what the agent of cluster c needs to run inst of f.
+// The backend is c's group, the name deployments select backends by; a
+// cluster registered without a group (or one the controller no longer
+// reads) falls back to its name, then its id.
+func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance, c model.Cluster) model.DesiredInstance {
 	h := model.Health{Protocol: "HTTP", URI: "/health", ExpectedStatusCode: 200, Timeout: "PT10S"}
 	if f.Health != nil {
 		h = *f.Health
+	}
+	backend := c.GroupName
+	if backend == "" {
+		backend = c.Name
+	}
+	if backend == "" {
+		backend = inst.ClusterID
 	}
 	return model.DesiredInstance{
 		InstanceID:            inst.ID,
 		FunctionID:            f.ID,
 		FunctionVersionID:     f.VersionID,
+		FunctionName:          f.Name,
 		NCAID:                 f.NCAID,
 		GPU:                   inst.GPU,
 		GPUCount:              inst.GPUCount,
+		InstanceType:          inst.InstanceType,
+		Backend:               backend,
+		Region:                c.Region,
 		MaxRequestConcurrency: spec.Concurrency(),
 		ContainerImage:        f.ContainerImage,
 		ContainerArgs:         f.ContainerArgs,

@@ -12,12 +12,19 @@ type DesiredState struct {
 // DesiredInstance is everything an agent needs to run one instance and feed
 // it work, with no further lookups.
 type DesiredInstance struct {
-	InstanceID            string   `json:"instanceId"`
-	FunctionID            string   `json:"functionId"`
-	FunctionVersionID     string   `json:"functionVersionId"`
-	NCAID                 string   `json:"ncaId"`
-	GPU                   string   `json:"gpu"`
-	GPUCount              int      `json:"gpuCount"`
+	InstanceID        string `json:"instanceId"`
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	FunctionName      string `json:"functionName,omitempty"`
+	NCAID             string `json:"ncaId"`
+	GPU               string `json:"gpu"`
+	GPUCount          int    `json:"gpuCount"`
+	InstanceType      string `json:"instanceType,omitempty"`
+	// Backend and Region are where the instance runs: its cluster's group
+	// and region. With the function's name and the instance type they reach
+	// the instance as the NVCF_* variables NVCF sets.
+	Backend               string   `json:"backend,omitempty"`
+	Region                string   `json:"region,omitempty"`
 	MaxRequestConcurrency int      `json:"maxRequestConcurrency"`
 	ContainerImage        string   `json:"containerImage"`
 	ContainerArgs         string   `json:"containerArgs,omitempty"`

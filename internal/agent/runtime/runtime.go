@@ -47,6 +47,14 @@ type Spec struct {
 	GPUModel string
 	GPUCount int
 	GPUs     []int // GPU indices assigned by the agent (process runtime)
+
+	// Who and where the instance is, handed to it as the NVCF_* variables
+	// NVCF sets in every function container (see NVCFEnv).
+	FunctionName string
+	NCAID        string // the NVIDIA Cloud Account that owns the function
+	Backend      string // the cluster group the instance runs in
+	InstanceType string // e.g. ON-PREM.GPU.H100_2x
+	Region       string // the cluster's region
 }
 
 // HealthCheck says how to tell that an instance is ready and still alive.

@@ -431,8 +431,11 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, spec runtime.Spec) {
 			t.Errorf("env %s = %+v, want a reference to the Secret", k, env[k])
 		}
 	}
-	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != SecretsDir || !c.VolumeMounts[0].ReadOnly ||
-		len(pod.Volumes) != 1 || pod.Volumes[0].Secret.SecretName != d.Name || pod.Volumes[0].Secret.Items[0].Key != SecretsFile {
+	// The asset and large-output emptyDirs, then the secrets.
+	if len(c.VolumeMounts) != 3 || c.VolumeMounts[0].MountPath != AssetDir || c.VolumeMounts[1].MountPath != LargeOutputDir ||
+		c.VolumeMounts[2].MountPath != SecretsDir || !c.VolumeMounts[2].ReadOnly ||
+		len(pod.Volumes) != 3 || pod.Volumes[0].EmptyDir == nil || pod.Volumes[1].EmptyDir == nil ||
+		pod.Volumes[2].Secret.SecretName != d.Name || pod.Volumes[2].Secret.Items[0].Key != SecretsFile {
 		t.Errorf("mounts %+v, volumes %+v", c.VolumeMounts, pod.Volumes)
 	}
 	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe, "startup": c.StartupProbe} {

@@ -30,6 +30,15 @@ const (
 	SecretsFile = "secrets.json"
 )
 
+// Where an instance has room for input assets and for responses too large
+// to return inline: the paths NVCF's own containers use, each an emptyDir
+// that lives as long as the pod, named by NVCF_ASSET_DIR and
+// NVCF_LARGE_OUTPUT_DIR.
+const (
+	AssetDir       = "/var/inf/inputAssets"
+	LargeOutputDir = "/var/inf/response"
+)
+
 // Pod template settings.
 const (
 	// containerName is the function's container in every instance pod.
@@ -241,8 +250,14 @@ func (r *Runtime) buildDeployment(spec runtime.Spec, p placement) (*appsv1.Deplo
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
 	container.StartupProbe, container.ReadinessProbe, container.LivenessProbe = probesFor(spec)
+	var volumes []corev1.Volume
+	for _, v := range []struct{ name, path string }{{"nvcf-assets", AssetDir}, {"nvcf-large-output", LargeOutputDir}} {
+		volumes = append(volumes, corev1.Volume{Name: v.name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		container.VolumeMounts = append(container.VolumeMounts, corev1.VolumeMount{Name: v.name, MountPath: v.path})
+	}
 	pod := corev1.PodSpec{
 		Containers:                    []corev1.Container{container},
+		Volumes:                       volumes,
 		Affinity:                      p.affinity,
 		SchedulerName:                 r.cfg.SchedulerName,
 		AutomountServiceAccountToken:  ptr.To(false),
@@ -278,23 +293,30 @@ func (r *Runtime) buildDeployment(spec runtime.Spec, p placement) (*appsv1.Deplo
 
 // envFor is the container's environment: containerEnvironment, then the
 // variables the platform owns (the same ones the process runtime sets, so a
-// function behaves alike on both). Secrets are added by addSecrets, after
-// these, and win over a containerEnvironment entry of the same name as they
-// do on the process runtime.
+// function behaves alike on both). A containerEnvironment entry the platform
+// also sets is dropped rather than listed twice, so the platform's value is
+// the only one, as it wins on the process runtime. Secrets are added by
+// addSecrets, after these, and win over a containerEnvironment entry of the
+// same name as they do on the process runtime.
 func envFor(spec runtime.Spec) []corev1.EnvVar {
+	platform := []corev1.EnvVar{
+		{Name: "PORT", Value: strconv.Itoa(spec.InferencePort)},
+		{Name: "GANTRY_INSTANCE_ID", Value: spec.InstanceID},
+	}
+	for _, e := range runtime.NVCFEnv(spec, AssetDir, LargeOutputDir) {
+		platform = append(platform, corev1.EnvVar{Name: e.Key, Value: e.Value})
+	}
 	var env []corev1.EnvVar
 	for _, e := range spec.Env {
 		if _, secret := spec.Secrets[e.Key]; (secret && secretEnvKey(e.Key)) || e.Key == "" || strings.ContainsAny(e.Key, "=\x00") {
 			continue
 		}
+		if slices.ContainsFunc(platform, func(p corev1.EnvVar) bool { return p.Name == e.Key }) {
+			continue
+		}
 		env = append(env, corev1.EnvVar{Name: e.Key, Value: e.Value})
 	}
-	return append(env,
-		corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(spec.InferencePort)},
-		corev1.EnvVar{Name: "GANTRY_INSTANCE_ID", Value: spec.InstanceID},
-		corev1.EnvVar{Name: "NVCF_FUNCTION_ID", Value: spec.FunctionID},
-		corev1.EnvVar{Name: "NVCF_FUNCTION_VERSION_ID", Value: spec.FunctionVersionID},
-	)
+	return append(env, platform...)
 }
 
 // addSecrets wires the instance's Secret into the pod: each secret as an

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/model"
 )
 
 func TestDeploymentName(t *testing.T) {
@@ -152,6 +155,116 @@ func TestProbesFor(t *testing.T) {
 			// minutes, and liveness only starts after it.
 			if window := time.Duration(startup.PeriodSeconds*startup.FailureThreshold) * time.Second; window < 5*time.Minute {
 				t.Errorf("startup window %v", window)
+			}
+		})
+	}
+}
+
+func TestEnvFor(t *testing.T) {
+	t.Parallel()
+	base := runtime.Spec{
+		InstanceID: "inst-1", FunctionID: "fn-1", FunctionVersionID: "ver-1", FunctionName: "echo",
+		NCAID: "nca-1", Backend: "group-a", InstanceType: "ON-PREM.GPU.H100_2x", Region: "eu-west",
+		InferencePort: 8000,
+	}
+	platform := map[string]string{
+		"PORT":                     "8000",
+		"GANTRY_INSTANCE_ID":       "inst-1",
+		"NVCF_FUNCTION_ID":         "fn-1",
+		"NVCF_FUNCTION_VERSION_ID": "ver-1",
+		"NVCF_FUNCTION_NAME":       "echo",
+		"NVCF_NCA_ID":              "nca-1",
+		"NVCF_BACKEND":             "group-a",
+		"NVCF_INSTANCETYPE":        "ON-PREM.GPU.H100_2x",
+		"NVCF_REGION":              "eu-west",
+		"NVCF_ENV":                 runtime.NVCFEnvironment,
+		"NVCF_INSTANCE_ID":         "inst-1",
+		"NVCF_ASSET_DIR":           AssetDir,
+		"NVCF_LARGE_OUTPUT_DIR":    LargeOutputDir,
+	}
+	tests := []struct {
+		name    string
+		env     []model.EnvVar
+		secrets map[string]string
+		want    map[string]string // besides platform
+		absent  []string
+	}{
+		{name: "platform variables only"},
+		{
+			name: "containerEnvironment comes first",
+			env:  []model.EnvVar{{Key: "LOG_LEVEL", Value: "debug"}},
+			want: map[string]string{"LOG_LEVEL": "debug"},
+		},
+		{
+			name: "containerEnvironment cannot set platform variables",
+			env: []model.EnvVar{{Key: "NVCF_FUNCTION_ID", Value: "spoofed"}, {Key: "NVCF_ENV", Value: "prod"},
+				{Key: "PORT", Value: "1"}},
+		},
+		{
+			name:    "secrets are left to addSecrets",
+			env:     []model.EnvVar{{Key: "HF_TOKEN", Value: "overridden by the secret"}},
+			secrets: map[string]string{"HF_TOKEN": "hf_s3cret"},
+			absent:  []string{"HF_TOKEN"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec := base
+			spec.Env, spec.Secrets = tc.env, tc.secrets
+			got := map[string]string{}
+			for _, e := range envFor(spec) {
+				if _, dup := got[e.Name]; dup {
+					t.Errorf("%s listed twice", e.Name)
+				}
+				got[e.Name] = e.Value
+			}
+			want := maps.Clone(platform)
+			maps.Copy(want, tc.want)
+			for k, v := range want {
+				if g, ok := got[k]; !ok || g != v {
+					t.Errorf("%s = %q (set %v), want %q", k, g, ok, v)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s is set", k)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("env = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestInstanceDirsMounted checks that the directories NVCF_ASSET_DIR and
+// NVCF_LARGE_OUTPUT_DIR name exist in the pod, as writable emptyDirs.
+func TestInstanceDirsMounted(t *testing.T) {
+	t.Parallel()
+	r := &Runtime{cfg: Config{Namespace: "gantry", ClusterID: "c1"}}
+	spec := runtime.Spec{InstanceID: "inst-1", FunctionID: "fn-1", FunctionVersionID: "ver-1",
+		Image: "nvcr.io/example/echo:1", InferencePort: 8000}
+	d, err := r.buildDeployment(spec, placement{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := d.Spec.Template.Spec
+	env := map[string]string{}
+	for _, e := range pod.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	for _, name := range []string{"NVCF_ASSET_DIR", "NVCF_LARGE_OUTPUT_DIR"} {
+		t.Run(name, func(t *testing.T) {
+			dir := env[name]
+			i := slices.IndexFunc(pod.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dir })
+			if dir == "" || i < 0 {
+				t.Fatalf("%s = %q is not mounted: %+v", name, dir, pod.Containers[0].VolumeMounts)
+			}
+			m := pod.Containers[0].VolumeMounts[i]
+			v := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+			if m.ReadOnly || v < 0 || pod.Volumes[v].EmptyDir == nil {
+				t.Errorf("%s: mount %+v, volumes %+v; want a writable emptyDir", name, m, pod.Volumes)
 			}
 		})
 	}

@@ -74,7 +74,10 @@ type Config struct {
 	// Dir is the runtime's state directory. Each instance's stdout and
 	// stderr are appended to Dir/instances/<instance id>.log. The runtime
 	// never writes spec.Secrets there itself (a process may print its own
-	// environment, which is its business). Required.
+	// environment, which is its business). Each instance also gets
+	// Dir/work/<instance id>/assets and .../large-output, its NVCF_ASSET_DIR
+	// and NVCF_LARGE_OUTPUT_DIR, removed when the instance is stopped.
+	// Required.
 	Dir string
 	// Notify is called whenever an instance's status changes or an instance
 	// is removed, so the agent can report without polling List. It is called
@@ -109,10 +112,11 @@ type Config struct {
 // Runtime runs instances as local processes. Create it with New; it is safe
 // for concurrent use.
 type Runtime struct {
-	cfg    Config
-	log    *slog.Logger
-	logDir string
-	probe  *http.Client
+	cfg     Config
+	log     *slog.Logger
+	logDir  string
+	workDir string // holds each instance's asset and large-output directories
+	probe   *http.Client
 
 	spawnCh     chan spawnRequest
 	spawnerDone chan struct{}
@@ -182,10 +186,19 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("process: create log directory: %w", err)
 	}
+	// Absolute, because the directories are handed to processes by name.
+	workDir, err := filepath.Abs(filepath.Join(cfg.Dir, "work"))
+	if err != nil {
+		return nil, fmt.Errorf("process: work directory: %w", err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("process: create work directory: %w", err)
+	}
 	r := &Runtime{
-		cfg:    cfg,
-		log:    logger.With("runtime", "process"),
-		logDir: logDir,
+		cfg:     cfg,
+		log:     logger.With("runtime", "process"),
+		logDir:  logDir,
+		workDir: workDir,
 		probe: &http.Client{
 			// No keep-alives: a probe should show that the function still
 			// accepts new connections, and no idle connection outlives Close.
@@ -316,6 +329,9 @@ func (r *Runtime) Stop(ctx context.Context, instanceID string) error {
 	}
 	r.mu.Unlock()
 	if removed {
+		if err := os.RemoveAll(filepath.Join(r.workDir, instanceID)); err != nil {
+			r.log.Warn("cannot remove instance work directory", "instance", instanceID, "err", err)
+		}
 		r.log.Info("instance stopped", "instance", instanceID)
 		r.notify()
 	}
@@ -433,6 +449,20 @@ func portFree(port int) bool {
 // logPath is where an instance's output goes.
 func (r *Runtime) logPath(instanceID string) string {
 	return filepath.Join(r.logDir, instanceID+".log")
+}
+
+// makeWorkDirs creates an instance's asset and large-output directories, if
+// they are missing, and returns their paths. They outlive restarts, like the
+// log, and go when the instance is stopped.
+func (r *Runtime) makeWorkDirs(instanceID string) (assets, largeOutput string, err error) {
+	base := filepath.Join(r.workDir, instanceID)
+	assets, largeOutput = filepath.Join(base, "assets"), filepath.Join(base, "large-output")
+	for _, d := range []string{assets, largeOutput} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", "", fmt.Errorf("process: create instance directory: %w", err)
+		}
+	}
+	return assets, largeOutput, nil
 }
 
 // openLog opens an instance's log for appending; one file spans restarts.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -266,8 +267,12 @@ func TestEnvironment(t *testing.T) {
 			id := fmt.Sprintf("env-%d", i)
 			spec := helperSpec(t, id, "serve",
 				model.EnvVar{Key: "MODEL_NAME", Value: "tiny"},
-				model.EnvVar{Key: "PORT", Value: "1"}, // the platform's PORT wins
+				model.EnvVar{Key: "PORT", Value: "1"},                   // the platform's PORT wins
+				model.EnvVar{Key: "NVCF_FUNCTION_ID", Value: "spoofed"}, // and its NVCF_* variables
+				model.EnvVar{Key: "NVCF_ENV", Value: "prod"},
 			)
+			spec.FunctionName, spec.NCAID, spec.Backend = "echo", "nca-1", "group-a"
+			spec.InstanceType, spec.Region = "ON-PREM.GPU.H100_2x", "eu-west"
 			spec.Secrets = map[string]string{"API_TOKEN": secret}
 			spec.GPUs = tc.gpus
 			spec.Args = `--name 'hello world' "a \"q\""`
@@ -287,11 +292,25 @@ func TestEnvironment(t *testing.T) {
 				"GANTRY_INSTANCE_ID":       id,
 				"NVCF_FUNCTION_ID":         "fn-" + id,
 				"NVCF_FUNCTION_VERSION_ID": "ver-" + id,
+				"NVCF_FUNCTION_NAME":       "echo",
+				"NVCF_NCA_ID":              "nca-1",
+				"NVCF_BACKEND":             "group-a",
+				"NVCF_INSTANCETYPE":        "ON-PREM.GPU.H100_2x",
+				"NVCF_REGION":              "eu-west",
+				"NVCF_ENV":                 runtime.NVCFEnvironment,
+				"NVCF_INSTANCE_ID":         id,
+				"NVCF_ASSET_DIR":           filepath.Join(dir, "work", id, "assets"),
+				"NVCF_LARGE_OUTPUT_DIR":    filepath.Join(dir, "work", id, "large-output"),
 				"PATH":                     os.Getenv("PATH"),
 			}
 			for k, v := range want {
 				if got, ok := env[k]; !ok || got != v {
 					t.Errorf("env %s = %q (set %v), want %q", k, got, ok, v)
+				}
+			}
+			for _, k := range []string{"NVCF_ASSET_DIR", "NVCF_LARGE_OUTPUT_DIR"} {
+				if fi, err := os.Stat(env[k]); err != nil || !fi.IsDir() {
+					t.Errorf("%s %q is not a directory: %v", k, env[k], err)
 				}
 			}
 			var args []string
@@ -308,6 +327,13 @@ func TestEnvironment(t *testing.T) {
 			}
 			if bytes.Contains(logData, []byte(secret)) {
 				t.Errorf("log contains the secret")
+			}
+			// The instance's directories go with it; its log stays.
+			if err := r.Stop(context.Background(), id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "work", id)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("work directory after Stop: %v", err)
 			}
 		})
 	}

@@ -124,10 +124,14 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 		return outcome{kind: outcomeFailedStart, reason: strings.TrimPrefix(err.Error(), "process: ")}
 	}
 	defer logFile.Close()
+	assetDir, largeOutputDir, err := r.makeWorkDirs(spec.InstanceID)
+	if err != nil {
+		return outcome{kind: outcomeFailedStart, reason: strings.TrimPrefix(err.Error(), "process: ")}
+	}
 
 	stdout, stderr := newTailWriter(logFile), newTailWriter(logFile)
 	cmd := exec.Command(path, args...)
-	cmd.Env = buildEnv(spec, port)
+	cmd.Env = buildEnv(spec, port, assetDir, largeOutputDir)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = exitWaitDelay
 	// Own process group, so Stop reaches helpers the function forks; and
@@ -347,9 +351,10 @@ func resolveCommand(name string) (string, error) {
 
 // buildEnv returns the process environment: the agent's own, then the
 // function's containerEnvironment, then its secrets, then the variables the
-// platform owns. exec.Cmd keeps the last value of a duplicated key, so later
-// groups win.
-func buildEnv(spec runtime.Spec, port int) []string {
+// platform owns (runtime.NVCFEnv among them, with the instance's asset and
+// large-output directories). exec.Cmd keeps the last value of a duplicated
+// key, so later groups win.
+func buildEnv(spec runtime.Spec, port int, assetDir, largeOutputDir string) []string {
 	env := os.Environ()
 	for _, e := range spec.Env {
 		if validEnvKey(e.Key) {
@@ -377,14 +382,16 @@ func buildEnv(spec runtime.Spec, port int) []string {
 		// treats an empty list as no devices.
 		nvidia = "void"
 	}
-	return append(env,
+	env = append(env,
 		"PORT="+strconv.Itoa(port),
 		"NVIDIA_VISIBLE_DEVICES="+nvidia,
 		"CUDA_VISIBLE_DEVICES="+cuda,
 		"GANTRY_INSTANCE_ID="+spec.InstanceID,
-		"NVCF_FUNCTION_ID="+spec.FunctionID,
-		"NVCF_FUNCTION_VERSION_ID="+spec.FunctionVersionID,
 	)
+	for _, e := range runtime.NVCFEnv(spec, assetDir, largeOutputDir) {
+		env = append(env, e.Key+"="+e.Value)
+	}
+	return env
 }
 
 // validEnvKey drops keys that would corrupt the environment block.
