@@ -23,6 +23,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/stream"
 	"github.com/gantry-dev/gantry/internal/validate"
 )
 
@@ -41,7 +42,9 @@ type Config struct {
 	Inventory model.Inventory
 	// Heartbeat is how often the agent reports even when nothing changed.
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// Stream tunes the call streams between workers and gateways.
+	Stream stream.Options
+	Logger *slog.Logger
 }
 
 // clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
@@ -394,7 +397,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st.Endpoint, a.log)
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st.Endpoint, a.cfg.Stream, a.log)
 		if err != nil {
 			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
 			continue

@@ -24,18 +24,20 @@ type puller struct {
 	req   []byte
 }
 
-// pullExpiry bounds one pull request; the server answers 408 when it passes
-// and the slot asks again.
-const pullExpiry = 25 * time.Second
-
 // errNoMessage means a pull request ended without a message (it expired or
 // the consumer was busy); the caller simply pulls again.
 var errNoMessage = errors.New("agent: no message")
 
+// newPuller makes a puller whose requests never wait: the server answers at
+// once with a message or "no messages", so no pull request outlives the free
+// slot it was made for (a waiting one would take a message while the slot
+// serves an offered call).
 func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
-	return newPullerExpiring(nc, stream, consumer, pullExpiry)
+	return newPullerExpiring(nc, stream, consumer, 0)
 }
 
+// newPullerExpiring makes a puller whose requests wait up to expiry for a
+// message; 0 means not at all.
 func newPullerExpiring(nc *nats.Conn, stream, consumer string, expiry time.Duration) (*puller, error) {
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
@@ -44,8 +46,9 @@ func newPullerExpiring(nc *nats.Conn, stream, consumer string, expiry time.Durat
 	}
 	req, _ := json.Marshal(struct {
 		Batch   int   `json:"batch"`
-		Expires int64 `json:"expires"`
-	}{1, int64(expiry)})
+		Expires int64 `json:"expires,omitempty"`
+		NoWait  bool  `json:"no_wait,omitempty"`
+	}{1, int64(expiry), expiry == 0})
 	return &puller{nc: nc, sub: sub, inbox: inbox, api: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer, req: req}, nil
 }
 

@@ -22,111 +22,376 @@ import (
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/stream"
 )
 
-// worker feeds one running instance from its function version's work queue.
-// It runs exactly maxRequestConcurrency slots; each slot pulls one message,
-// forwards it to the instance and answers, so the function never sees more
-// concurrent requests than the deployment allows, and idle instances of the
-// same version compete fairly for queued work (nothing is prefetched).
+// worker feeds one running instance with calls, never more at once than its
+// maxRequestConcurrency slots. Calls come two ways (docs/architecture.md,
+// "Invocation path"):
+//
+//   - Offered: while a slot is free the worker listens on its version's
+//     fast subject in a queue group; a gateway offers a sync call there,
+//     the worker accepts it into a free slot, and the gateway streams the
+//     body once it has the accept. Nothing touches disk.
+//   - Queued: calls no slot could take wait in the version's JetStream work
+//     queue. The gateway rings the version's doorbell after each enqueue;
+//     a worker with a free slot then pulls one message (no_wait, so no pull
+//     request outlives the free slot it was made for) and asks the call's
+//     gateway whether the caller still waits.
+//
+// Either way the response streams back to the gateway frame by frame,
+// unless the gateway detached (it answered 202), in which case the result
+// goes to the results bucket.
 type worker struct {
 	inst     model.DesiredInstance
 	endpoint string
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	mux      *stream.Mux
+	puller   *puller
 	client   *http.Client
 	log      *slog.Logger
 
+	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	// inFlight counts requests the instance is working on; a running
 	// instance with none is idle in the agent's report.
 	inFlight atomic.Int32
+
+	// Slots. free counts the slots neither offered nor pulled into; the
+	// fast subject is subscribed exactly while an offer could be taken.
+	mu      sync.Mutex
+	free    int
+	offers  *nats.Subscription
+	stopped bool
+	bell    *nats.Subscription
+	rang    chan struct{} // the doorbell rang (or a pull found work)
+	handoff chan struct{} // a finished slot passed straight to the puller
+	backlog atomic.Bool   // the queue may hold work
 }
+
+// Hand-off timing. holdAccept is how long a slot stays reserved for a
+// gateway that has not answered an accept; pollEvery is how often a worker
+// with a free slot looks at the queue without a doorbell (redeliveries ring
+// none); maxAttempts is how often a call may be delivered before it is
+// answered with an error instead of retried again.
+const (
+	holdAccept  = 5 * time.Second
+	pollEvery   = time.Second
+	maxAttempts = 5
+)
 
 // consumerConfig is the one durable consumer every worker of a version shares.
 // All workers create it with identical settings, so creation is idempotent.
+// Deliveries are unlimited at the server: a worker answers a call delivered
+// maxAttempts times with an errored result, so that no 202'd call vanishes.
 func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       bus.ConsumerName(inst.FunctionVersionID),
 		FilterSubject: bus.InvokeSubject(inst.FunctionID, inst.FunctionVersionID),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       30 * time.Second, // extended with InProgress while a request runs
-		MaxDeliver:    5,
+		MaxDeliver:    -1,
 		MaxWaiting:    16384,
 		MaxAckPending: -1,
 	}
 }
 
 func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
-	inst model.DesiredInstance, endpoint string, log *slog.Logger) (*worker, error) {
+	inst model.DesiredInstance, endpoint string, opts stream.Options, log *slog.Logger) (_ *worker, err error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
 	if _, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst)); err != nil {
 		return nil, fmt.Errorf("agent: work queue consumer for %s: %w", inst.FunctionVersionID, err)
 	}
-	ctx, cancel := context.WithCancel(parent)
 	slots := max(1, inst.MaxRequestConcurrency)
+	ctx, cancel := context.WithCancel(parent)
 	w := &worker{
-		inst: inst, endpoint: endpoint, nc: nc, js: js, cancel: cancel,
-		log: log.With("instance", inst.InstanceID),
+		inst: inst, endpoint: endpoint, nc: nc, js: js, ctx: ctx, cancel: cancel,
+		log:     log.With("instance", inst.InstanceID),
+		free:    slots,
+		rang:    make(chan struct{}, 1),
+		handoff: make(chan struct{}, slots),
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			MaxIdleConns:        slots,
 			MaxIdleConnsPerHost: slots,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			ReadBufferSize:      64 << 10,
+			WriteBufferSize:     64 << 10,
 		}},
 	}
-	for i := 0; i < slots; i++ {
-		p, err := newPuller(nc, bus.InvokeStream, bus.ConsumerName(inst.FunctionVersionID))
+	defer func() {
 		if err != nil {
 			w.stop()
-			return nil, err
 		}
-		w.wg.Add(1)
-		go w.slot(ctx, p)
+	}()
+	if w.mux, err = stream.NewMux(nc, nc.NewInbox(), opts); err != nil {
+		return nil, err
 	}
+	if w.puller, err = newPuller(nc, bus.InvokeStream, bus.ConsumerName(inst.FunctionVersionID)); err != nil {
+		return nil, err
+	}
+	if w.bell, err = nc.Subscribe(bus.QueuedSubject(inst.FunctionID, inst.FunctionVersionID), func(*nats.Msg) {
+		w.backlog.Store(true)
+		signal(w.rang)
+	}); err != nil {
+		return nil, fmt.Errorf("agent: doorbell: %w", err)
+	}
+	w.mu.Lock()
+	err = w.listen()
+	w.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	w.backlog.Store(true) // look once: work may have queued before we came
+	w.wg.Add(1)
+	go w.pullLoop()
 	return w, nil
 }
 
-// stop stops pulling and waits for in-flight requests to finish.
-func (w *worker) stop() {
-	w.cancel()
-	w.wg.Wait()
-	w.client.CloseIdleConnections()
-}
-
-func (w *worker) slot(ctx context.Context, p *puller) {
-	defer w.wg.Done()
-	defer p.close()
-	for ctx.Err() == nil {
-		msg, err := p.next(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, errNoMessage) {
-				continue
-			}
-			w.log.Warn("agent: pulling work failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
-		}
-		w.inFlight.Add(1)
-		w.handle(ctx, msg)
-		w.inFlight.Add(-1)
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
-// handle forwards one request to the instance and delivers the answer.
-func (w *worker) handle(ctx context.Context, msg *nats.Msg) {
+// listen subscribes to the fast subject; w.mu is held.
+func (w *worker) listen() error {
+	if w.offers != nil || w.stopped {
+		return nil
+	}
+	sub, err := w.nc.QueueSubscribe(bus.FastSubject(w.inst.FunctionID, w.inst.FunctionVersionID), "workers", w.onOffer)
+	if err != nil {
+		return fmt.Errorf("agent: fast subject: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	w.offers = sub
+	return nil
+}
+
+// deafen unsubscribes from the fast subject; w.mu is held.
+func (w *worker) deafen() {
+	if w.offers != nil {
+		_ = w.offers.Unsubscribe()
+		w.offers = nil
+	}
+}
+
+// take reserves a free slot. Offers take the last one deaf, so the next
+// offer finds another worker or the queue instead of a busy answer.
+func (w *worker) take(offer bool) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.free == 0 || w.stopped {
+		return false
+	}
+	w.free--
+	if w.free == 0 && offer {
+		w.deafen()
+	}
+	return true
+}
+
+// release frees a slot: to the puller first while the queue may hold work,
+// so queued calls are not starved by a stream of offers; else back to
+// offers.
+func (w *worker) release() {
+	if w.backlog.Load() {
+		select {
+		case w.handoff <- struct{}{}:
+			return
+		default:
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.free++
+	if err := w.listen(); err != nil {
+		w.log.Warn("agent: cannot listen for offers; calls will queue", "err", err)
+	}
+}
+
+// stop stops taking calls and waits for those in flight to finish.
+func (w *worker) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.deafen()
+	w.mu.Unlock()
+	if w.bell != nil {
+		_ = w.bell.Unsubscribe()
+	}
+	w.cancel()
+	w.wg.Wait()
+	if w.puller != nil {
+		w.puller.close()
+	}
+	if w.mux != nil {
+		_ = w.mux.Close()
+	}
+	w.client.CloseIdleConnections()
+}
+
+// pullLoop takes queued calls while a slot is free and the queue may hold
+// work: on the doorbell, on a slot handed over, and every pollEvery.
+func (w *worker) pullLoop() {
+	defer w.wg.Done()
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
+	look := true
+	for w.ctx.Err() == nil {
+		held := false
+		if !look {
+			select {
+			case <-w.ctx.Done():
+				return
+			case <-w.handoff:
+				held = true
+			case <-w.rang:
+			case <-tick.C:
+			}
+		}
+		look = false
+		if !held && !w.take(false) {
+			continue // busy: a finishing slot hands itself over
+		}
+		msg, err := w.puller.next(w.ctx)
+		if err != nil {
+			w.backlog.Store(false)
+			w.release()
+			if !errors.Is(err, errNoMessage) && w.ctx.Err() == nil {
+				w.log.Warn("agent: pulling work failed; retrying", "err", err)
+			}
+			continue
+		}
+		w.backlog.Store(true)
+		look = true // drain: there may be more
+		w.mu.Lock()
+		if w.free == 0 {
+			w.deafen()
+		}
+		w.mu.Unlock()
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			defer w.release()
+			w.queued(msg)
+		}()
+	}
+}
+
+// onOffer answers a gateway's offer: accept into a free slot, or busy.
+func (w *worker) onOffer(msg *nats.Msg) {
+	if msg.Reply == "" {
+		return
+	}
+	if !w.take(true) {
+		_ = w.nc.Publish(msg.Reply, []byte{byte(stream.KindBusy), 0, 0, 0, 0, 0, 0, 0, 0})
+		return
+	}
+	ep, err := w.mux.Open(w.callID(msg.Header.Get(bus.HeaderReqID)))
+	if err != nil {
+		w.release()
+		_ = w.nc.Publish(msg.Reply, []byte{byte(stream.KindBusy), 0, 0, 0, 0, 0, 0, 0, 0})
+		return
+	}
+	ep.SetPeer(msg.Reply)
+	if err := ep.Send(stream.KindAccept, []byte(ep.Addr())); err != nil {
+		ep.Close()
+		w.release()
+		return
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.release()
+		defer ep.Close()
+		// The call is ours only once the gateway says so, with the first
+		// frame of the body: until then a gateway that gave up on us may
+		// have queued it, and running it too would run it twice.
+		f, err := next(ep, holdAccept)
+		if err != nil || (f.Kind != stream.KindData && f.Kind != stream.KindEnd) {
+			return
+		}
+		w.serve(call{hdr: msg.Header, body: ep.Body(), ep: ep})
+	}()
+}
+
+var callSeq atomic.Uint64
+
+// callID is the worker-side id of a call: unique even when the same request
+// is delivered to this agent again.
+func (w *worker) callID(reqID string) string {
+	if reqID == "" || strings.ContainsAny(reqID, ".*> ") {
+		reqID = "call"
+	}
+	return reqID + "-" + strconv.FormatUint(callSeq.Add(1), 36)
+}
+
+func next(ep *stream.Endpoint, within time.Duration) (stream.Frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	return ep.Next(ctx)
+}
+
+// queued runs a call taken from the work queue. It first asks the call's
+// gateway whether its caller still waits: go (stream to it), cancel (the
+// caller left: drop it), or nothing/unknown (the gateway answered 202 or is
+// gone: run it and store the result, if the call can be polled for).
+func (w *worker) queued(msg *nats.Msg) {
 	hdr := msg.Header
 	reqID := hdr.Get(bus.HeaderReqID)
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > maxAttempts {
+		w.log.Warn("agent: giving up on a call delivered too often", "requestId", reqID, "deliveries", meta.NumDelivered)
+		w.store(hdr, errorAnswer(http.StatusBadGateway, fmt.Sprintf("the call was attempted %d times without an answer (the function instance kept failing or restarting); check the function's logs", meta.NumDelivered-1)))
+		_ = ack(msg)
+		return
+	}
+	stopKeep := keepInProgress(msg)
+	defer stopKeep()
 
-	// Keep the message ours while the function works on it: every 10s tell
-	// JetStream we are still on it. A timer costs the typical short request
-	// nothing; finished stops a callback already under way from re-arming.
+	c := call{hdr: hdr, msg: msg, body: bytes.NewReader(msg.Data), detached: true}
+	if reply := hdr.Get(bus.HeaderReply); reply != "" {
+		ep, err := w.mux.Open(w.callID(reqID))
+		if err != nil {
+			_ = nakAfter(msg, time.Second)
+			return
+		}
+		defer ep.Close()
+		ep.SetPeer(reply)
+		f, err := stream.Frame{}, ep.Send(stream.KindAccept, []byte(ep.Addr()))
+		if err == nil {
+			f, err = next(ep, holdAccept)
+		}
+		switch {
+		case errors.Is(err, stream.ErrCanceled):
+			_ = ack(msg) // the caller left before the call started
+			return
+		case err == nil && f.Kind == stream.KindGo:
+			c.ep, c.detached = ep, false
+		case err == nil && (f.Kind == stream.KindData || f.Kind == stream.KindEnd):
+			c.ep, c.detached, c.body = ep, false, ep.Body()
+		}
+		if c.detached {
+			ep.Close()
+		}
+	}
+	if c.detached && (hdr.Get(bus.HeaderMode) != bus.ModePollable || hdr.Get(bus.HeaderBody) == bus.BodyStreamed) {
+		// Nobody can receive the answer: the caller of a pass-through call
+		// is gone, or the body was never stored.
+		_ = ack(msg)
+		return
+	}
+	w.serve(c)
+}
+
+// keepInProgress tells JetStream every 10s that msg is still being worked
+// on; the returned func stops it. A timer costs the typical short call
+// nothing.
+func keepInProgress(msg *nats.Msg) func() {
 	var (
 		mu       sync.Mutex
 		keep     *time.Timer
@@ -142,17 +407,50 @@ func (w *worker) handle(ctx context.Context, msg *nats.Msg) {
 		}
 	})
 	mu.Unlock()
-	defer func() {
+	return func() {
 		mu.Lock()
 		finished = true
 		keep.Stop()
 		mu.Unlock()
-	}()
+	}
+}
 
-	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), hdr.Get(bus.HeaderMethod),
-		w.endpoint+hdr.Get(bus.HeaderPath), bytes.NewReader(msg.Data))
+// call is one invocation being served.
+type call struct {
+	hdr  nats.Header // the request's head: control and caller headers
+	body io.Reader
+	// ep streams the answer to the gateway; nil or detached means the
+	// answer is stored instead.
+	ep       *stream.Endpoint
+	detached bool
+	// msg is the work-queue message, acknowledged once the call is
+	// answered; nil for an offered call.
+	msg *nats.Msg
+}
+
+// serve forwards one call to the instance and delivers the answer.
+func (w *worker) serve(c call) {
+	w.inFlight.Add(1)
+	defer w.inFlight.Add(-1)
+	hdr := c.hdr
+
+	// The function's request ends when the gateway cancels or goes away
+	// (the function sees its connection close), but not when the gateway
+	// detached: then the caller will poll for the result.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if c.ep != nil && !c.detached {
+		stop := context.AfterFunc(epContext(c.ep), func() {
+			if !c.ep.Detached() {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+
+	req, err := http.NewRequestWithContext(ctx, hdr.Get(bus.HeaderMethod), w.endpoint+hdr.Get(bus.HeaderPath), c.body)
 	if err != nil {
-		w.answer(msg, reqID, errorAnswer(http.StatusBadRequest, "the request cannot be forwarded: "+err.Error()))
+		w.finish(c, errorAnswer(http.StatusBadRequest, "the request cannot be forwarded: "+err.Error()))
 		return
 	}
 	for k, vs := range hdr {
@@ -161,36 +459,110 @@ func (w *worker) handle(ctx context.Context, msg *nats.Msg) {
 			req.Header[k] = vs
 		}
 	}
-	req.ContentLength = int64(len(msg.Data))
+	req.ContentLength = -1
+	if n, err := strconv.ParseInt(hdr.Get(bus.HeaderLength), 10, 64); err == nil {
+		req.ContentLength = n
+		if n == 0 {
+			req.Body = http.NoBody
+		}
+	}
 	resp, err := w.client.Do(req)
 	if err != nil {
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		if c.msg != nil && errors.As(err, &op) && op.Op == "dial" {
 			// Nothing reached the function: another instance, or this one
-			// after its restart, can take the request safely.
-			_ = nakAfter(msg, time.Second)
+			// after its restart, can take the call safely. Tell the gateway
+			// to wait for the next taker.
+			if c.ep != nil && !c.detached {
+				_ = c.ep.Send(stream.KindBusy, nil)
+			}
+			_ = nakAfter(c.msg, time.Second)
 			return
 		}
-		w.answer(msg, reqID, errorAnswer(http.StatusBadGateway, "the function instance failed while handling the request: "+err.Error()))
+		if ctx.Err() != nil {
+			w.done(c) // the gateway canceled: nobody waits for an answer
+			return
+		}
+		w.finish(c, errorAnswer(http.StatusBadGateway, "the function instance failed while handling the request: "+err.Error()))
 		return
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, bus.MaxResponseBody+1))
-	switch {
-	case err != nil:
-		w.answer(msg, reqID, errorAnswer(http.StatusBadGateway, "reading the function's response failed: "+err.Error()))
-		return
-	case len(body) > bus.MaxResponseBody:
-		w.answer(msg, reqID, errorAnswer(http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("the function's response exceeds the %d MiB inline limit; return a smaller body or stream it as text/event-stream", bus.MaxResponseBody>>20)))
-		return
-	}
 	out := nats.Header{}
 	for k, vs := range resp.Header {
 		out[k] = vs
 	}
 	out.Set(bus.HeaderStatus, strconv.Itoa(resp.StatusCode))
-	w.answer(msg, reqID, answer{header: out, body: body})
+	if c.ep == nil || c.detached {
+		w.storeResponse(c, out, resp.Body)
+		return
+	}
+	switch err := w.stream(c.ep, out, resp); {
+	case errors.Is(err, stream.ErrDetached):
+		w.storeResponse(c, out, resp.Body)
+	case err != nil && ctx.Err() == nil:
+		// The function broke off mid-answer (or the bus failed): the
+		// caller's stream ends with the reason, and a status record keeps it.
+		reason := "the function's response broke off: " + err.Error()
+		_ = c.ep.Fail(reason)
+		w.store(hdr, errorAnswer(http.StatusBadGateway, reason))
+		w.done(c)
+	default:
+		w.done(c)
+	}
+}
+
+// epContext is a context that ends with the endpoint.
+func epContext(ep *stream.Endpoint) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-ep.Done()
+		cancel()
+	}()
+	return ctx
+}
+
+// stream sends the function's answer to the gateway as it comes: the first
+// read goes with the head (a small answer is one frame), then one frame per
+// read, so a server-sent event reaches the caller when it is written.
+func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Response) error {
+	buf := make([]byte, w.mux.Options().ChunkSize)
+	var n int
+	var err error
+	if cl := resp.ContentLength; cl >= 0 && cl <= int64(len(buf)) {
+		n, err = io.ReadFull(resp.Body, buf[:cl])
+		if err == nil {
+			err = io.EOF
+		}
+	} else {
+		n, err = resp.Body.Read(buf)
+	}
+	if err != nil && err != io.EOF {
+		return err
+	}
+	if herr := ep.SendHead(out, buf[:n], err == io.EOF); herr != nil || err == io.EOF {
+		if errors.Is(herr, stream.ErrDetached) {
+			// Not sent: what was read must still be stored.
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(append([]byte(nil), buf[:n]...)), resp.Body), resp.Body}
+		}
+		return herr
+	}
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := ep.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return ep.CloseWrite()
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 type answer struct {
@@ -209,30 +581,58 @@ func errorAnswer(status int, detail string) answer {
 	return answer{header: h, body: body}
 }
 
-// answer hands the result to the waiting gateway; if no gateway takes it (the
-// caller got a 202, or the gateway restarted) it goes to the results bucket
-// for polling. Only then is the work message acknowledged.
-func (w *worker) answer(msg *nats.Msg, reqID string, a answer) {
-	hdr := msg.Header
-	reply := nats.NewMsg(hdr.Get(bus.HeaderReply))
-	reply.Header = a.header
-	reply.Data = a.body
-	taken := false
-	if reply.Subject != "" {
-		resp, err := w.nc.RequestMsg(reply, 5*time.Second)
-		taken = err == nil && string(resp.Data) == "1"
-	}
-	if !taken {
-		status, _ := strconv.Atoi(a.header.Get(bus.HeaderStatus))
-		res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := w.js.Publish(ctx, bus.ResultSubject(reqID), res.Encode())
-		cancel()
-		if err != nil {
-			w.log.Error("agent: could not store result; the request will be retried", "requestId", reqID, "err", err)
-			_ = nakAfter(msg, 0)
+// finish delivers an answer made here (an error): to the gateway if it
+// listens, else to the results bucket.
+func (w *worker) finish(c call, a answer) {
+	if c.ep != nil && !c.detached {
+		err := c.ep.SendHead(a.header, a.body, true)
+		if err == nil {
+			w.done(c)
+			return
+		}
+		if !errors.Is(err, stream.ErrDetached) {
+			w.done(c)
 			return
 		}
 	}
-	_ = ack(msg)
+	if w.store(c.hdr, a) {
+		w.done(c)
+	} else if c.msg != nil {
+		_ = nakAfter(c.msg, 0)
+	}
+}
+
+// storeResponse keeps a response for polling, up to the inline limit.
+func (w *worker) storeResponse(c call, out nats.Header, body io.Reader) {
+	b, err := io.ReadAll(io.LimitReader(body, bus.MaxResponseBody+1))
+	switch {
+	case err != nil:
+		w.finish(c, errorAnswer(http.StatusBadGateway, "reading the function's response failed: "+err.Error()))
+	case len(b) > bus.MaxResponseBody:
+		w.finish(c, errorAnswer(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("the function's response exceeds the %d MiB that a polled (202) result can hold; call it with a longer NVCF-POLL-SECONDS so the answer streams, or return a smaller body", bus.MaxResponseBody>>20)))
+	default:
+		w.finish(c, answer{header: out, body: b})
+	}
+}
+
+// store puts an answer in the results bucket for polling.
+func (w *worker) store(hdr nats.Header, a answer) bool {
+	reqID := hdr.Get(bus.HeaderReqID)
+	status, _ := strconv.Atoi(a.header.Get(bus.HeaderStatus))
+	res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.js.Publish(ctx, bus.ResultSubject(reqID), res.Encode()); err != nil {
+		w.log.Error("agent: could not store result; the request will be retried", "requestId", reqID, "err", err)
+		return false
+	}
+	return true
+}
+
+// done acknowledges a queued call's message: it is answered.
+func (w *worker) done(c call) {
+	if c.msg != nil {
+		_ = ack(c.msg)
+	}
 }

@@ -142,7 +142,11 @@ func FromAgent(msg *nats.Msg) (clusterID string, ok bool) {
 //     GANTRY_INVOKE. It can therefore take or disturb any version's work.
 //     Wildcard characters may also be published literally in a subject, so
 //     the filter part of the create subject may be "gantry.invoke.*.*".
-//   - Gateway replies: per gateway and per request (gantry.reply.*.*).
+//   - Gateway replies: per gateway and per request (gantry.reply.*.*):
+//     every frame of a call's stream, to any gateway.
+//   - Offers and doorbells (gantry.fast.*.*, gantry.queued.*.*), for the
+//     same reason as work queues: an agent can take any version's offered
+//     calls.
 //   - Results: keyed by request id ($KV.gantry_results.*); an agent can
 //     overwrite a result whose request id it knows. It cannot read results,
 //     nor list their keys (no stream info on the results bucket).
@@ -186,9 +190,13 @@ func agentPermissions(clusterID string) *server.Permissions {
 			SecretsSubject(clusterID),
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
-			// Every reply, pull delivery and watch delivery comes to the
-			// agent's own inboxes.
+			// Every reply, pull delivery, watch delivery and call stream
+			// comes to the agent's own inboxes...
 			AgentInboxPrefix(clusterID) + ".>",
+			// ... but for the offers of sync calls to free slots, and the
+			// doorbell that says a call was queued, per function version.
+			subjectFastPrefix + "*.*",
+			subjectQueuedPrefix + "*.*",
 		}},
 	}
 }

@@ -31,6 +31,8 @@ const (
 	subjectReportPrefix = "gantry.report."
 	subjectSecretPrefix = "gantry.secrets."
 	subjectReplyPrefix  = "gantry.reply."
+	subjectFastPrefix   = "gantry.fast."
+	subjectQueuedPrefix = "gantry.queued."
 )
 
 // Message size limits. Requests up to 6 MiB and responses up to 5 MiB travel
@@ -51,12 +53,37 @@ const (
 	HeaderAccount = "Gantry-Account" // owner account of the request
 	HeaderTaken   = "Gantry-Taken"   // gateway's answer to a worker's reply
 	HeaderError   = "Gantry-Error"   // worker-side failure, as a problem detail
+	HeaderMode    = "Gantry-Mode"    // ModePollable, or empty: only the caller can take the answer
+	HeaderBody    = "Gantry-Body"    // BodyStreamed: the body is not in the message but follows from the gateway
+	HeaderLength  = "Gantry-Length"  // the request body's length, when the caller said it
 	HeaderReqID   = "NVCF-REQID"
+)
+
+// Values of HeaderMode and HeaderBody.
+const (
+	// ModePollable marks a call (pexec) whose answer can be polled for, so a
+	// worker that finds no gateway waiting still runs it and stores it.
+	ModePollable = "pollable"
+	// BodyStreamed marks a queued call whose body was too large to queue:
+	// only its gateway can send it, so without that gateway it is dropped.
+	BodyStreamed = "streamed"
 )
 
 // InvokeSubject is the work-queue subject of one function version.
 func InvokeSubject(functionID, versionID string) string {
 	return subjectInvokePrefix + functionID + "." + versionID
+}
+
+// FastSubject is where gateways offer sync calls of one function version to
+// its workers' free slots (a queue group: one worker gets each offer).
+func FastSubject(functionID, versionID string) string {
+	return subjectFastPrefix + functionID + "." + versionID
+}
+
+// QueuedSubject is the doorbell a gateway rings after queueing a call of one
+// function version, so that workers with a free slot pull.
+func QueuedSubject(functionID, versionID string) string {
+	return subjectQueuedPrefix + functionID + "." + versionID
 }
 
 // ResultSubject is where a result for reqID is published to land in the

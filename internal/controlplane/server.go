@@ -72,6 +72,9 @@ type Config struct {
 	// NATSAdvertise is the NATS URL agents are told to use (default: the
 	// embedded server's client URL, or NATSURL).
 	NATSAdvertise string
+	// MaxRequestBody is the largest invocation request body accepted
+	// (default NVCF's inline limit, 5 MiB); bodies stream whatever the size.
+	MaxRequestBody int64
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
@@ -200,7 +203,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
-	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Catalog: cat, Auth: authn, Logger: s.log})
+	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Catalog: cat, Auth: authn, Logger: s.log,
+		MaxRequestBody: s.cfg.MaxRequestBody})
 	if err := s.gateway.Start(); err != nil {
 		return err
 	}
@@ -458,13 +462,15 @@ func (s *Server) agentNATSURL() string {
 // reconciler and agent handlers; close the NATS connection, then embedded
 // NATS; then etcd, which everything above depended on.
 func (s *Server) Close() error {
+	// The gateway goes first: it ends the calls in flight cleanly (their
+	// streams would otherwise hold the HTTP shutdown to its timeout).
+	if s.gateway != nil {
+		_ = s.gateway.Close()
+	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = s.http.Shutdown(ctx)
 		cancel()
-	}
-	if s.gateway != nil {
-		_ = s.gateway.Close()
 	}
 	if s.cancel != nil {
 		s.cancel()

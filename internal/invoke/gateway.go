@@ -1,16 +1,19 @@
 // Package invoke is the invocation gateway: it turns an HTTP call of a
-// function (pexec, or pass-through by Host header) into a message on the
-// function version's JetStream work queue, waits up to the poll window for a
-// worker's answer on a per-gateway reply subject, and otherwise answers 202
-// with NVCF-REQID so the caller can poll for the result, which the worker
-// then leaves in the results bucket.
+// function (pexec, or pass-through by Host header) into a call stream with a
+// worker (package stream). A sync call goes straight to a free worker slot
+// when one accepts its offer; otherwise it waits in the function version's
+// durable JetStream work queue. The answer streams back as the function
+// writes it. A pexec call not answering within its poll window gets 202
+// with NVCF-REQID, and its worker leaves the result in the results bucket.
 //
-// The hot path touches no store: functions resolve from the watch-driven
-// catalog, and each request costs one JetStream publish plus one reply.
+// The hot path touches no store and no disk: functions resolve from the
+// watch-driven catalog, and an offered call costs four core NATS messages.
 package invoke
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,6 +33,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/catalog"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/stream"
 	"github.com/gantry-dev/gantry/internal/validate"
 	"github.com/gantry-dev/gantry/internal/web"
 )
@@ -61,15 +65,27 @@ type Config struct {
 	ID string
 	// DefaultPollSeconds applies when a call has no NVCF-POLL-SECONDS (60).
 	DefaultPollSeconds int
+	// MaxRequestBody is the largest request body accepted (default
+	// DefaultMaxRequestBody, NVCF's inline limit); larger ones get 413
+	// before anything is queued. Bodies of any accepted size stream.
+	MaxRequestBody int64
+	// HostCallLimit is how long a Host-routed pass-through call may run
+	// before the gateway gives up on it (default 1h); such calls never turn
+	// into a 202, which plain HTTP clients cannot follow.
+	HostCallLimit time.Duration
+	// Stream tunes the call streams to workers.
+	Stream stream.Options
 }
+
+// DefaultMaxRequestBody is NVCF's inline request limit.
+const DefaultMaxRequestBody = 5 << 20
 
 // Gateway serves invocations.
 type Gateway struct {
-	cfg     Config
-	guard   web.Guard
-	log     *slog.Logger
-	sub     *nats.Subscription
-	waiters sync.Map // request id -> chan *nats.Msg
+	cfg   Config
+	guard web.Guard
+	log   *slog.Logger
+	mux   *stream.Mux
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -80,6 +96,12 @@ func New(cfg Config) *Gateway {
 	if cfg.DefaultPollSeconds <= 0 {
 		cfg.DefaultPollSeconds = 60
 	}
+	if cfg.MaxRequestBody <= 0 {
+		cfg.MaxRequestBody = DefaultMaxRequestBody
+	}
+	if cfg.HostCallLimit <= 0 {
+		cfg.HostCallLimit = time.Hour
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -87,39 +109,25 @@ func New(cfg Config) *Gateway {
 	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
 }
 
-// Start subscribes to the reply subject.
+// Start subscribes to this gateway's call streams.
 func (g *Gateway) Start() error {
-	sub, err := g.cfg.Conn.Subscribe(bus.ReplyPrefix(g.cfg.ID)+"*", g.onReply)
+	prefix := bus.ReplyPrefix(g.cfg.ID)
+	mux, err := stream.NewMux(g.cfg.Conn, prefix[:len(prefix)-1], g.cfg.Stream)
 	if err != nil {
-		return fmt.Errorf("invoke: subscribe replies: %w", err)
+		return fmt.Errorf("invoke: %w", err)
 	}
-	// Replies can be large and bursty; never drop one for a slow consumer.
-	_ = sub.SetPendingLimits(-1, -1)
-	g.sub = sub
+	g.mux = mux
 	return nil
 }
 
-// Close stops receiving replies. Callers still waiting time out into 202s,
-// and their results land in the results bucket.
+// Close ends every call in flight: a pexec call not yet answering becomes a
+// 503 the caller can retry (or, once 202'd, its worker stores the answer),
+// and a stream under way ends with an error event (SSE) or a cut-off body.
 func (g *Gateway) Close() error {
-	if g.sub != nil {
-		return g.sub.Unsubscribe()
+	if g.mux != nil {
+		return g.mux.Close()
 	}
 	return nil
-}
-
-// onReply hands a worker's answer to the waiting request, and tells the
-// worker whether it was taken; if not, the worker stores it for polling.
-func (g *Gateway) onReply(msg *nats.Msg) {
-	reqID := bus.ClusterFromSubject(msg.Subject)
-	taken := "0"
-	if ch, ok := g.waiters.LoadAndDelete(reqID); ok {
-		ch.(chan *nats.Msg) <- msg
-		taken = "1"
-	}
-	if msg.Reply != "" {
-		_ = msg.Respond([]byte(taken))
-	}
 }
 
 // Register adds the pexec, status and queue routes.
@@ -190,20 +198,16 @@ func (g *Gateway) pexec(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if r.URL.RawQuery != "" {
 		path += "?" + r.URL.RawQuery
 	}
-	return g.invoke(w, r, p, e, http.MethodPost, path, poll)
+	return g.invoke(w, r, p, e, http.MethodPost, path, time.Duration(poll)*time.Second, true)
 }
 
 func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	fnID, versionID, _ := ParseInvocationHost(r.Host)
-	poll, err := validate.PollSeconds(r.Header.Get("NVCF-POLL-SECONDS"), g.cfg.DefaultPollSeconds)
-	if err != nil {
-		return err
-	}
 	e, err := g.target(r.Context(), p, fnID, versionID)
 	if err != nil {
 		return err
 	}
-	return g.invoke(w, r, p, e, r.Method, r.URL.RequestURI(), poll)
+	return g.invoke(w, r, p, e, r.Method, r.URL.RequestURI(), g.cfg.HostCallLimit, false)
 }
 
 // target resolves the version to invoke and checks that it can take work.
@@ -280,63 +284,317 @@ func stripped(name string) bool {
 	return hopHeaders[name] || strings.HasPrefix(name, "Gantry-") || strings.HasPrefix(name, "Nvcf-")
 }
 
-// invoke enqueues one call and answers with the result or a 202. Callers
+// Offer timing: how long the gateway waits for a worker to accept an offer
+// before it queues the call instead, and for a worker to confirm a detach.
+const (
+	offerTimeout  = time.Second
+	detachTimeout = 5 * time.Second
+)
+
+// invoke runs one call: straight to a free worker slot when one accepts the
+// offer, else through the durable work queue; the answer streams back to
+// the caller as the function writes it. A pexec call whose answer has not
+// started within the poll window is detached and answered 202. Callers
 // validate the request (ids, poll window) before resolving the function, so
 // a malformed request is a 400 whatever the function's state.
-func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, poll int) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, bus.MaxRequestBody))
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, wait time.Duration, pollable bool) error {
+	limit := g.cfg.MaxRequestBody
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	reqID := uuid.NewString()
+	f := e.Function
+	hdr := nats.Header{}
+	for k, vs := range r.Header {
+		if !stripped(k) {
+			hdr[k] = vs
+		}
+	}
+	hdr.Set(bus.HeaderReqID, reqID)
+	hdr.Set(bus.HeaderMethod, method)
+	hdr.Set(bus.HeaderPath, path)
+	hdr.Set(bus.HeaderAccount, p.Account)
+	if r.ContentLength >= 0 {
+		hdr.Set(bus.HeaderLength, strconv.FormatInt(r.ContentLength, 10))
+	}
+	if pollable {
+		hdr.Set(bus.HeaderMode, bus.ModePollable)
+	}
+	setNVCFHeaders(hdr, p, e, reqID)
+	body := http.MaxBytesReader(w, r.Body, limit)
+	ctx := r.Context()
+	deadline := time.Now().Add(wait)
+
+	// The fast path: offer the call to a free slot.
+	if ep, ok := g.offer(ctx, f, hdr); ok {
+		defer ep.Close()
+		var over atomic.Bool
+		go func() { over.Store(sendBody(ep, body, limit)) }()
+		err := g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, over.Load)
+		return err
+	}
+
+	// The queue. The body goes in the message when it fits; a larger one
+	// follows from here once a worker takes the call.
+	buf, err := io.ReadAll(io.LimitReader(body, bus.MaxRequestBody+1))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return problem.Errorf(http.StatusRequestEntityTooLarge,
-			"request body exceeds the %d MiB inline limit; send a smaller body or pass large inputs as assets (NVCF-INPUT-ASSET-REFERENCES)", bus.MaxRequestBody>>20)
+		return tooLarge(limit)
 	}
 	if err != nil {
 		return problem.BadRequest("could not read the request body: %v", err)
 	}
-
-	reqID := uuid.NewString()
-	f := e.Function
+	var rest io.Reader
 	msg := nats.NewMsg(bus.InvokeSubject(f.ID, f.VersionID))
-	for k, vs := range r.Header {
-		if !stripped(k) {
-			msg.Header[k] = vs
-		}
+	msg.Header = hdr
+	if len(buf) > bus.MaxRequestBody {
+		hdr.Set(bus.HeaderBody, bus.BodyStreamed)
+		rest = io.MultiReader(bytes.NewReader(buf), body)
+	} else {
+		msg.Data = buf
 	}
-	msg.Header.Set(bus.HeaderReqID, reqID)
-	msg.Header.Set(bus.HeaderReply, bus.ReplyPrefix(g.cfg.ID)+reqID)
-	msg.Header.Set(bus.HeaderMethod, method)
-	msg.Header.Set(bus.HeaderPath, path)
-	msg.Header.Set(bus.HeaderAccount, p.Account)
-	msg.Header.Set("NVCF-NCAID", p.Account)
-	msg.Header.Set("NVCF-FUNCTION-ID", f.ID)
-	msg.Header.Set("NVCF-FUNCTION-VERSION-ID", f.VersionID)
-	msg.Header.Set("NVCF-MAX-RESPONSE-SIZE-BYTES", strconv.Itoa(bus.MaxResponseBody))
-	msg.Data = body
-
-	ch := make(chan *nats.Msg, 1)
-	g.waiters.Store(reqID, ch)
-	if _, err := g.cfg.JS.PublishMsg(r.Context(), msg, jetstream.WithMsgID(reqID)); err != nil {
-		g.waiters.Delete(reqID)
+	ep, err := g.mux.Open(reqID)
+	if err != nil {
+		return problem.Unavailable(1, "the gateway is shutting down; retry the call")
+	}
+	defer ep.Close()
+	hdr.Set(bus.HeaderReply, ep.Addr())
+	ack, err := g.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(reqID))
+	if err != nil {
 		g.log.Error("invoke: enqueue failed", "function", f.ID, "requestId", reqID, "err", err)
 		return &problem.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5,
 			Detail:  "the work queue did not accept the request; retry shortly",
 			Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
 	}
+	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
+	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
+	return g.answer(w, r, ep, reqID, p.Account, deadline, pollable && rest == nil, q, q.over.Load)
+}
 
-	timer := time.NewTimer(time.Duration(poll) * time.Second)
-	defer timer.Stop()
-	select {
-	case reply := <-ch:
-		return writeReply(w, reqID, reply.Header, reply.Data)
-	case <-timer.C:
-	case <-r.Context().Done():
+// queued is what answer needs to know of a call in the work queue.
+type queued struct {
+	seq   uint64
+	body  io.Reader // the body still to send, when it did not fit the message
+	limit int64
+	over  atomic.Bool // the body turned out larger than the limit
+}
+
+func tooLarge(limit int64) error {
+	return problem.Errorf(http.StatusRequestEntityTooLarge,
+		"request body exceeds the %s inline limit; send a smaller body or pass large inputs as assets (NVCF-INPUT-ASSET-REFERENCES)", byteSize(limit))
+}
+
+func byteSize(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
 	}
-	if _, ok := g.waiters.LoadAndDelete(reqID); !ok {
-		// The answer arrived as we gave up: it is in the channel.
-		reply := <-ch
-		return writeReply(w, reqID, reply.Header, reply.Data)
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// offer offers the call to the version's free slots. It returns the call's
+// endpoint, with the accepting worker as its peer, or false when no slot
+// took it — and then no worker will run it: a worker runs an offered call
+// only after the first body frame, which only an accepted offer gets.
+func (g *Gateway) offer(ctx context.Context, f model.Function, hdr nats.Header) (*stream.Endpoint, bool) {
+	ep, err := g.mux.Open("o" + hdr.Get(bus.HeaderReqID))
+	if err != nil {
+		return nil, false
 	}
-	return g.deferResult(w, r.Context(), reqID, p.Account)
+	if err := ep.Offer(bus.FastSubject(f.ID, f.VersionID), hdr); err == nil {
+		octx, cancel := context.WithTimeout(ctx, offerTimeout)
+		fr, err := ep.Next(octx)
+		cancel()
+		if err == nil && fr.Kind == stream.KindAccept {
+			ep.SetPeer(string(fr.Data))
+			return ep, true
+		}
+	}
+	// Busy, nobody free, or no answer in time: a late accept is told to
+	// stand down.
+	ep.Abandon()
+	return nil, false
+}
+
+// sendBody streams the request body to the worker; the first frame is the
+// worker's go. It reports whether the body was over the limit, which it
+// tells the worker before it returns.
+func sendBody(ep *stream.Endpoint, body io.Reader, limit int64) (over bool) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := ep.Write(buf[:n]); werr != nil {
+				return false
+			}
+		}
+		if err == io.EOF {
+			_ = ep.CloseWrite()
+			return false
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				_ = ep.Fail(fmt.Sprintf("the request body exceeds the %s inline limit", byteSize(limit)))
+				return true
+			}
+			_ = ep.Fail("the caller's request body broke off: " + err.Error())
+			return false
+		}
+	}
+}
+
+// answer waits for the call's answer and streams it to the caller. q is
+// non-nil for a queued call, which first waits for a worker to take it.
+func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID, account string, deadline time.Time, pollable bool, q *queued, over func() bool) error {
+	ctx := r.Context()
+	// A caller that hangs up cancels the call wherever it is.
+	stop := context.AfterFunc(ctx, func() {
+		if q != nil && ep.Peer() == "" {
+			ep.Abandon()
+			// Dropped from the queue: a caller who left gets nothing.
+			if st, err := g.cfg.JS.Stream(context.Background(), bus.InvokeStream); err == nil {
+				_ = st.DeleteMsg(context.Background(), q.seq)
+			}
+			return
+		}
+		ep.Cancel()
+	})
+	defer stop()
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	detaching := false
+	for {
+		fr, err := ep.Next(wctx)
+		switch {
+		case err == nil && fr.Kind == stream.KindAccept && q != nil:
+			ep.SetPeer(string(fr.Data))
+			if q.body != nil {
+				go func(body io.Reader) { q.over.Store(sendBody(ep, body, q.limit)) }(q.body)
+				q.body = nil
+			} else if err := ep.Send(stream.KindGo, nil); err != nil {
+				return err
+			}
+			continue
+		case err == nil && fr.Kind == stream.KindBusy && q != nil:
+			// The worker could not reach its instance and put the call
+			// back: wait for the next taker.
+			ep.SetPeer("")
+			continue
+		case err == nil && fr.Kind == stream.KindDetached:
+			return g.deferResult(w, ctx, reqID, account)
+		case err == nil && (fr.Kind == stream.KindHead || fr.Kind == stream.KindHeadEnd):
+			if over() {
+				// The worker answers the body it was told was cut; the
+				// caller hears why.
+				ep.Cancel()
+				return tooLarge(g.cfg.MaxRequestBody)
+			}
+			return g.relay(w, r, ep, reqID, fr)
+		case err == nil:
+			continue // control with no meaning here
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && pollable && !detaching:
+			if ep.Peer() == "" {
+				// Still queued: the message is durable, and the worker
+				// that takes it will find no one and store the answer.
+				ep.Close()
+				return g.deferResult(w, ctx, reqID, account)
+			}
+			// Running: ask the worker to keep the answer. It answers
+			// "detached", or the head it had already sent.
+			detaching = true
+			_ = ep.Send(stream.KindDetach, nil)
+			dctx, dcancel := context.WithTimeout(ctx, detachTimeout)
+			defer dcancel() // once: detaching is asked at most once
+			wctx = dctx
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, stream.ErrClosed):
+			return problem.Unavailable(1, "the gateway is shutting down; retry the call")
+		default:
+			g.log.Warn("invoke: call failed before its answer", "requestId", reqID, "err", err)
+			return &problem.Error{Status: http.StatusBadGateway,
+				Detail:  "the worker running the call stopped answering (" + err.Error() + "); the call did not complete, retry it",
+				Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
+		}
+	}
+}
+
+// relay writes the worker's answer to the caller as it arrives, flushing
+// every frame, so a server-sent event reaches the caller when written.
+func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
+	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
+	h := w.Header()
+	for k, vs := range head.Header {
+		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	nvcfStatus := statusFulfilled
+	if head.Header.Get(bus.HeaderError) != "" || status == 0 {
+		nvcfStatus = statusErrored
+	}
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	h.Set("NVCF-REQID", reqID)
+	h.Set("NVCF-STATUS", nvcfStatus)
+	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	if head.Kind == stream.KindHeadEnd {
+		b, _ := io.ReadAll(ep.Body())
+		h.Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
+		_, err := w.Write(b)
+		return err
+	}
+	if cl := head.Header.Get("Content-Length"); cl != "" {
+		h.Set("Content-Length", cl)
+	}
+	w.WriteHeader(status)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, g.mux.Options().ChunkSize)
+	body := ep.Body()
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				ep.Cancel()
+				return nil // the caller is gone; nothing left to tell it
+			}
+			_ = rc.Flush()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if r.Context().Err() != nil {
+				return nil
+			}
+			g.log.Warn("invoke: answer broke off mid-stream", "requestId", reqID, "err", err)
+			if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+				reason, _ := json.Marshal(map[string]string{"error": streamReason(err)})
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", reason)
+				_ = rc.Flush()
+				return nil
+			}
+			// Any other body is cut short: the caller sees the
+			// connection close before the end, not a complete answer.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// streamReason is what the caller of a broken stream is told.
+func streamReason(err error) string {
+	var remote *stream.RemoteError
+	switch {
+	case errors.As(err, &remote):
+		return remote.Reason
+	case errors.Is(err, stream.ErrClosed):
+		return "the gateway is shutting down; the answer is incomplete"
+	default:
+		return "the worker stopped answering mid-stream; the answer is incomplete"
+	}
 }
 
 // deferResult leaves a pending marker so the worker's late answer is kept,
@@ -365,12 +623,6 @@ func pending(w http.ResponseWriter, reqID string) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// writeReply sends a worker's answer, given as NATS headers and body.
-func writeReply(w http.ResponseWriter, reqID string, hdr nats.Header, body []byte) error {
-	status, _ := strconv.Atoi(hdr.Get(bus.HeaderStatus))
-	return writeResult(w, reqID, bus.Result{Status: status, Header: http.Header(hdr), Body: body})
-}
-
 func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
 	h := w.Header()
 	for k, vs := range res.Header {
@@ -393,4 +645,19 @@ func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
 	w.WriteHeader(status)
 	_, err := w.Write(res.Body)
 	return err
+}
+
+// setNVCFHeaders sets the NVCF-* headers a function sees on every request,
+// as NVCF sets them (callers cannot spoof them: theirs are stripped).
+func setNVCFHeaders(hdr nats.Header, p auth.Principal, e catalog.Entry, reqID string) {
+	f := e.Function
+	hdr.Set("NVCF-REQID", reqID)
+	hdr.Set("NVCF-NCAID", p.Account)
+	hdr.Set("NVCF-SUB", p.Subject)
+	hdr.Set("NVCF-FUNCTION-ID", f.ID)
+	hdr.Set("NVCF-FUNCTION-NAME", f.Name)
+	hdr.Set("NVCF-FUNCTION-VERSION-ID", f.VersionID)
+	hdr.Set("NVCF-ASSET-DIR", "/var/inf/inputAssets/"+reqID)
+	hdr.Set("NVCF-LARGE-OUTPUT-DIR", "/var/inf/response/"+reqID)
+	hdr.Set("NVCF-MAX-RESPONSE-SIZE-BYTES", strconv.Itoa(bus.MaxResponseBody))
 }

@@ -146,7 +146,7 @@ func TestCoreFlow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertProblem(t, resp, 413, "6 MiB")
+		assertProblem(t, resp, 413, "5 MiB")
 	})
 
 	t.Run("unknown function is 404", func(t *testing.T) {
