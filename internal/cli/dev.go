@@ -55,6 +55,7 @@ commands find it there by default.`,
 	f.StringVar(&cfg.GPUModel, "gpu-model", "H100", "model of the simulated GPUs")
 	f.IntVar(&cfg.GPUMemoryGB, "gpu-memory", 80, "memory of each simulated GPU, in GB")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	addInvocationFlags(f, &cfg.Invocation)
 	return cmd
 }
 

@@ -72,9 +72,8 @@ type Config struct {
 	// NATSAdvertise is the NATS URL agents are told to use (default: the
 	// embedded server's client URL, or NATSURL).
 	NATSAdvertise string
-	// MaxRequestBody is the largest invocation request body accepted
-	// (default NVCF's inline limit, 5 MiB); bodies stream whatever the size.
-	MaxRequestBody int64
+	// Invocation bounds the calls the gateway takes.
+	Invocation Invocation
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
@@ -147,6 +146,9 @@ func New(cfg Config) (*Server, error) {
 	default:
 		return nil, fmt.Errorf("controlplane: unknown MEK provider %q: use %s or %s", cfg.MEKProvider, MEKProviderFile, MEKProviderOpenBao)
 	}
+	if err := cfg.Invocation.validate(); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -204,7 +206,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("controlplane: %w", err)
 	}
 	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Catalog: cat, Auth: authn, Logger: s.log,
-		MaxRequestBody: s.cfg.MaxRequestBody})
+		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit})
 	if err := s.gateway.Start(); err != nil {
 		return err
 	}

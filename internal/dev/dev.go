@@ -41,6 +41,8 @@ type Config struct {
 	Heartbeat time.Duration
 	Resync    time.Duration
 	Grace     time.Duration
+	// Invocation bounds the calls the gateway takes.
+	Invocation controlplane.Invocation
 }
 
 // Platform is a running dev platform.
@@ -67,7 +69,8 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.GPUMemoryGB == 0 {
 		cfg.GPUMemoryGB = 80
 	}
-	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace, Logger: cfg.Logger})
+	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
+		Invocation: cfg.Invocation, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -77,8 +77,13 @@ type Config struct {
 	Stream stream.Options
 }
 
-// DefaultMaxRequestBody is NVCF's inline request limit.
-const DefaultMaxRequestBody = 5 << 20
+// Defaults of the call limits.
+const (
+	// DefaultMaxRequestBody is NVCF's inline request limit.
+	DefaultMaxRequestBody = 5 << 20
+	// DefaultHostCallLimit bounds a Host-routed pass-through call.
+	DefaultHostCallLimit = time.Hour
+)
 
 // Gateway serves invocations.
 type Gateway struct {
@@ -100,7 +105,7 @@ func New(cfg Config) *Gateway {
 		cfg.MaxRequestBody = DefaultMaxRequestBody
 	}
 	if cfg.HostCallLimit <= 0 {
-		cfg.HostCallLimit = time.Hour
+		cfg.HostCallLimit = DefaultHostCallLimit
 	}
 	log := cfg.Logger
 	if log == nil {
