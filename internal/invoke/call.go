@@ -1,0 +1,389 @@
+package invoke
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/catalog"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
+	"github.com/gantry-dev/gantry/internal/stream"
+)
+
+// Offer timing: how long the gateway waits for a worker to accept an offer
+// before it queues the call instead, and for a worker to confirm a detach.
+const (
+	offerTimeout  = time.Second
+	detachTimeout = 5 * time.Second
+)
+
+// invoke runs one call: straight to a free worker slot when one accepts the
+// offer, else through the durable work queue; the answer streams back to
+// the caller as the function writes it. A pexec call whose answer has not
+// started within the poll window is detached and answered 202. Callers
+// validate the request (ids, poll window) before resolving the function, so
+// a malformed request is a 400 whatever the function's state.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, wait time.Duration, pollable bool) error {
+	limit := g.cfg.MaxRequestBody
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	reqID := uuid.NewString()
+	f := e.Function
+	hdr := nats.Header{}
+	for k, vs := range r.Header {
+		if !stripped(k) {
+			hdr[k] = vs
+		}
+	}
+	hdr.Set(bus.HeaderReqID, reqID)
+	hdr.Set(bus.HeaderMethod, method)
+	hdr.Set(bus.HeaderPath, path)
+	hdr.Set(bus.HeaderAccount, p.Account)
+	if r.ContentLength >= 0 {
+		hdr.Set(bus.HeaderLength, strconv.FormatInt(r.ContentLength, 10))
+	}
+	if pollable {
+		hdr.Set(bus.HeaderMode, bus.ModePollable)
+	}
+	setNVCFHeaders(hdr, p, e, reqID)
+	body := http.MaxBytesReader(w, r.Body, limit)
+	ctx := r.Context()
+	deadline := time.Now().Add(wait)
+
+	// The fast path: offer the call to a free slot.
+	if ep, ok := g.offer(ctx, f, hdr); ok {
+		defer ep.Close()
+		var over atomic.Bool
+		go func() { over.Store(sendBody(ep, body, limit)) }()
+		err := g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, over.Load)
+		return err
+	}
+
+	// The queue. The body goes in the message when it fits; a larger one
+	// follows from here once a worker takes the call.
+	buf, err := io.ReadAll(io.LimitReader(body, bus.MaxRequestBody+1))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge(limit)
+	}
+	if err != nil {
+		return problem.BadRequest("could not read the request body: %v", err)
+	}
+	var rest io.Reader
+	msg := nats.NewMsg(bus.InvokeSubject(f.ID, f.VersionID))
+	msg.Header = hdr
+	if len(buf) > bus.MaxRequestBody {
+		hdr.Set(bus.HeaderBody, bus.BodyStreamed)
+		rest = io.MultiReader(bytes.NewReader(buf), body)
+	} else {
+		msg.Data = buf
+	}
+	ep, err := g.mux.Open(reqID)
+	if err != nil {
+		return problem.Unavailable(1, "the gateway is shutting down; retry the call")
+	}
+	defer ep.Close()
+	hdr.Set(bus.HeaderReply, ep.Addr())
+	ack, err := g.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(reqID))
+	if err != nil {
+		g.log.Error("invoke: enqueue failed", "function", f.ID, "requestId", reqID, "err", err)
+		return &problem.Error{Status: http.StatusServiceUnavailable, RetryAfter: 5,
+			Detail:  "the work queue did not accept the request; retry shortly",
+			Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
+	}
+	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
+	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
+	return g.answer(w, r, ep, reqID, p.Account, deadline, pollable && rest == nil, q, q.over.Load)
+}
+
+// queued is what answer needs to know of a call in the work queue.
+type queued struct {
+	seq   uint64
+	body  io.Reader // the body still to send, when it did not fit the message
+	limit int64
+	over  atomic.Bool // the body turned out larger than the limit
+}
+
+func tooLarge(limit int64) error {
+	return problem.Errorf(http.StatusRequestEntityTooLarge,
+		"request body exceeds the %s inline limit; send a smaller body or pass large inputs as assets (NVCF-INPUT-ASSET-REFERENCES)", byteSize(limit))
+}
+
+func byteSize(n int64) string {
+	if n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// offer offers the call to the version's free slots. It returns the call's
+// endpoint, with the accepting worker as its peer, or false when no slot
+// took it — and then no worker will run it: a worker runs an offered call
+// only after the first body frame, which only an accepted offer gets.
+func (g *Gateway) offer(ctx context.Context, f model.Function, hdr nats.Header) (*stream.Endpoint, bool) {
+	ep, err := g.mux.Open("o" + hdr.Get(bus.HeaderReqID))
+	if err != nil {
+		return nil, false
+	}
+	if err := ep.Offer(bus.FastSubject(f.ID, f.VersionID), hdr); err == nil {
+		octx, cancel := context.WithTimeout(ctx, offerTimeout)
+		fr, err := ep.Next(octx)
+		cancel()
+		if err == nil && fr.Kind == stream.KindAccept {
+			ep.SetPeer(string(fr.Data))
+			return ep, true
+		}
+	}
+	// Busy, nobody free, or no answer in time: a late accept is told to
+	// stand down.
+	ep.Abandon()
+	return nil, false
+}
+
+// sendBody streams the request body to the worker; the first frame is the
+// worker's go. It reports whether the body was over the limit, which it
+// tells the worker before it returns.
+func sendBody(ep *stream.Endpoint, body io.Reader, limit int64) (over bool) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := ep.Write(buf[:n]); werr != nil {
+				return false
+			}
+		}
+		if err == io.EOF {
+			_ = ep.CloseWrite()
+			return false
+		}
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				_ = ep.Fail(fmt.Sprintf("the request body exceeds the %s inline limit", byteSize(limit)))
+				return true
+			}
+			_ = ep.Fail("the caller's request body broke off: " + err.Error())
+			return false
+		}
+	}
+}
+
+// answer waits for the call's answer and streams it to the caller. q is
+// non-nil for a queued call, which first waits for a worker to take it.
+func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID, account string, deadline time.Time, pollable bool, q *queued, over func() bool) error {
+	ctx := r.Context()
+	// A caller that hangs up cancels the call wherever it is.
+	stop := context.AfterFunc(ctx, func() {
+		if q != nil && ep.Peer() == "" {
+			ep.Abandon()
+			// Dropped from the queue: a caller who left gets nothing.
+			if st, err := g.cfg.JS.Stream(context.Background(), bus.InvokeStream); err == nil {
+				_ = st.DeleteMsg(context.Background(), q.seq)
+			}
+			return
+		}
+		ep.Cancel()
+	})
+	defer stop()
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	detaching := false
+	for {
+		fr, err := ep.Next(wctx)
+		switch {
+		case err == nil && fr.Kind == stream.KindAccept && q != nil:
+			ep.SetPeer(string(fr.Data))
+			if q.body != nil {
+				go func(body io.Reader) { q.over.Store(sendBody(ep, body, q.limit)) }(q.body)
+				q.body = nil
+			} else if err := ep.Send(stream.KindGo, nil); err != nil {
+				return err
+			}
+			continue
+		case err == nil && fr.Kind == stream.KindBusy && q != nil:
+			// The worker could not reach its instance and put the call
+			// back: wait for the next taker.
+			ep.SetPeer("")
+			continue
+		case err == nil && fr.Kind == stream.KindDetached:
+			return g.deferResult(w, ctx, reqID, account)
+		case err == nil && (fr.Kind == stream.KindHead || fr.Kind == stream.KindHeadEnd):
+			if over() {
+				// The worker answers the body it was told was cut; the
+				// caller hears why.
+				ep.Cancel()
+				return tooLarge(g.cfg.MaxRequestBody)
+			}
+			return g.relay(w, r, ep, reqID, fr)
+		case err == nil:
+			continue // control with no meaning here
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && pollable && !detaching:
+			if ep.Peer() == "" {
+				// Still queued: the message is durable, and the worker
+				// that takes it will find no one and store the answer.
+				ep.Close()
+				return g.deferResult(w, ctx, reqID, account)
+			}
+			// Running: ask the worker to keep the answer. It answers
+			// "detached", or the head it had already sent.
+			detaching = true
+			_ = ep.Send(stream.KindDetach, nil)
+			dctx, dcancel := context.WithTimeout(ctx, detachTimeout)
+			defer dcancel() // once: detaching is asked at most once
+			wctx = dctx
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, stream.ErrClosed):
+			return problem.Unavailable(1, "the gateway is shutting down; retry the call")
+		default:
+			g.log.Warn("invoke: call failed before its answer", "requestId", reqID, "err", err)
+			return &problem.Error{Status: http.StatusBadGateway,
+				Detail:  "the worker running the call stopped answering (" + err.Error() + "); the call did not complete, retry it",
+				Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
+		}
+	}
+}
+
+// relay writes the worker's answer to the caller as it arrives, flushing
+// every frame, so a server-sent event reaches the caller when written.
+func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
+	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
+	h := w.Header()
+	for k, vs := range head.Header {
+		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	nvcfStatus := statusFulfilled
+	if head.Header.Get(bus.HeaderError) != "" || status == 0 {
+		nvcfStatus = statusErrored
+	}
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	h.Set("NVCF-REQID", reqID)
+	h.Set("NVCF-STATUS", nvcfStatus)
+	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	if head.Kind == stream.KindHeadEnd {
+		b, _ := io.ReadAll(ep.Body())
+		h.Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(status)
+		_, err := w.Write(b)
+		return err
+	}
+	if cl := head.Header.Get("Content-Length"); cl != "" {
+		h.Set("Content-Length", cl)
+	}
+	w.WriteHeader(status)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, g.mux.Options().ChunkSize)
+	body := ep.Body()
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				ep.Cancel()
+				return nil // the caller is gone; nothing left to tell it
+			}
+			_ = rc.Flush()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if r.Context().Err() != nil {
+				return nil
+			}
+			g.log.Warn("invoke: answer broke off mid-stream", "requestId", reqID, "err", err)
+			if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+				reason, _ := json.Marshal(map[string]string{"error": streamReason(err)})
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", reason)
+				_ = rc.Flush()
+				return nil
+			}
+			// Any other body is cut short: the caller sees the
+			// connection close before the end, not a complete answer.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// streamReason is what the caller of a broken stream is told.
+func streamReason(err error) string {
+	var remote *stream.RemoteError
+	switch {
+	case errors.As(err, &remote):
+		return remote.Reason
+	case errors.Is(err, stream.ErrClosed):
+		return "the gateway is shutting down; the answer is incomplete"
+	default:
+		return "the worker stopped answering mid-stream; the answer is incomplete"
+	}
+}
+
+// deferResult leaves a pending marker so the worker's late answer is kept,
+// and answers 202. If the answer is already stored, it is served instead.
+func (g *Gateway) deferResult(w http.ResponseWriter, ctx context.Context, reqID, account string) error {
+	ctx = context.WithoutCancel(ctx)
+	_, err := g.cfg.Results.Create(ctx, reqID, bus.Result{Account: account, Pending: true}.Encode())
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		if entry, gerr := g.cfg.Results.Get(ctx, reqID); gerr == nil {
+			if res, derr := bus.DecodeResult(entry.Value()); derr == nil && !res.Pending {
+				return writeResult(w, reqID, res)
+			}
+		}
+	} else if err != nil {
+		g.log.Error("invoke: could not record pending request", "requestId", reqID, "err", err)
+	}
+	pending(w, reqID)
+	return nil
+}
+
+func pending(w http.ResponseWriter, reqID string) {
+	h := w.Header()
+	h.Set("NVCF-REQID", reqID)
+	h.Set("NVCF-STATUS", statusPending)
+	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
+	h := w.Header()
+	for k, vs := range res.Header {
+		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	status := res.Status
+	nvcfStatus := statusFulfilled
+	if res.Header.Get(bus.HeaderError) != "" || status == 0 {
+		nvcfStatus = statusErrored
+	}
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	h.Set("NVCF-REQID", reqID)
+	h.Set("NVCF-STATUS", nvcfStatus)
+	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	h.Set("Content-Length", strconv.Itoa(len(res.Body)))
+	w.WriteHeader(status)
+	_, err := w.Write(res.Body)
+	return err
+}

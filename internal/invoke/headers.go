@@ -1,0 +1,41 @@
+package invoke
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/catalog"
+)
+
+// hopHeaders are not forwarded to functions: they describe this connection,
+// carry the caller's credential, or are ours to set.
+var hopHeaders = map[string]bool{
+	"Authorization": true, "Connection": true, "Keep-Alive": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
+	"Host": true, "Nvcf-Poll-Seconds": true,
+}
+
+// stripped reports whether a caller header must not reach the function:
+// hop-by-hop ones, and our own control headers, which a caller must not spoof.
+func stripped(name string) bool {
+	return hopHeaders[name] || strings.HasPrefix(name, "Gantry-") || strings.HasPrefix(name, "Nvcf-")
+}
+
+// setNVCFHeaders sets the NVCF-* headers a function sees on every request,
+// as NVCF sets them (callers cannot spoof them: theirs are stripped).
+func setNVCFHeaders(hdr nats.Header, p auth.Principal, e catalog.Entry, reqID string) {
+	f := e.Function
+	hdr.Set("NVCF-REQID", reqID)
+	hdr.Set("NVCF-NCAID", p.Account)
+	hdr.Set("NVCF-SUB", p.Subject)
+	hdr.Set("NVCF-FUNCTION-ID", f.ID)
+	hdr.Set("NVCF-FUNCTION-NAME", f.Name)
+	hdr.Set("NVCF-FUNCTION-VERSION-ID", f.VersionID)
+	hdr.Set("NVCF-ASSET-DIR", "/var/inf/inputAssets/"+reqID)
+	hdr.Set("NVCF-LARGE-OUTPUT-DIR", "/var/inf/response/"+reqID)
+	hdr.Set("NVCF-MAX-RESPONSE-SIZE-BYTES", strconv.Itoa(bus.MaxResponseBody))
+}
