@@ -397,7 +397,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st.Endpoint, a.cfg.Stream, a.log)
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st, a.cfg.Stream, a.log)
 		if err != nil {
 			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
 			continue

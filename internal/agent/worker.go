@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
@@ -51,6 +53,9 @@ type worker struct {
 	puller   *puller
 	client   *http.Client
 	log      *slog.Logger
+	// assetDir and largeOutputDir hold the per-request directories the
+	// function is told of (NVCF-ASSET-DIR, NVCF-LARGE-OUTPUT-DIR).
+	assetDir, largeOutputDir string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -99,7 +104,7 @@ func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
 }
 
 func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
-	inst model.DesiredInstance, endpoint string, opts stream.Options, log *slog.Logger) (_ *worker, err error) {
+	inst model.DesiredInstance, st runtime.Status, opts stream.Options, log *slog.Logger) (_ *worker, err error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
 	if _, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst)); err != nil {
@@ -108,7 +113,7 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 	slots := max(1, inst.MaxRequestConcurrency)
 	ctx, cancel := context.WithCancel(parent)
 	w := &worker{
-		inst: inst, endpoint: endpoint, nc: nc, js: js, ctx: ctx, cancel: cancel,
+		inst: inst, endpoint: st.Endpoint, assetDir: st.AssetDir, largeOutputDir: st.LargeOutputDir, nc: nc, js: js, ctx: ctx, cancel: cancel,
 		log:     log.With("instance", inst.InstanceID),
 		free:    slots,
 		rang:    make(chan struct{}, 1),
@@ -459,6 +464,7 @@ func (w *worker) serve(c call) {
 			req.Header[k] = vs
 		}
 	}
+	w.setNVCFHeaders(req.Header, hdr.Get(bus.HeaderReqID))
 	req.ContentLength = -1
 	if n, err := strconv.ParseInt(hdr.Get(bus.HeaderLength), 10, 64); err == nil {
 		req.ContentLength = n
@@ -634,5 +640,21 @@ func (w *worker) store(hdr nats.Header, a answer) bool {
 func (w *worker) done(c call) {
 	if c.msg != nil {
 		_ = ack(c.msg)
+	}
+}
+
+// setNVCFHeaders adds the NVCF-* request headers that describe where the
+// call runs, which only the worker knows; the gateway sets those that
+// describe the call and its caller.
+func (w *worker) setNVCFHeaders(h http.Header, reqID string) {
+	h.Set("NVCF-BACKEND", w.inst.Backend)
+	h.Set("NVCF-INSTANCETYPE", w.inst.InstanceType)
+	h.Set("NVCF-REGION", w.inst.Region)
+	h.Set("NVCF-ENV", runtime.NVCFEnvironment)
+	if w.assetDir != "" {
+		h.Set("NVCF-ASSET-DIR", filepath.Join(w.assetDir, reqID))
+	}
+	if w.largeOutputDir != "" {
+		h.Set("NVCF-LARGE-OUTPUT-DIR", filepath.Join(w.largeOutputDir, reqID))
 	}
 }

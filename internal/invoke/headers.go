@@ -25,8 +25,10 @@ func stripped(name string) bool {
 	return hopHeaders[name] || strings.HasPrefix(name, "Gantry-") || strings.HasPrefix(name, "Nvcf-")
 }
 
-// setNVCFHeaders sets the NVCF-* headers a function sees on every request,
-// as NVCF sets them (callers cannot spoof them: theirs are stripped).
+// setNVCFHeaders sets the NVCF-* headers that describe the call and its
+// caller, as NVCF sets them (callers cannot spoof them: theirs are
+// stripped). The worker adds those that describe where the call runs
+// (backend, instance type, region, env, the request's directories).
 func setNVCFHeaders(hdr nats.Header, p auth.Principal, e catalog.Entry, reqID string) {
 	f := e.Function
 	hdr.Set("NVCF-REQID", reqID)
@@ -35,7 +37,5 @@ func setNVCFHeaders(hdr nats.Header, p auth.Principal, e catalog.Entry, reqID st
 	hdr.Set("NVCF-FUNCTION-ID", f.ID)
 	hdr.Set("NVCF-FUNCTION-NAME", f.Name)
 	hdr.Set("NVCF-FUNCTION-VERSION-ID", f.VersionID)
-	hdr.Set("NVCF-ASSET-DIR", "/var/inf/inputAssets/"+reqID)
-	hdr.Set("NVCF-LARGE-OUTPUT-DIR", "/var/inf/response/"+reqID)
 	hdr.Set("NVCF-MAX-RESPONSE-SIZE-BYTES", strconv.Itoa(bus.MaxResponseBody))
 }

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/dev"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
 )
@@ -59,10 +62,21 @@ func TestCoreFlow(t *testing.T) {
 		for k, want := range map[string]string{
 			"Nvcf-Function-Id": f.ID, "Nvcf-Function-Version-Id": f.VersionID, "Nvcf-Reqid": resp.RequestID,
 			"Nvcf-Ncaid": "gantry-local", "Nvcf-Max-Response-Size-Bytes": strconv.Itoa(5 << 20), "X-Caller": "yes",
+			"Nvcf-Function-Name": "echo", "Nvcf-Backend": dev.LocalCluster, "Nvcf-Region": "local",
+			"Nvcf-Env": runtime.NVCFEnvironment,
 		} {
 			if got := first(e.Headers[k]); got != want {
 				t.Errorf("function got %s=%q, want %q", k, got, want)
 			}
+		}
+		for k, dir := range map[string]string{"Nvcf-Asset-Dir": "assets", "Nvcf-Large-Output-Dir": "large-output"} {
+			// The instance's directory, then one per request.
+			if got := first(e.Headers[k]); filepath.Base(got) != resp.RequestID || filepath.Base(filepath.Dir(got)) != dir {
+				t.Errorf("function got %s=%q, want .../%s/%s", k, got, dir, resp.RequestID)
+			}
+		}
+		if first(e.Headers["Nvcf-Sub"]) == "" || first(e.Headers["Nvcf-Instancetype"]) == "" {
+			t.Errorf("function got no NVCF-SUB or NVCF-INSTANCETYPE: %v", e.Headers)
 		}
 		for _, h := range []string{"Authorization", "Nats-Msg-Id", "Gantry-Reply"} {
 			if _, ok := e.Headers[h]; ok {

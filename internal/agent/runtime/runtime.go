@@ -77,6 +77,10 @@ type Status struct {
 	// http://127.0.0.1:40123. Set once the instance is RUNNING.
 	Endpoint string
 	Restarts int
+	// AssetDir and LargeOutputDir are the instance's NVCF_ASSET_DIR and
+	// NVCF_LARGE_OUTPUT_DIR as the function sees them; a request's own
+	// directories are below them, named by its request id.
+	AssetDir, LargeOutputDir string
 }
 
 // Runtime runs function instances. Implementations are safe for concurrent use.

@@ -282,7 +282,7 @@ func (r *Runtime) adopt() {
 			continue
 		}
 		in := &instance{id: id}
-		in.last = stateOf(r.observe(in))
+		in.last = r.status(in)
 		r.instances[id] = in
 	}
 	if len(r.instances) > 0 {
@@ -563,7 +563,7 @@ func (r *Runtime) List() []runtime.Status {
 	r.mu.Lock()
 	out := make([]runtime.Status, 0, len(r.instances))
 	for _, in := range r.instances {
-		out = append(out, stateOf(r.observe(in)))
+		out = append(out, r.status(in))
 	}
 	r.mu.Unlock()
 	slices.SortFunc(out, func(a, b runtime.Status) int { return strings.Compare(a.InstanceID, b.InstanceID) })
@@ -591,6 +591,13 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
+// status is an instance's current status. Callers hold r.mu.
+func (r *Runtime) status(in *instance) runtime.Status {
+	st := stateOf(r.observe(in))
+	st.AssetDir, st.LargeOutputDir = AssetDir, LargeOutputDir // mounted in every pod
+	return st
+}
+
 // observe gathers what the caches hold about in. Callers hold r.mu.
 func (r *Runtime) observe(in *instance) observation {
 	return observation{InstanceID: in.id, Deployment: r.deploymentOf(in.id), Pods: r.podsOf(in.id),
@@ -602,7 +609,7 @@ func (r *Runtime) refresh(id string) {
 	r.mu.Lock()
 	changed := false
 	if in := r.instances[id]; in != nil {
-		st := stateOf(r.observe(in))
+		st := r.status(in)
 		changed, in.last = st != in.last, st
 	}
 	r.mu.Unlock()

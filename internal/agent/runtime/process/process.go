@@ -282,6 +282,7 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 		done:   make(chan struct{}),
 		status: runtime.Status{InstanceID: spec.InstanceID, State: runtime.StateStarting},
 	}
+	in.status.AssetDir, in.status.LargeOutputDir = r.workDirs(spec.InstanceID)
 	r.instances[spec.InstanceID] = in
 	r.wg.Add(1)
 	go r.supervise(supCtx, in)
@@ -451,12 +452,17 @@ func (r *Runtime) logPath(instanceID string) string {
 	return filepath.Join(r.logDir, instanceID+".log")
 }
 
+// workDirs names an instance's asset and large-output directories.
+func (r *Runtime) workDirs(instanceID string) (assets, largeOutput string) {
+	base := filepath.Join(r.workDir, instanceID)
+	return filepath.Join(base, "assets"), filepath.Join(base, "large-output")
+}
+
 // makeWorkDirs creates an instance's asset and large-output directories, if
 // they are missing, and returns their paths. They outlive restarts, like the
 // log, and go when the instance is stopped.
 func (r *Runtime) makeWorkDirs(instanceID string) (assets, largeOutput string, err error) {
-	base := filepath.Join(r.workDir, instanceID)
-	assets, largeOutput = filepath.Join(base, "assets"), filepath.Join(base, "large-output")
+	assets, largeOutput = r.workDirs(instanceID)
 	for _, d := range []string{assets, largeOutput} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", "", fmt.Errorf("process: create instance directory: %w", err)
