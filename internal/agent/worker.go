@@ -507,10 +507,11 @@ func (w *worker) serve(c call) {
 		w.storeResponse(c, out, resp.Body)
 	case err != nil && ctx.Err() == nil:
 		// The function broke off mid-answer (or the bus failed): the
-		// caller's stream ends with the reason, and a status record keeps it.
+		// caller's stream ends with the reason, and a status record keeps
+		// it, stored first so that a caller told of the failure finds it.
 		reason := "the function's response broke off: " + err.Error()
-		_ = c.ep.Fail(reason)
 		w.store(hdr, errorAnswer(http.StatusBadGateway, reason))
+		_ = c.ep.Fail(reason)
 		w.done(c)
 	default:
 		w.done(c)

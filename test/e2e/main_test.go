@@ -42,6 +42,8 @@ func TestMain(m *testing.M) {
 		if err := http.ListenAndServe("127.0.0.1:"+os.Getenv("PORT"), mux); err != nil {
 			os.Exit(1)
 		}
+	case "stream":
+		serveStream()
 	case "exit":
 		fmt.Fprintln(os.Stderr, "boom: bad config")
 		os.Exit(3)

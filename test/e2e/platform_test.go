@@ -26,13 +26,23 @@ type platform struct {
 // startPlatform runs the whole platform in-process in dir with short loops.
 func startPlatform(t testing.TB, dir string) *platform {
 	t.Helper()
-	p, err := dev.New(dev.Config{
+	return startPlatformWith(t, dir, nil)
+}
+
+// startPlatformWith is startPlatform with the config changed by edit first.
+func startPlatformWith(t testing.TB, dir string, edit func(*dev.Config)) *platform {
+	t.Helper()
+	cfg := dev.Config{
 		DataDir: dir, Listen: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Process:   process.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, FailureThreshold: 3},
 		Heartbeat: 200 * time.Millisecond,
 		Resync:    300 * time.Millisecond,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	p, err := dev.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
