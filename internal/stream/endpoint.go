@@ -203,6 +203,11 @@ func (e *Endpoint) deliver(msg *nats.Msg) {
 	switch k {
 	case KindPing:
 		return
+	case KindProbe:
+		if msg.Reply != "" {
+			_ = e.m.nc.Publish(msg.Reply, encode(KindPing, 0, nil))
+		}
+		return
 	case KindCredit:
 		e.mu.Lock()
 		if seq > e.acked {

@@ -130,14 +130,19 @@ func (m *Mux) dispatch(msg *nats.Msg) {
 		e.deliver(msg)
 		return
 	}
-	// A frame for a call this side does not have. Only an accept waits for
-	// an answer: tell its sender to stop (the caller left) or that the call
-	// is unknown here (it was answered 202, or this process restarted).
-	if msg.Reply == "" || len(msg.Data) < frameHeader || Kind(msg.Data[0]) != KindAccept {
+	// A frame for a call this side does not have. Only an accept or a probe
+	// waits for an answer: tell its sender to stop (the caller left) or
+	// that the call is unknown here (it was answered 202, it ended, or this
+	// process restarted).
+	if msg.Reply == "" || len(msg.Data) < frameHeader {
+		return
+	}
+	k := Kind(msg.Data[0])
+	if k != KindAccept && k != KindProbe {
 		return
 	}
 	answer := KindUnknown
-	if abandoned {
+	if abandoned && k == KindAccept {
 		answer = KindCancel
 	}
 	_ = m.nc.Publish(msg.Reply, encode(answer, 0, nil))

@@ -334,3 +334,40 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestProbeTellsRunningFromEndedFromOrphaned(t *testing.T) {
+	p := newPair(t, Options{})
+	open, err := p.b.Open("open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	closed, err := p.b.Open("closed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	abandoned, err := p.b.Open("abandoned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned.Abandon()
+	tests := []struct {
+		name, addr string
+		want       Liveness
+	}{
+		{"an open endpoint", open.Addr(), Running},
+		{"a closed endpoint", p.b.Addr("closed"), Ended},
+		{"an abandoned endpoint", p.b.Addr("abandoned"), Ended},
+		{"a call never opened", p.b.Addr("never"), Ended},
+		{"nothing listening", "test.gone.call-1", Orphaned},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Probe(testutil.Context(t), p.nc, tc.addr)
+			if err != nil || got != tc.want {
+				t.Fatalf("Probe = %v %v, want %v", got, err, tc.want)
+			}
+		})
+	}
+}
