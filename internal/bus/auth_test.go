@@ -396,6 +396,26 @@ func TestAgentCan(t *testing.T) {
 		}
 	})
 
+	t.Run("hear offers and doorbells, queue-grouped", func(t *testing.T) {
+		ctx := testContext(t, 10*time.Second)
+		for _, subj := range []string{bus.FastSubject("f1", "v1"), bus.QueuedSubject("f1", "v1")} {
+			sub, err := nc.QueueSubscribeSync(subj, "workers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := env.internal.Publish(subj, []byte("ring")); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := sub.NextMsg(time.Until(deadline(ctx))); err != nil || string(m.Data) != "ring" {
+				t.Fatalf("%s: %v %v", subj, m, err)
+			}
+			_ = sub.Unsubscribe()
+		}
+	})
+
 	// Nothing above may have been refused silently (flow control, acks).
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
@@ -497,6 +517,13 @@ func TestAgentCannot(t *testing.T) {
 			_, err := nc.RequestWithContext(short(), "$JS.API.DIRECT.GET.KV_gantry_results.$KV.gantry_results.req-1", nil)
 			return err
 		}, `Publish to "$JS.API.DIRECT.GET.KV_gantry_results.$KV.gantry_results.req-1"`},
+		{"read the gateways' watch records", func(t *testing.T, nc *nats.Conn) error {
+			_, err := nc.RequestWithContext(short(), "$JS.API.CONSUMER.MSG.NEXT."+bus.WatchStream+"."+bus.WatchConsumer, []byte(`{"batch":1}`))
+			return err
+		}, `Publish to "$JS.API.CONSUMER.MSG.NEXT.GANTRY_WATCH.gateways"`},
+		{"write a watch record", func(t *testing.T, nc *nats.Conn) error {
+			return nc.Publish(bus.WatchSubject("f1", "v1"), []byte("work"))
+		}, `Publish to "gantry.watch.f1.v1"`},
 		{"enqueue work", func(t *testing.T, nc *nats.Conn) error {
 			return nc.Publish(bus.InvokeSubject("f1", "v1"), []byte("work"))
 		}, `Publish to "gantry.invoke.f1.v1"`},
@@ -594,4 +621,9 @@ func TestFromAgent(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the stream-info answer never reached gantry.report.b")
 	}
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }

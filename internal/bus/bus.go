@@ -20,6 +20,13 @@ const (
 	// InvokeStream holds pending invocations; a work queue, so each message
 	// is delivered to exactly one worker and removed when acknowledged.
 	InvokeStream = "GANTRY_INVOKE"
+	// WatchStream holds the calls that were answered 202 while running
+	// straight on a worker slot (the fast path), with their bodies, so
+	// that the gateways can run one again if its worker goes away. A work
+	// queue read by the gateways only.
+	WatchStream = "GANTRY_WATCH"
+	// WatchConsumer is the consumer every gateway replica shares.
+	WatchConsumer = "gateways"
 	// ResultsBucket keeps results (and pending markers) of requests whose
 	// caller stopped waiting, until the caller polls or the TTL passes.
 	ResultsBucket = "gantry_results"
@@ -33,6 +40,7 @@ const (
 	subjectReplyPrefix  = "gantry.reply."
 	subjectFastPrefix   = "gantry.fast."
 	subjectQueuedPrefix = "gantry.queued."
+	subjectWatchPrefix  = "gantry.watch."
 )
 
 // Message size limits. Requests up to 6 MiB and responses up to 5 MiB travel
@@ -56,6 +64,7 @@ const (
 	HeaderMode    = "Gantry-Mode"    // ModePollable, or empty: only the caller can take the answer
 	HeaderBody    = "Gantry-Body"    // BodyStreamed: the body is not in the message but follows from the gateway
 	HeaderLength  = "Gantry-Length"  // the request body's length, when the caller said it
+	HeaderWorker  = "Gantry-Worker"  // on a watched call: the address of its worker's endpoint
 	HeaderReqID   = "NVCF-REQID"
 )
 
@@ -84,6 +93,22 @@ func FastSubject(functionID, versionID string) string {
 // function version, so that workers with a free slot pull.
 func QueuedSubject(functionID, versionID string) string {
 	return subjectQueuedPrefix + functionID + "." + versionID
+}
+
+// WatchSubject is where a gateway records a detached fast-path call of
+// one function version (see WatchStream).
+func WatchSubject(functionID, versionID string) string {
+	return subjectWatchPrefix + functionID + "." + versionID
+}
+
+// ParseWatchSubject returns the function version of a WatchSubject.
+func ParseWatchSubject(subject string) (functionID, versionID string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, subjectWatchPrefix)
+	if !ok {
+		return "", "", false
+	}
+	functionID, versionID, ok = strings.Cut(rest, ".")
+	return functionID, versionID, ok && functionID != "" && versionID != "" && !strings.Contains(versionID, ".")
 }
 
 // ResultSubject is where a result for reqID is published to land in the
@@ -142,6 +167,18 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", InvokeStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        WatchStream,
+		Description: "Gantry calls answered 202 while running on a worker slot, until they have a result",
+		Subjects:    []string{subjectWatchPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		MaxMsgSize:  MaxPayload,
+		MaxAge:      24 * time.Hour,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", WatchStream, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       ResultsBucket,

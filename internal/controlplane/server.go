@@ -408,6 +408,10 @@ func (s *Server) AdminToken() string { return s.token }
 // local cluster) and tests.
 func (s *Server) Store() *store.Store { return s.st }
 
+// JetStream is the server's JetStream context, for tests and tools that
+// inspect the queues.
+func (s *Server) JetStream() jetstream.JetStream { return s.js }
+
 // NATSURL is the client URL agents in other processes connect to.
 func (s *Server) NATSURL() string {
 	if s.nats != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,9 +71,14 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if ep, ok := g.offer(ctx, f, hdr); ok {
 		defer ep.Close()
 		var over atomic.Bool
-		go func() { over.Store(sendBody(ep, body, limit)) }()
-		err := g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, over.Load)
-		return err
+		var fc *fastCall
+		if pollable {
+			// Kept so that, should the call be answered 202, it can be
+			// recorded for the watcher (watch.go).
+			fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
+		}
+		go func() { over.Store(sendBody(ep, body, limit, fc.keeper())) }()
+		return g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, fc, over.Load)
 	}
 
 	// The queue. The body goes in the message when it fits; a larger one
@@ -109,7 +115,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
 	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
-	return g.answer(w, r, ep, reqID, p.Account, deadline, pollable && rest == nil, q, q.over.Load)
+	return g.answer(w, r, ep, reqID, p.Account, deadline, pollable && rest == nil, q, nil, q.over.Load)
 }
 
 // queued is what answer needs to know of a call in the work queue.
@@ -159,16 +165,18 @@ func (g *Gateway) offer(ctx context.Context, f model.Function, hdr nats.Header) 
 // sendBody streams the request body to the worker; the first frame is the
 // worker's go. It reports whether the body was over the limit, which it
 // tells the worker before it returns.
-func sendBody(ep *stream.Endpoint, body io.Reader, limit int64) (over bool) {
+func sendBody(ep *stream.Endpoint, body io.Reader, limit int64, keep *bodyCopy) (over bool) {
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
+			keep.add(buf[:n])
 			if _, werr := ep.Write(buf[:n]); werr != nil {
 				return false
 			}
 		}
 		if err == io.EOF {
+			keep.complete()
 			_ = ep.CloseWrite()
 			return false
 		}
@@ -186,7 +194,7 @@ func sendBody(ep *stream.Endpoint, body io.Reader, limit int64) (over bool) {
 
 // answer waits for the call's answer and streams it to the caller. q is
 // non-nil for a queued call, which first waits for a worker to take it.
-func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID, account string, deadline time.Time, pollable bool, q *queued, over func() bool) error {
+func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID, account string, deadline time.Time, pollable bool, q *queued, fc *fastCall, over func() bool) error {
 	ctx := r.Context()
 	// A caller that hangs up cancels the call wherever it is.
 	stop := context.AfterFunc(ctx, func() {
@@ -204,13 +212,21 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	detaching := false
+	// watched is the sequence of this call's watch record, kept only when
+	// the call ends up answered 202.
+	var watched uint64
+	defer func() {
+		if watched != 0 {
+			g.unwatch(watched)
+		}
+	}()
 	for {
 		fr, err := ep.Next(wctx)
 		switch {
 		case err == nil && fr.Kind == stream.KindAccept && q != nil:
 			ep.SetPeer(string(fr.Data))
 			if q.body != nil {
-				go func(body io.Reader) { q.over.Store(sendBody(ep, body, q.limit)) }(q.body)
+				go func(body io.Reader) { q.over.Store(sendBody(ep, body, q.limit, nil)) }(q.body)
 				q.body = nil
 			} else if err := ep.Send(stream.KindGo, nil); err != nil {
 				return err
@@ -222,6 +238,7 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 			ep.SetPeer("")
 			continue
 		case err == nil && fr.Kind == stream.KindDetached:
+			watched = 0 // the watcher takes over
 			return g.deferResult(w, ctx, reqID, account)
 		case err == nil && (fr.Kind == stream.KindHead || fr.Kind == stream.KindHeadEnd):
 			if over() {
@@ -229,6 +246,12 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 				// caller hears why.
 				ep.Cancel()
 				return tooLarge(g.cfg.MaxRequestBody)
+			}
+			if watched != 0 {
+				// Asked to detach, the worker had already answered: the
+				// answer streams here, nothing to watch.
+				g.unwatch(watched)
+				watched = 0
 			}
 			return g.relay(w, r, ep, reqID, fr)
 		case err == nil:
@@ -241,7 +264,12 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 				return g.deferResult(w, ctx, reqID, account)
 			}
 			// Running: ask the worker to keep the answer. It answers
-			// "detached", or the head it had already sent.
+			// "detached", or the head it had already sent. A call that
+			// runs straight on its slot is in no durable queue: record it
+			// first, so that it outlives its worker (watch.go).
+			if fc != nil {
+				watched = g.watch(fc, ep.Peer())
+			}
 			detaching = true
 			_ = ep.Send(stream.KindDetach, nil)
 			dctx, dcancel := context.WithTimeout(ctx, detachTimeout)
@@ -386,4 +414,101 @@ func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
 	w.WriteHeader(status)
 	_, err := w.Write(res.Body)
 	return err
+}
+
+// fastCall is what a pollable call on the fast path keeps for its watch
+// record: its head and, while it fits a message, a copy of its body.
+type fastCall struct {
+	subject string
+	hdr     nats.Header
+	body    bodyCopy
+}
+
+func (fc *fastCall) keeper() *bodyCopy {
+	if fc == nil {
+		return nil
+	}
+	return &fc.body
+}
+
+// bodyCopy is a copy of a request body as it is sent, up to the size a
+// message can carry; a nil *bodyCopy keeps nothing.
+type bodyCopy struct {
+	mu       sync.Mutex
+	buf      []byte
+	done     bool // the whole body is in buf
+	overflow bool // it was larger than a message can carry
+}
+
+func (b *bodyCopy) add(p []byte) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.overflow {
+		return
+	}
+	if len(b.buf)+len(p) > bus.MaxRequestBody {
+		b.overflow, b.buf = true, nil
+		return
+	}
+	b.buf = append(b.buf, p...)
+}
+
+func (b *bodyCopy) complete() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.done = true
+	b.mu.Unlock()
+}
+
+// whole returns the body if all of it was kept.
+func (b *bodyCopy) whole() ([]byte, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf, b.done && !b.overflow
+}
+
+// watch records a fast-path call about to be detached, for the watcher; it
+// returns the record's sequence, or 0 when the call cannot be recorded (its
+// body is still being sent, or too large for a message): such a call is
+// then only as durable as its worker.
+func (g *Gateway) watch(fc *fastCall, worker string) uint64 {
+	body, ok := fc.body.whole()
+	reqID := fc.hdr.Get(bus.HeaderReqID)
+	if !ok {
+		g.log.Warn("invoke: a call answered 202 while its body was still being sent, or with a body too large to record, depends on its worker alone", "requestId", reqID)
+		return 0
+	}
+	msg := nats.NewMsg(fc.subject)
+	for k, vs := range fc.hdr {
+		msg.Header[k] = vs
+	}
+	msg.Header.Set(bus.HeaderWorker, worker)
+	msg.Data = body
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ack, err := g.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(reqID))
+	if err != nil {
+		g.log.Error("invoke: could not record a detached call; it depends on its worker alone", "requestId", reqID, "err", err)
+		return 0
+	}
+	return ack.Sequence
+}
+
+// unwatch removes a watch record that is not needed: the call answered
+// after all, or failed before its 202.
+func (g *Gateway) unwatch(seq uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := g.cfg.JS.Stream(ctx, bus.WatchStream)
+	if err == nil {
+		err = st.DeleteMsg(ctx, seq)
+	}
+	if err != nil {
+		g.log.Warn("invoke: could not remove a watch record; the watcher will find the call ended", "seq", seq, "err", err)
+	}
 }

@@ -69,6 +69,9 @@ type Config struct {
 	HostCallLimit time.Duration
 	// Stream tunes the call streams to workers.
 	Stream stream.Options
+	// WatchRecheck is how often a call answered 202 while running on a
+	// worker slot is checked for its worker having gone (default 5s).
+	WatchRecheck time.Duration
 }
 
 // Defaults of the call limits.
@@ -85,6 +88,8 @@ type Gateway struct {
 	guard web.Guard
 	log   *slog.Logger
 	mux   *stream.Mux
+	// watcher keeps detached fast-path calls from being lost (watch.go).
+	watcher *watcher
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -108,7 +113,8 @@ func New(cfg Config) *Gateway {
 	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
 }
 
-// Start subscribes to this gateway's call streams.
+// Start subscribes to this gateway's call streams and starts its watcher
+// of detached calls.
 func (g *Gateway) Start() error {
 	prefix := bus.ReplyPrefix(g.cfg.ID)
 	mux, err := stream.NewMux(g.cfg.Conn, prefix[:len(prefix)-1], g.cfg.Stream)
@@ -116,6 +122,12 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("invoke: %w", err)
 	}
 	g.mux = mux
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if g.watcher, err = startWatcher(ctx, g.cfg.JS, g.cfg.Conn, mux, g.cfg.Results, g.cfg.WatchRecheck, g.log); err != nil {
+		mux.Close()
+		return err
+	}
 	return nil
 }
 
@@ -123,6 +135,9 @@ func (g *Gateway) Start() error {
 // 503 the caller can retry (or, once 202'd, its worker stores the answer),
 // and a stream under way ends with an error event (SSE) or a cut-off body.
 func (g *Gateway) Close() error {
+	if g.watcher != nil {
+		g.watcher.stop()
+	}
 	if g.mux != nil {
 		return g.mux.Close()
 	}

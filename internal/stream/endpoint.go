@@ -205,9 +205,11 @@ func (e *Endpoint) deliver(msg *nats.Msg) {
 		return
 	case KindProbe:
 		if msg.Reply != "" {
-			_ = e.m.nc.Publish(msg.Reply, encode(KindPing, 0, nil))
+			// Asked: still here. (Without a reply subject it is the answer
+			// to this endpoint's own probe, read by Next.)
+			_ = e.m.nc.Publish(msg.Reply, encode(KindProbe, 0, nil))
+			return
 		}
-		return
 	case KindCredit:
 		e.mu.Lock()
 		if seq > e.acked {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -34,25 +36,31 @@ func (l Liveness) String() string {
 	return fmt.Sprintf("liveness(%d)", int(l))
 }
 
-// Probe asks the endpoint at addr (an Endpoint's Addr) whether its call is
-// still under way. It costs one request and needs no endpoint of the
-// caller's own. An error (such as ctx ending) means the answer is unknown.
-func Probe(ctx context.Context, nc *nats.Conn, addr string) (Liveness, error) {
-	msg, err := nc.RequestWithContext(ctx, addr, encode(KindProbe, 0, nil))
-	if errors.Is(err, nats.ErrNoResponders) {
-		return Orphaned, nil
-	}
+var probeSeq atomic.Uint64
+
+// Probe asks the endpoint at addr (another side's Endpoint.Addr) whether
+// its call is still under way. The answer comes back to an endpoint of this
+// mux, so it needs no permission beyond what the call itself uses. An error
+// (such as ctx ending first) means the answer is unknown.
+func (m *Mux) Probe(ctx context.Context, addr string) (Liveness, error) {
+	ep, err := m.Open("probe-" + strconv.FormatUint(probeSeq.Add(1), 36))
 	if err != nil {
+		return 0, err
+	}
+	defer ep.Close()
+	if err := m.nc.PublishMsg(&nats.Msg{Subject: addr, Reply: ep.Addr(), Data: encode(KindProbe, 0, nil)}); err != nil {
 		return 0, fmt.Errorf("stream: probe %s: %w", addr, err)
 	}
-	k, _, _, err := decode(msg.Data)
+	f, err := ep.Next(ctx)
 	switch {
+	case errors.Is(err, ErrNoResponders):
+		return Orphaned, nil
 	case err != nil:
 		return 0, fmt.Errorf("stream: probe %s: %w", addr, err)
-	case k == KindPing:
+	case f.Kind == KindProbe:
 		return Running, nil
-	case k == KindUnknown:
+	case f.Kind == KindUnknown:
 		return Ended, nil
 	}
-	return 0, fmt.Errorf("stream: probe %s: unexpected answer %s", addr, k)
+	return 0, fmt.Errorf("stream: probe %s: unexpected answer %s", addr, f.Kind)
 }

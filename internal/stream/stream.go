@@ -52,7 +52,7 @@ const (
 	KindUnknown  Kind = 'u' // no such call here (any more)
 	KindDetach   Kind = 'D' // keep the result yourself; I stop listening
 	KindDetached Kind = 'O' // detached: the result will be stored, not sent
-	KindProbe    Kind = 'q' // is this call still here? (answered ping or unknown)
+	KindProbe    Kind = 'q' // is this call still here? (answered probe: yes, or unknown)
 
 	// kindNoResponders is not sent by anyone: NATS answers a message with a
 	// reply subject that has no subscriber with a 503 status message.

@@ -364,7 +364,7 @@ func TestProbeTellsRunningFromEndedFromOrphaned(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Probe(testutil.Context(t), p.nc, tc.addr)
+			got, err := p.a.Probe(testutil.Context(t), tc.addr)
 			if err != nil || got != tc.want {
 				t.Fatalf("Probe = %v %v, want %v", got, err, tc.want)
 			}

@@ -17,7 +17,7 @@ import (
 //	sent <i> <unix ns>   it wrote and flushed server-sent event i
 //	closed <unix ns>     the caller's connection closed before the end
 //	done <unix ns>       it wrote every event
-//	call <id>            it ran the call with Call-Id <id>
+//	call <id> <instance> instance <instance> ran the call with Call-Id <id>
 //
 // A request with Stream-Events n streams n events Stream-Interval apart
 // (Stream-Exit-After k: the process dies after event k); one with Call-Id
@@ -38,7 +38,7 @@ func serveStream() {
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if id := r.Header.Get("Call-Id"); id != "" {
-			logf("call %s", id)
+			logf("call %s %s", id, os.Getenv("NVCF_INSTANCE_ID"))
 			delay, _ := time.ParseDuration(r.Header.Get("Call-Delay"))
 			select {
 			case <-time.After(delay):
@@ -84,11 +84,12 @@ type streamLog struct {
 	closed time.Time
 	done   bool
 	calls  map[string]int
+	ranOn  map[string][]string // call id -> instances that ran it
 }
 
 func readStreamLog(t testing.TB, path string) streamLog {
 	t.Helper()
-	l := streamLog{sent: map[int]time.Time{}, calls: map[string]int{}}
+	l := streamLog{sent: map[int]time.Time{}, calls: map[string]int{}, ranOn: map[string][]string{}}
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
 		return l
@@ -115,8 +116,9 @@ func readStreamLog(t testing.TB, path string) streamLog {
 			l.closed = at(fields[1])
 		case len(fields) == 2 && fields[0] == "done":
 			l.done = true
-		case len(fields) == 2 && fields[0] == "call":
+		case len(fields) == 3 && fields[0] == "call":
 			l.calls[fields[1]]++
+			l.ranOn[fields[1]] = append(l.ranOn[fields[1]], fields[2])
 		default:
 			t.Fatalf("stream log line %q", sc.Text())
 		}
