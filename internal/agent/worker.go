@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
@@ -575,6 +576,10 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 type answer struct {
 	header nats.Header
 	body   []byte
+	// large names the object holding a body too large for body (size
+	// bytes).
+	large string
+	size  int64
 }
 
 // errorAnswer is a problem body for failures on the worker's side.
@@ -609,25 +614,50 @@ func (w *worker) finish(c call, a answer) {
 	}
 }
 
-// storeResponse keeps a response for polling, up to the inline limit.
+// storeResponse keeps a response for polling: in the result record up to
+// the inline limit, else streamed into the object store.
 func (w *worker) storeResponse(c call, out nats.Header, body io.Reader) {
 	b, err := io.ReadAll(io.LimitReader(body, bus.MaxResponseBody+1))
 	switch {
 	case err != nil:
 		w.finish(c, errorAnswer(http.StatusBadGateway, "reading the function's response failed: "+err.Error()))
 	case len(b) > bus.MaxResponseBody:
-		w.finish(c, errorAnswer(http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("the function's response exceeds the %d MiB that a polled (202) result can hold; call it with a longer NVCF-POLL-SECONDS so the answer streams, or return a smaller body", bus.MaxResponseBody>>20)))
+		name, size, err := w.storeLarge(io.MultiReader(bytes.NewReader(b), body))
+		if err != nil {
+			w.log.Error("agent: could not store a large result", "requestId", c.hdr.Get(bus.HeaderReqID), "err", err)
+			w.finish(c, errorAnswer(http.StatusBadGateway, "storing the function's large response failed: "+err.Error()))
+			return
+		}
+		w.finish(c, answer{header: out, large: name, size: size})
 	default:
 		w.finish(c, answer{header: out, body: b})
 	}
+}
+
+// storeLarge streams a response into the large-results object store under
+// a fresh random name, so that a redelivered call never meets its earlier
+// attempt's object.
+func (w *worker) storeLarge(body io.Reader) (name string, size int64, err error) {
+	ctx, cancel := context.WithTimeout(w.ctx, time.Hour)
+	defer cancel()
+	obs, err := w.js.ObjectStore(ctx, bus.LargeBucket)
+	if err != nil {
+		return "", 0, err
+	}
+	name = nuid.Next()
+	info, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, body)
+	if err != nil {
+		return "", 0, err
+	}
+	return name, int64(info.Size), nil
 }
 
 // store puts an answer in the results bucket for polling.
 func (w *worker) store(hdr nats.Header, a answer) bool {
 	reqID := hdr.Get(bus.HeaderReqID)
 	status, _ := strconv.Atoi(a.header.Get(bus.HeaderStatus))
-	res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body}
+	res := bus.Result{Account: hdr.Get(bus.HeaderAccount), Status: status, Header: http.Header(a.header), Body: a.body,
+		Large: a.large, Size: a.size}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := w.js.Publish(ctx, bus.ResultSubject(reqID), res.Encode()); err != nil {

@@ -150,6 +150,11 @@ func FromAgent(msg *nats.Msg) (clusterID string, ok bool) {
 //   - Results: keyed by request id ($KV.gantry_results.*); an agent can
 //     overwrite a result whose request id it knows. It cannot read results,
 //     nor list their keys (no stream info on the results bucket).
+//   - Large results: an agent can add objects to the gantry_large object
+//     store and read the meta of an object whose name it knows, which
+//     names its chunks; Gantry's names are random, so only the agent that
+//     put one (and the gateways) know them. Stream info on the store shows
+//     its size and message counts, not names.
 //   - Reply subjects are not authorized at all (see FromAgent): an agent can
 //     make the server publish its answer to an API request (stream info, a
 //     publish ack) to any subject, $KV.gantry_desired.<other> included, so
@@ -181,8 +186,15 @@ func agentPermissions(clusterID string) *server.Permissions {
 			"$JS.API.CONSUMER.INFO." + InvokeStream + ".*",
 			"$JS.API.CONSUMER.MSG.NEXT." + InvokeStream + ".*",
 			"$JS.ACK." + InvokeStream + ".>",
-			// Worker: a result nobody waited for, published as a KV put.
+			// Worker: a result nobody waited for, published as a KV put...
 			"$KV." + ResultsBucket + ".*",
+			// ... and, when too large for it, put in the object store:
+			// bind it, check that the (fresh) name is unused, then its
+			// chunks and meta.
+			"$JS.API.STREAM.INFO.OBJ_" + LargeBucket,
+			"$JS.API.DIRECT.GET.OBJ_" + LargeBucket + ".$O." + LargeBucket + ".M.*",
+			"$O." + LargeBucket + ".C.*",
+			"$O." + LargeBucket + ".M.*",
 			// Worker: the answer to the waiting gateway.
 			subjectReplyPrefix + "*.*",
 			// Heartbeat reports and secret requests of this cluster only.

@@ -33,6 +33,10 @@ const (
 	// DesiredBucket holds each cluster's whole desired state, keyed by
 	// cluster id; agents watch their key and converge.
 	DesiredBucket = "gantry_desired"
+	// LargeBucket is the object store that holds the answers of polled
+	// (202) calls too large for the results bucket, for as long as
+	// results are kept.
+	LargeBucket = "gantry_large"
 
 	subjectInvokePrefix = "gantry.invoke."
 	subjectReportPrefix = "gantry.report."
@@ -189,6 +193,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Replicas:     cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("bus: bucket %s: %w", ResultsBucket, err)
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      LargeBucket,
+		Description: "answers of polled invocations too large for the results bucket",
+		TTL:         cfg.ResultTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: object store %s: %w", LargeBucket, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DesiredBucket,

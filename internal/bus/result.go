@@ -14,6 +14,10 @@ type Result struct {
 	Status  int         `json:"status,omitempty"`
 	Header  http.Header `json:"header,omitempty"`
 	Body    []byte      `json:"body,omitempty"`
+	// Large names the object in LargeBucket that holds a body too large
+	// for the record (Size bytes); Body is then empty.
+	Large string `json:"large,omitempty"`
+	Size  int64  `json:"size,omitempty"`
 }
 
 // Encode serialises r for the bucket.

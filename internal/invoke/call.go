@@ -393,6 +393,17 @@ func pending(w http.ResponseWriter, reqID string) {
 }
 
 func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
+	if res.Large != "" {
+		// As NVCF answers a large result: a redirect to where it can be
+		// fetched, with the same credential.
+		h := w.Header()
+		h.Set("NVCF-REQID", reqID)
+		h.Set("NVCF-STATUS", statusFulfilled)
+		h.Set("Location", LargeResultPath+reqID)
+		h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS, Location")
+		w.WriteHeader(http.StatusFound)
+		return nil
+	}
 	h := w.Header()
 	for k, vs := range res.Header {
 		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {

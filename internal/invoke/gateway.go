@@ -52,6 +52,8 @@ type Config struct {
 	Conn    *nats.Conn
 	JS      jetstream.JetStream
 	Results jetstream.KeyValue
+	// Large holds answers of polled calls too large for Results.
+	Large   jetstream.ObjectStore
 	Catalog Catalog
 	Auth    auth.Authenticator
 	Logger  *slog.Logger
@@ -149,6 +151,7 @@ func (g *Gateway) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v2/nvcf/pexec/functions/{functionId}", g.guard.Route(auth.ScopeInvokeFunction, g.pexec))
 	mux.Handle("POST /v2/nvcf/pexec/functions/{functionId}/versions/{versionId}", g.guard.Route(auth.ScopeInvokeFunction, g.pexec))
 	mux.Handle("GET /v2/nvcf/pexec/status/{requestId}", g.guard.Route(auth.ScopeInvokeFunction, g.status))
+	mux.Handle("GET "+LargeResultPath+"{requestId}", g.guard.Route(auth.ScopeInvokeFunction, g.largeResult))
 	mux.Handle("GET /v2/nvcf/queues/functions/{functionId}", g.guard.Route(auth.ScopeQueueDetails, g.queues))
 	mux.Handle("GET /v2/nvcf/queues/functions/{functionId}/versions/{versionId}", g.guard.Route(auth.ScopeQueueDetails, g.queues))
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -170,4 +171,70 @@ func readRSS(t *testing.T) int64 {
 	}
 	t.Error("no VmRSS in /proc/self/status")
 	return 0
+}
+
+// TestLargePolledResult: a 202'd call whose answer is larger than a result
+// record holds is kept in the object store; the status poll answers 302 to
+// where it streams, for the same credential only.
+func TestLargePolledResult(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	f, err := p.c.CreateFunction(ctx, selfFunction(t, "echo", "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(2)}, model.StatusActive)
+	const size = 12 << 20
+	req := p.pexecRequest(t, ctx, f, http.Header{echo.HeaderBytes: {strconv.Itoa(size)}, echo.HeaderDelay: {"1500ms"},
+		"NVCF-POLL-SECONDS": {"1"}})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqID := resp.Header.Get("NVCF-REQID")
+	if resp.StatusCode != http.StatusAccepted || reqID == "" {
+		t.Fatalf("status %d, want 202 with a request id", resp.StatusCode)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var location string
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		st, err := noFollow.Do(newRequest(t, http.MethodGet, p.URL()+"/v2/nvcf/pexec/status/"+reqID, p.AdminToken()))
+		if err != nil {
+			return err
+		}
+		st.Body.Close()
+		if st.StatusCode != http.StatusFound {
+			return fmt.Errorf("status %d, want 302", st.StatusCode)
+		}
+		location = st.Header.Get("Location")
+		return nil
+	})
+	got, err := http.DefaultClient.Do(newRequest(t, http.MethodGet, p.URL()+location, p.AdminToken()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, got.Body)
+	got.Body.Close()
+	if got.StatusCode != http.StatusOK || n != size || err != nil || got.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("%s: status %d, %d bytes (%v), type %q; want 200 with %d bytes", location, got.StatusCode, n, err, got.Header.Get("Content-Type"), size)
+	}
+	// Without the credential: refused; another request id: not found.
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{location, "", http.StatusUnauthorized},
+		{"/v2/nvcf/pexec/results/00000000-0000-0000-0000-000000000000", p.AdminToken(), http.StatusNotFound},
+		{"/v2/nvcf/pexec/results/not..an-id", p.AdminToken(), http.StatusBadRequest},
+	} {
+		r, err := http.DefaultClient.Do(newRequest(t, http.MethodGet, p.URL()+tc.path, tc.token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != tc.want {
+			t.Errorf("GET %s: %d, want %d", tc.path, r.StatusCode, tc.want)
+		}
+	}
 }

@@ -21,8 +21,9 @@ import (
 
 // Request headers that change how the echo function answers.
 const (
-	// HeaderDelay holds a Go duration (e.g. "2s") to wait before answering, so
-	// tests can build a slow function without a second binary.
+	// HeaderDelay holds a Go duration (e.g. "2s") to wait before answering
+	// (also before an Echo-Bytes answer), so tests can build a slow function
+	// without a second binary.
 	HeaderDelay = "Echo-Delay"
 	// HeaderStatus holds the HTTP status code to answer with, so tests can
 	// make the function fail without a second binary.
@@ -131,7 +132,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.events(w, r)
 		return
 	case r.Header.Get(HeaderBytes) != "":
-		h.bytes(w, r)
+		if wait(r, delay) {
+			h.bytes(w, r)
+		}
 		return
 	case r.Header.Get(HeaderDiscard) != "":
 		n, err := io.Copy(io.Discard, r.Body)
@@ -155,15 +158,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			// The client is gone; nobody is left to answer.
-			t.Stop()
-			return
-		}
+	if !wait(r, delay) {
+		return // the client is gone; nobody is left to answer
 	}
 
 	out, err := json.Marshal(Response{
@@ -303,4 +299,19 @@ func Run(ctx context.Context, addr string) error {
 		return fmt.Errorf("echo: serve: %w", err)
 	}
 	return nil
+}
+
+// wait waits d, or reports false when the request ends first.
+func wait(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
