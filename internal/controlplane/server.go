@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -123,9 +124,10 @@ type Server struct {
 	listener net.Listener
 	token    string
 
-	cancel context.CancelFunc
-	bg     chan struct{} // closed when background loops have exited
-	ready  chan struct{}
+	cancel    context.CancelFunc
+	bg        chan struct{} // closed when background loops have exited
+	closeOnce sync.Once
+	ready     chan struct{}
 }
 
 // New validates cfg. Nothing starts until Start.
@@ -467,11 +469,17 @@ func (s *Server) agentNATSURL() string {
 	return s.NATSURL()
 }
 
-// Close stops the server. Order: stop accepting HTTP and let in-flight
-// requests finish; stop the gateway's reply subscription; stop the
-// reconciler and agent handlers; close the NATS connection, then embedded
-// NATS; then etcd, which everything above depended on.
+// Close stops the server; calls after the first do nothing. Order: the
+// gateway (its watcher, its call streams); stop accepting HTTP and let
+// in-flight requests finish; stop the reconciler and agent handlers; close
+// the NATS connection, then embedded NATS; then etcd, which everything
+// above depended on.
 func (s *Server) Close() error {
+	s.closeOnce.Do(s.close)
+	return nil
+}
+
+func (s *Server) close() {
 	// The gateway goes first: it ends the calls in flight cleanly (their
 	// streams would otherwise hold the HTTP shutdown to its timeout).
 	if s.gateway != nil {
@@ -502,7 +510,6 @@ func (s *Server) Close() error {
 	} else if s.etcdCli != nil {
 		_ = s.etcdCli.Close()
 	}
-	return nil
 }
 
 // writeAdminToken mints a fresh admin token for the server's account and

@@ -84,7 +84,9 @@ func (m *Mux) Each(fn func(*Endpoint)) {
 	}
 }
 
-// Close unsubscribes and ends every open endpoint with ErrClosed.
+// Close unsubscribes and ends every open endpoint with ErrClosed, telling
+// each one's peer to stop (cancel), so that the other side of a call under
+// way ends it at once rather than when its keepalives run out.
 func (m *Mux) Close() error {
 	m.mu.Lock()
 	m.closed = true
@@ -92,6 +94,9 @@ func (m *Mux) Close() error {
 	m.ends = map[string]*Endpoint{}
 	m.mu.Unlock()
 	for _, e := range ends {
+		if peer := e.Peer(); peer != "" && e.Err() == nil {
+			_ = m.nc.Publish(peer, encode(KindCancel, 0, nil))
+		}
 		e.shut(ErrClosed)
 	}
 	return m.sub.Unsubscribe()

@@ -371,3 +371,12 @@ func TestProbeTellsRunningFromEndedFromOrphaned(t *testing.T) {
 		})
 	}
 }
+
+func TestClosingAMuxCancelsItsPeers(t *testing.T) {
+	p := newPair(t, Options{})
+	_, eb := p.connect(t, "call-1")
+	p.a.Close()
+	if _, err := eb.Next(testutil.Context(t)); !errors.Is(err, ErrCanceled) {
+		t.Fatalf("peer's Next = %v, want ErrCanceled", err)
+	}
+}

@@ -301,3 +301,36 @@ func TestFunctionDyingMidStream(t *testing.T) {
 		t.Fatalf("status of %s: %d %q %s, want 502 errored saying why", reqID, st.StatusCode, st.Header.Get("NVCF-STATUS"), b)
 	}
 }
+
+// TestGatewayShutdownEndsStreamsCleanly: a stream under way when the
+// gateway shuts down ends with an error event saying why, not a hang.
+func TestGatewayShutdownEndsStreamsCleanly(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	f, _ := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
+	resp, err := http.DefaultClient.Do(p.pexecRequest(t, testutil.Context(t), f, http.Header{"Accept": {"text/event-stream"},
+		"Stream-Events": {"100"}, "Stream-Interval": {"100ms"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ch := make(chan sseEvent, 100)
+	go sseEvents(resp.Body, ch)
+	<-ch
+	<-ch
+	closed := make(chan time.Duration, 1)
+	go func() {
+		began := time.Now()
+		p.ControlPlane().Close()
+		closed <- time.Since(began)
+	}()
+	var last sseEvent
+	for e := range ch {
+		last = e
+	}
+	if last.event != "error" || !strings.Contains(last.data, "shutting down") {
+		t.Fatalf("last event %+v, want an error event saying the gateway is shutting down", last)
+	}
+	if took := <-closed; took > 5*time.Second {
+		t.Errorf("the control plane took %v to close with a stream under way", took)
+	}
+}
