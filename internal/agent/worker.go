@@ -533,7 +533,9 @@ func epContext(ep *stream.Endpoint) context.Context {
 // read goes with the head (a small answer is one frame), then one frame per
 // read, so a server-sent event reaches the caller when it is written.
 func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Response) error {
-	buf := make([]byte, w.mux.Options().ChunkSize)
+	pb := w.mux.Buffer()
+	defer w.mux.Recycle(pb)
+	buf := *pb
 	var n int
 	var err error
 	if cl := resp.ContentLength; cl >= 0 && cl <= int64(len(buf)) {

@@ -77,7 +77,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 			// recorded for the watcher (watch.go).
 			fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
 		}
-		go func() { over.Store(sendBody(ep, body, limit, fc.keeper())) }()
+		go func() { over.Store(g.sendBody(ep, body, r.ContentLength, limit, fc.keeper())) }()
 		return g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, fc, over.Load)
 	}
 
@@ -165,12 +165,23 @@ func (g *Gateway) offer(ctx context.Context, f model.Function, hdr nats.Header) 
 // sendBody streams the request body to the worker; the first frame is the
 // worker's go. It reports whether the body was over the limit, which it
 // tells the worker before it returns.
-func sendBody(ep *stream.Endpoint, body io.Reader, limit int64, keep *bodyCopy) (over bool) {
-	buf := make([]byte, 64<<10)
+func (g *Gateway) sendBody(ep *stream.Endpoint, body io.Reader, length, limit int64, keep *bodyCopy) (over bool) {
+	pb := g.mux.Buffer()
+	defer g.mux.Recycle(pb)
+	buf := *pb
+	var sent int64
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			keep.add(buf[:n])
+			sent += int64(n)
+			if sent == length {
+				// The declared length is in: end with these bytes, so a
+				// small body is one frame.
+				keep.complete()
+				_ = ep.WriteLast(buf[:n])
+				return false
+			}
 			if _, werr := ep.Write(buf[:n]); werr != nil {
 				return false
 			}
@@ -226,7 +237,7 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 		case err == nil && fr.Kind == stream.KindAccept && q != nil:
 			ep.SetPeer(string(fr.Data))
 			if q.body != nil {
-				go func(body io.Reader) { q.over.Store(sendBody(ep, body, q.limit, nil)) }(q.body)
+				go func(body io.Reader) { q.over.Store(g.sendBody(ep, body, -1, q.limit, nil)) }(q.body)
 				q.body = nil
 			} else if err := ep.Send(stream.KindGo, nil); err != nil {
 				return err
@@ -321,7 +332,9 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpo
 	}
 	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
-	buf := make([]byte, g.mux.Options().ChunkSize)
+	pb := g.mux.Buffer()
+	defer g.mux.Recycle(pb)
+	buf := *pb
 	body := ep.Body()
 	for {
 		n, err := body.Read(buf)

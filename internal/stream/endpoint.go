@@ -456,6 +456,19 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 // CloseWrite ends this side's stream cleanly.
 func (e *Endpoint) CloseWrite() error { return e.sendStream(KindEnd, nil, nil) }
 
+// WriteLast writes p and ends the stream: one frame when p fits a chunk,
+// as a small body does.
+func (e *Endpoint) WriteLast(p []byte) error {
+	size := e.m.opts.ChunkSize
+	for len(p) > size {
+		if err := e.sendStream(KindData, nil, p[:size]); err != nil {
+			return err
+		}
+		p = p[size:]
+	}
+	return e.sendStream(KindEnd, nil, p)
+}
+
 // Fail ends this side's stream with a reason the peer reads as a
 // RemoteError.
 func (e *Endpoint) Fail(reason string) error { return e.sendStream(KindFail, nil, []byte(reason)) }

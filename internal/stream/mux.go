@@ -25,6 +25,10 @@ type Mux struct {
 	gone   map[string]time.Time // abandoned call -> when to forget it
 	sweep  time.Time            // next time gone is swept
 	closed bool
+
+	// bufs recycles the ChunkSize buffers bodies are copied through: a
+	// call allocating its own would cost the GC 100s of KiB per call.
+	bufs sync.Pool
 }
 
 // NewMux subscribes to prefix.* on nc. Every id a caller opens must be a
@@ -32,6 +36,10 @@ type Mux struct {
 func NewMux(nc *nats.Conn, prefix string, opts Options) (*Mux, error) {
 	opts.defaults()
 	m := &Mux{nc: nc, prefix: prefix, opts: opts, ends: map[string]*Endpoint{}, gone: map[string]time.Time{}}
+	m.bufs.New = func() any {
+		b := make([]byte, opts.ChunkSize)
+		return &b
+	}
 	sub, err := nc.Subscribe(prefix+".*", m.dispatch)
 	if err != nil {
 		return nil, fmt.Errorf("stream: subscribe %s.*: %w", prefix, err)
@@ -42,6 +50,14 @@ func NewMux(nc *nats.Conn, prefix string, opts Options) (*Mux, error) {
 	m.sub = sub
 	return m, nil
 }
+
+// Buffer lends a ChunkSize buffer for copying a body into frames (frames
+// copy what they send, so it can be reused at once); give it back with
+// Recycle.
+func (m *Mux) Buffer() *[]byte { return m.bufs.Get().(*[]byte) }
+
+// Recycle takes back a buffer from Buffer.
+func (m *Mux) Recycle(b *[]byte) { m.bufs.Put(b) }
 
 // Options returns the mux's effective options.
 func (m *Mux) Options() Options { return m.opts }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strconv"
 	"testing"
 	"time"
 
@@ -378,5 +380,19 @@ func TestClosingAMuxCancelsItsPeers(t *testing.T) {
 	p.a.Close()
 	if _, err := eb.Next(testutil.Context(t)); !errors.Is(err, ErrCanceled) {
 		t.Fatalf("peer's Next = %v, want ErrCanceled", err)
+	}
+}
+
+func TestWriteLastEndsTheStreamWithItsBytes(t *testing.T) {
+	p := newPair(t, Options{ChunkSize: 4})
+	for _, body := range []string{"", "abc", "abcdefghij"} {
+		t.Run(fmt.Sprintf("%d bytes", len(body)), func(t *testing.T) {
+			ea, eb := p.connect(t, "call-"+strconv.Itoa(len(body)))
+			go func() { _ = ea.WriteLast([]byte(body)) }()
+			got, err := io.ReadAll(eb.Body())
+			if err != nil || string(got) != body {
+				t.Fatalf("read %q %v, want %q", got, err, body)
+			}
+		})
 	}
 }
