@@ -255,7 +255,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
 	}
 	s.http = &http.Server{
-		Handler:           s.gateway.HostRouting(web.ProblemFallback(mux)),
+		Handler:           s.gateway.Routing(mux, web.ProblemFallback(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

@@ -156,18 +156,55 @@ func (g *Gateway) Register(mux *http.ServeMux) {
 	mux.Handle("GET /v2/nvcf/queues/functions/{functionId}/versions/{versionId}", g.guard.Route(auth.ScopeQueueDetails, g.queues))
 }
 
-// HostRouting sends requests whose Host is <fn>.invocation.<domain> or
-// <version>.<fn>.invocation.<domain> to the function, path as is; everything
-// else goes to next.
-func (g *Gateway) HostRouting(next http.Handler) http.Handler {
+// Routing headers that name the function of a pass-through call where
+// there is no wildcard DNS for <fn>.invocation.<domain>, as NVCF reads them.
+const (
+	HeaderFunctionID        = "Function-ID"
+	HeaderFunctionVersionID = "Function-Version-ID"
+)
+
+// Routing sends pass-through calls to their function, path as is:
+//   - requests whose Host is <fn>.invocation.<domain> or
+//     <version>.<fn>.invocation.<domain>;
+//   - requests with a Function-ID header (and optionally
+//     Function-Version-ID) on a path that is none of Gantry's own routes
+//     in api, so that a management call carrying the header by chance
+//     still reaches the API.
+//
+// Everything else goes to next.
+func (g *Gateway) Routing(api *http.ServeMux, next http.Handler) http.Handler {
 	passthrough := g.guard.Route(auth.ScopeInvokeFunction, g.passthrough)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, _, ok := ParseInvocationHost(r.Host); ok {
 			passthrough.ServeHTTP(w, r)
 			return
 		}
+		if r.Header.Get(HeaderFunctionID) != "" {
+			if _, pattern := api.Handler(r); pattern == "" {
+				passthrough.ServeHTTP(w, r)
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// passthroughTarget names the function of a pass-through call: by Host, or
+// by the routing headers.
+func passthroughTarget(r *http.Request) (fnID, versionID string, err error) {
+	if fnID, versionID, ok := ParseInvocationHost(r.Host); ok {
+		return fnID, versionID, nil
+	}
+	fnID, versionID = r.Header.Get(HeaderFunctionID), r.Header.Get(HeaderFunctionVersionID)
+	if err := validate.ID("Function-ID header", fnID); err != nil {
+		return "", "", err
+	}
+	if versionID != "" {
+		if err := validate.ID("Function-Version-ID header", versionID); err != nil {
+			return "", "", err
+		}
+	}
+	return fnID, versionID, nil
 }
 
 // ParseInvocationHost extracts function and optional version ids from an
@@ -219,7 +256,10 @@ func (g *Gateway) pexec(w http.ResponseWriter, r *http.Request, p auth.Principal
 }
 
 func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	fnID, versionID, _ := ParseInvocationHost(r.Host)
+	fnID, versionID, err := passthroughTarget(r)
+	if err != nil {
+		return err
+	}
 	e, err := g.target(r.Context(), p, fnID, versionID)
 	if err != nil {
 		return err

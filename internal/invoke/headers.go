@@ -16,7 +16,7 @@ import (
 var hopHeaders = map[string]bool{
 	"Authorization": true, "Connection": true, "Keep-Alive": true, "Proxy-Authorization": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true,
-	"Host": true, "Nvcf-Poll-Seconds": true,
+	"Host": true, "Nvcf-Poll-Seconds": true, "Function-Id": true, "Function-Version-Id": true,
 }
 
 // stripped reports whether a caller header must not reach the function:
