@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,22 +20,33 @@ import (
 	"github.com/gantry-dev/gantry/internal/model"
 )
 
-// rig holds what both paths call: a dev platform with the echo function
-// deployed, a plain echo process beside it, and the one HTTP client that
-// loads both.
+// rig holds what every path calls: a dev platform with the echo function
+// deployed, a plain echo process beside it, the baseline proxies in front of
+// that echo, and the one HTTP client that loads them all.
 type rig struct {
 	cfg    InvokeConfig
 	dir    string
 	p      *dev.Platform
 	echo   *child
+	proxy  *reverseProxy
+	nginx  *nginxProc
 	client *http.Client
-	// paths build one request for each path.
-	paths map[string]func(context.Context) (*http.Request, error)
+	body   []byte
+	// order is the paths measured, in the order each round runs them, and
+	// skipped the baselines left out.
+	order   []string
+	skipped []SkippedPath
+	// urls is where each path's call goes; only the gateway needs a token.
+	urls  map[string]string
+	token string
 }
 
-// startRig brings the rig up; on error it has already cleaned up.
+// startRig brings the rig up; on error it has already cleaned up. Only the
+// nginx baseline may fail without failing the rig: it is skipped, and the
+// reason recorded.
 func startRig(ctx context.Context, cfg InvokeConfig) (_ *rig, err error) {
-	r := &rig{cfg: cfg, client: loadClient(slices.Max(cfg.Levels))}
+	maxConc := cfg.maxConcurrency()
+	r := &rig{cfg: cfg, client: loadClient(maxConc), body: jsonBody(cfg.BodySize), urls: map[string]string{}}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -52,9 +63,9 @@ func startRig(ctx context.Context, cfg InvokeConfig) (_ *rig, err error) {
 	if err := p.Start(ctx); err != nil {
 		return nil, err
 	}
-	r.p = p
+	r.p, r.token = p, p.AdminToken()
 	api := client.New(p.URL(), p.AdminToken(), client.WithUserAgent("gantry-bench"))
-	fnID, err := deployEcho(ctx, api, cfg.Executable, slices.Max(cfg.Levels), cfg.Progress)
+	fnID, err := deployEcho(ctx, api, cfg.Executable, maxConc, cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -72,23 +83,81 @@ func startRig(ctx context.Context, cfg InvokeConfig) (_ *rig, err error) {
 	if _, err := waitOK(hctx, r.echo, "http://"+echoAddr+"/health", 10*time.Millisecond); err != nil {
 		return nil, err
 	}
+	r.add(PathDirect, "http://"+echoAddr+"/echo")
 
-	body := jsonBody(cfg.BodySize)
-	r.paths = map[string]func(context.Context) (*http.Request, error){
-		PathDirect: func(ctx context.Context) (*http.Request, error) {
-			return post(ctx, "http://"+echoAddr+"/echo", "", body)
-		},
-		PathGateway: func(ctx context.Context) (*http.Request, error) {
-			return post(ctx, p.URL()+"/v2/nvcf/pexec/functions/"+fnID, p.AdminToken(), body)
-		},
+	if r.proxy, err = startProxy("http://"+echoAddr, maxConc, cfg.Logger); err != nil {
+		return nil, err
 	}
-	return r, firstOK(ctx, r.client, r.paths[PathGateway])
+	fmt.Fprintf(cfg.Progress, "Started the httputil.ReverseProxy baseline on %s\n", r.proxy.addr)
+	r.add(PathProxy, r.proxy.URL()+"/echo")
+
+	if err := r.startNginx(ctx, echoAddr, maxConc); err != nil {
+		r.skipped = append(r.skipped, SkippedPath{Path: PathNginx, Reason: err.Error()})
+		fmt.Fprintf(cfg.Progress, "Skipping the nginx baseline: %v\n", err)
+	}
+
+	r.add(PathGateway, p.URL()+"/v2/nvcf/pexec/functions/"+fnID)
+	for _, path := range r.order {
+		if err := firstOK(ctx, r.client, path, r.newRequest(path, nil)); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
-// close stops the direct echo, then the platform (which stops the deployed
-// echo), and removes the temporary directory.
+// startNginx starts the nginx baseline unless it is turned off.
+func (r *rig) startNginx(ctx context.Context, echoAddr string, keepalive int) error {
+	if r.cfg.Nginx == NginxOff {
+		return errors.New("bench: turned off (--nginx " + NginxOff + ")")
+	}
+	exe, err := findNginx(r.cfg.Nginx)
+	if err != nil {
+		return err
+	}
+	if r.nginx, err = startNginx(ctx, exe, echoAddr, keepalive); err != nil {
+		return fmt.Errorf("bench: start %s: %w", exe, err)
+	}
+	fmt.Fprintf(r.cfg.Progress, "Started the nginx baseline (%s) on %s, config %s\n", exe, r.nginx.addr, filepath.Join(r.nginx.dir, "nginx.conf"))
+	r.add(PathNginx, r.nginx.URL()+"/echo")
+	return nil
+}
+
+// add appends a path to the order, calling url.
+func (r *rig) add(path, url string) {
+	r.order = append(r.order, path)
+	r.urls[path] = url
+}
+
+// newRequest returns a builder of path's request: a POST of the benchmark
+// body, with hdr added. Every path gets the same request; only the gateway
+// gets the credential.
+func (r *rig) newRequest(path string, hdr map[string]string) func(context.Context) (*http.Request, error) {
+	url, token := r.urls[path], ""
+	if path == PathGateway {
+		token = r.token
+	}
+	return func(ctx context.Context) (*http.Request, error) {
+		req, err := post(ctx, url, token, r.body)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		return req, nil
+	}
+}
+
+// close stops nginx, the proxy and the direct echo, then the platform (which
+// stops the deployed echo), and removes the temporary directory.
 func (r *rig) close() {
 	r.client.CloseIdleConnections()
+	if r.nginx != nil {
+		r.nginx.close()
+	}
+	if r.proxy != nil {
+		_ = r.proxy.close()
+	}
 	if r.echo != nil {
 		_, _ = r.echo.stop()
 	}
@@ -102,7 +171,7 @@ func (r *rig) close() {
 
 // load is the timed load on path at level.
 func (r *rig) load(level int, path string) Load {
-	return Load{Client: r.client, Concurrency: level, NewRequest: r.paths[path], Duration: r.cfg.Duration, Requests: r.cfg.Requests}
+	return Load{Client: r.client, Concurrency: level, NewRequest: r.newRequest(path, nil), Duration: r.cfg.Duration, Requests: r.cfg.Requests}
 }
 
 // warmup runs the load on path at level for the warmup time, unmeasured, so
@@ -115,12 +184,12 @@ func (r *rig) warmup(ctx context.Context, level int, path string) {
 	}
 }
 
-// measure runs the rounds of one level, direct then gateway each time, so
-// drift on the machine affects both paths alike.
+// measure runs the rounds of one level, every path in turn each time, so
+// drift on the machine affects all paths alike.
 func (r *rig) measure(ctx context.Context, level int) (LevelResult, error) {
-	lr := LevelResult{Concurrency: level}
+	lr := LevelResult{Concurrency: level, Paths: make([]PathResult, len(r.order))}
 	for round := 1; round <= r.cfg.Rounds; round++ {
-		for _, path := range []string{PathDirect, PathGateway} {
+		for i, path := range r.order {
 			r.warmup(ctx, level, path)
 			run := r.load(level, path).Run(ctx)
 			if err := ctx.Err(); err != nil {
@@ -128,18 +197,20 @@ func (r *rig) measure(ctx context.Context, level int) (LevelResult, error) {
 			}
 			fmt.Fprintf(r.cfg.Progress, "  concurrency %-4d round %d/%d  %-8s %7d requests  p50 %sms  p99 %sms  %8.0f req/s%s\n",
 				level, round, r.cfg.Rounds, path, run.Requests, Millis(run.Latency.P50), Millis(run.Latency.P99), run.Latency.RPS, errorNote(run))
-			pr := &lr.Direct
-			if path == PathGateway {
-				pr = &lr.Gateway
-			}
-			pr.Rounds = append(pr.Rounds, run)
+			lr.Paths[i].Path = path
+			lr.Paths[i].Rounds = append(lr.Paths[i].Rounds, run)
 		}
 	}
-	lr.Direct.summarize()
-	lr.Gateway.summarize()
-	lr.AddedP50 = lr.Gateway.P50 - lr.Direct.P50
-	if lr.Direct.RPS > 0 {
-		lr.ThroughputRatio = lr.Gateway.RPS / lr.Direct.RPS
+	for i := range lr.Paths {
+		lr.Paths[i].summarize()
+	}
+	direct := lr.Paths[0] // the order starts with the direct path
+	for i := range lr.Paths {
+		p := &lr.Paths[i]
+		p.AddedP50 = p.P50 - direct.P50
+		if direct.RPS > 0 {
+			p.ThroughputRatio = p.RPS / direct.RPS
+		}
 	}
 	return lr, nil
 }
@@ -225,9 +296,9 @@ func waitActive(ctx context.Context, api *client.Client, fn model.Function, prog
 	}
 }
 
-// firstOK calls until one call succeeds: ACTIVE in the API can be a moment
-// ahead of the gateway's catalog, which learns it from a watch.
-func firstOK(ctx context.Context, hc *http.Client, newReq func(context.Context) (*http.Request, error)) error {
+// firstOK calls path until one call succeeds: ACTIVE in the API can be a
+// moment ahead of the gateway's catalog, which learns it from a watch.
+func firstOK(ctx context.Context, hc *http.Client, path string, newReq func(context.Context) (*http.Request, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var last string
@@ -249,13 +320,13 @@ func firstOK(ctx context.Context, hc *http.Client, newReq func(context.Context) 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("bench: the gateway never answered 200 (last: %s): %w", last, ctx.Err())
+			return fmt.Errorf("bench: the %s path never answered 200 (last: %s): %w", path, last, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// loadClient is the one HTTP client both paths share, with enough idle
+// loadClient is the one HTTP client every path shares, with enough idle
 // connections per host that no request of a level waits for a dial.
 func loadClient(maxConcurrency int) *http.Client {
 	return &http.Client{Transport: &http.Transport{
@@ -268,7 +339,7 @@ func loadClient(maxConcurrency int) *http.Client {
 	}}
 }
 
-// post builds one benchmark request. Both paths send the same body and
+// post builds one benchmark request. Every path sends the same body and
 // Content-Type; only the gateway needs a credential.
 func post(ctx context.Context, url, token string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))

@@ -32,21 +32,45 @@ func newBenchInvokeCmd() *cobra.Command {
 	var (
 		cfg      bench.InvokeConfig
 		logLevel string
+		stream   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "invoke",
 		Short: "Measure the latency and throughput the invocation gateway adds",
-		Long: `Start a dev platform in this process, deploy the echo example on it, start a
-second echo as a plain process, and send the same POSTs to both: directly to
-the echo, and through the gateway (POST /v2/nvcf/pexec/functions/<id>). Each
-concurrency level runs the pair (direct, then gateway) --rounds times, each
-after a warmup, and reports the medians of the rounds.
+		Long: `Start a dev platform in this process, deploy the echo example on it, and
+start a second echo as a plain process. In front of that echo, start two
+baselines: Go's httputil.ReverseProxy on a loopback listener in this process,
+and nginx (` + bench.DefaultNginx + ` or on $PATH; upstream keepalive, proxy_buffering
+off) as a subprocess with a generated config in a temporary directory. When
+nginx is not installed, its baseline is skipped with a note.
 
-Targets: the gateway adds at most 0.25 ms to the p50 of an unloaded call
-(the lowest concurrency level), and at concurrency 32 keeps at least half
-the direct path's requests per second.`,
+Send the same POSTs along every path: directly to the echo, through each
+baseline, and through the gateway (POST /v2/nvcf/pexec/functions/<id>). Each
+concurrency level runs every path in turn --rounds times, each after a
+warmup, and reports the medians of the rounds: p50, p99 and requests/s.
+
+Then, unless --stream=false, on every path:
+  SSE         --sse-calls streams of Echo-Events 5, Echo-Interval 50ms; the
+              time from sending to the first "data:" line (median)
+  large       a --stream-bytes response (Echo-Bytes), once per round: GB/s,
+              and how far this process's RSS peaks above its start (VmHWM; the
+              baselines' proxy and the gateway run in this process)
+and through the gateway only:
+  async       --async-concurrency polled calls in flight for --async-duration:
+              NVCF-POLL-SECONDS 1 on an echo that answers after
+              --async-delay, so each is answered 202 and then polled with
+              GET /v2/nvcf/pexec/status/<requestId> until 200; completed
+              calls/s
+A path that fails a stream is reported as failed; the rest still run.
+
+Targets: at concurrency 32 the gateway keeps >= 0.9x the httputil proxy's
+requests/s (stretch: >= nginx's); at concurrency 1 its p50 is within
++0.15 ms of the httputil proxy's; SSE first event within +1 ms of direct; a
+1 GiB response streams through the gateway at >= 1 GB/s, growing this
+process's RSS by <= 64 MiB.`,
 		Example: `  gantry bench invoke
-  gantry bench invoke --concurrency 1,8,32 --duration 5s --rounds 1
+  gantry bench invoke --duration 3s --rounds 1
+  gantry bench invoke --concurrency 1,8,32 --stream=false --nginx off
   gantry bench invoke --cpuprofile /tmp/gateway.pprof && go tool pprof -top /tmp/gateway-c32.pprof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,6 +79,7 @@ the direct path's requests per second.`,
 				return err
 			}
 			cfg.Logger, cfg.Progress = log, cmd.ErrOrStderr()
+			cfg.SkipStreaming = !stream
 			res, err := bench.RunInvoke(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -73,8 +98,15 @@ the direct path's requests per second.`,
 	f.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each timed run")
 	f.IntVar(&cfg.Requests, "requests", 0, "run exactly this many requests per timed run instead of --duration")
 	f.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured load before each timed run (0 for none)")
-	f.IntVar(&cfg.Rounds, "rounds", 3, "times to repeat each level's (direct, gateway) pair; the medians are reported")
+	f.IntVar(&cfg.Rounds, "rounds", 3, "times to repeat each level's runs of every path, and the large response; the medians are reported")
 	f.IntVar(&cfg.BodySize, "body-size", 1024, "request body size in bytes")
+	f.StringVar(&cfg.Nginx, "nginx", "", "nginx executable for the nginx baseline (default "+bench.DefaultNginx+", else nginx on $PATH); "+bench.NginxOff+" skips it")
+	f.BoolVar(&stream, "stream", true, "also measure SSE time to first event, a large streamed response, and async (202) calls")
+	f.IntVar(&cfg.SSECalls, "sse-calls", 20, "event streams timed per path")
+	f.Int64Var(&cfg.StreamBytes, "stream-bytes", 1<<30, "size of the large streamed response")
+	f.IntVar(&cfg.AsyncConcurrency, "async-concurrency", bench.TargetThroughputLevel, "polled calls in flight in the async run")
+	f.DurationVar(&cfg.AsyncDuration, "async-duration", 10*time.Second, "how long the async run starts calls")
+	f.DurationVar(&cfg.AsyncDelay, "async-delay", 1200*time.Millisecond, "how long the echo takes to answer an async call (more than the 1s poll window)")
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "after the measured rounds, profile one more gateway run per level into this file (-c<level> is added when there are several levels)")
 	f.StringVar(&logLevel, "log-level", "warn", "platform log level: debug, info, warn or error")
 	return cmd
@@ -126,27 +158,37 @@ func writeInvoke(w io.Writer, res *bench.InvokeResult) error {
 	if res.Requests > 0 {
 		per = strconv.Itoa(res.Requests) + " requests"
 	}
-	fmt.Fprintf(w, "Body %d bytes, %s per timed run; medians of %d rounds (REQUESTS and ERRORS are totals).\n\n", res.BodySize, per, res.Rounds)
-	runs := table{headers: []string{"CONCURRENCY", "PATH", "REQUESTS", "ERRORS", "P50", "P99", "REQ/S"}}
-	added := table{headers: []string{"CONCURRENCY", "ADDED P50", "THROUGHPUT GATEWAY/DIRECT"}}
+	fmt.Fprintf(w, "Body %d bytes, %s per timed run; medians of %d rounds (REQUESTS and ERRORS are totals).\n", res.BodySize, per, res.Rounds)
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "Note: the %s baseline was skipped: %s\n", s.Path, s.Reason)
+	}
+	fmt.Fprintln(w)
+	runs := table{headers: []string{"CONCURRENCY", "PATH", "REQUESTS", "ERRORS", "P50", "P99", "REQ/S", "P50 VS DIRECT", "REQ/S VS DIRECT"}}
+	gw := table{headers: []string{"CONCURRENCY", "GATEWAY AGAINST", "ADDED P50", "THROUGHPUT GATEWAY/BASELINE"}}
 	for _, l := range res.Levels {
-		for _, p := range []struct {
-			name string
-			r    bench.PathResult
-		}{{bench.PathDirect, l.Direct}, {bench.PathGateway, l.Gateway}} {
-			runs.rows = append(runs.rows, []string{strconv.Itoa(l.Concurrency), p.name, strconv.Itoa(p.r.Requests), strconv.Itoa(p.r.Errors),
-				bench.Millis(p.r.P50) + "ms", bench.Millis(p.r.P99) + "ms", fmt.Sprintf("%.0f", p.r.RPS)})
+		for _, p := range l.Paths {
+			runs.rows = append(runs.rows, []string{strconv.Itoa(l.Concurrency), p.Path, strconv.Itoa(p.Requests), strconv.Itoa(p.Errors),
+				bench.Millis(p.P50) + "ms", bench.Millis(p.P99) + "ms", fmt.Sprintf("%.0f", p.RPS),
+				bench.SignedMillis(p.AddedP50) + "ms", fmt.Sprintf("%.2f", p.ThroughputRatio)})
+			if p.Path == bench.PathGateway {
+				continue
+			}
+			if a, ok := l.Compare(bench.PathGateway, p.Path); ok {
+				gw.rows = append(gw.rows, []string{strconv.Itoa(l.Concurrency), p.Path, bench.SignedMillis(a.AddedP50) + "ms", fmt.Sprintf("%.2f", a.ThroughputRatio)})
+			}
 		}
-		added.rows = append(added.rows, []string{strconv.Itoa(l.Concurrency), bench.Millis(l.AddedP50) + "ms", fmt.Sprintf("%.2f", l.ThroughputRatio)})
 	}
-	if err := writeTable(w, runs); err != nil {
-		return err
+	for _, t := range []table{runs, gw} {
+		if err := writeTable(w, t); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w)
-	if err := writeTable(w, added); err != nil {
-		return err
+	if s := res.Stream; s != nil {
+		if err := writeInvokeStream(w, s); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintln(w)
 	if err := writeTargets(w, res.Targets); err != nil {
 		return err
 	}
@@ -156,17 +198,81 @@ func writeInvoke(w io.Writer, res *bench.InvokeResult) error {
 				l.Concurrency, l.CPUProfile, r.Requests, r.Elapsed.Seconds(), r.Latency.RPS)
 		}
 	}
-	if res.Errors > 0 {
-		fmt.Fprintf(w, "\n!!! %d REQUESTS FAILED. The numbers above are not trustworthy.\n", res.Errors)
-		for _, l := range res.Levels {
-			for _, p := range []bench.PathResult{l.Direct, l.Gateway} {
-				if p.Errors > 0 {
-					fmt.Fprintf(w, "!!! concurrency %d: %d errors, e.g. %s\n", l.Concurrency, p.Errors, p.FirstError)
-				}
+	if s := res.Stream; s != nil {
+		for _, p := range s.SSE {
+			if p.Errors > 0 {
+				fmt.Fprintf(w, "\n!!! SSE on %s: %d of %d streams failed, e.g. %s\n", p.Path, p.Errors, p.Calls, p.FirstError)
+			}
+		}
+		for _, p := range s.Large {
+			if p.Failed > 0 {
+				fmt.Fprintf(w, "\n!!! %s response on %s: %d of %d transfers failed, e.g. %s\n", bench.ByteSize(s.LargeBytes), p.Path, p.Failed, p.Transfers, p.FirstError)
 			}
 		}
 	}
+	if res.Errors > 0 {
+		fmt.Fprintf(w, "\n!!! %d REQUESTS FAILED. The numbers above are not trustworthy.\n", res.Errors)
+		for _, l := range res.Levels {
+			for _, p := range l.Paths {
+				if p.Errors > 0 {
+					fmt.Fprintf(w, "!!! concurrency %d, %s: %d errors, e.g. %s\n", l.Concurrency, p.Path, p.Errors, p.FirstError)
+				}
+			}
+		}
+		if a := res.Stream; a != nil && a.Async.Errors > 0 {
+			fmt.Fprintf(w, "!!! async: %d errors, e.g. %s\n", a.Async.Errors, a.Async.FirstError)
+		}
+	}
 	return nil
+}
+
+// writeInvokeStream writes the tables of the streaming measurements.
+func writeInvokeStream(w io.Writer, s *bench.StreamResult) error {
+	fmt.Fprintf(w, "Server-sent events: %d events %s apart per stream; times from sending the request.\n\n", s.SSEEvents, s.SSEInterval)
+	sse := table{headers: []string{"PATH", "STREAMS", "ERRORS", "FIRST EVENT P50", "P90", "VS DIRECT", "LAST EVENT P50", "BUFFERED"}}
+	for _, p := range s.SSE {
+		sse.rows = append(sse.rows, []string{p.Path, strconv.Itoa(p.Calls), strconv.Itoa(p.Errors),
+			bench.Millis(p.FirstEvent.P50) + "ms", bench.Millis(p.FirstEvent.P90) + "ms", bench.SignedMillis(p.AddedFirstEvent) + "ms",
+			bench.Millis(p.LastEvent.P50) + "ms", strconv.Itoa(p.Buffered)})
+	}
+	if err := writeTable(w, sse); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\n%s response (Echo-Bytes); rate and time are medians, RSS GROWTH the most this process grew in one transfer.\n\n", bench.ByteSize(s.LargeBytes))
+	large := table{headers: []string{"PATH", "TRANSFERS", "FAILED", "TIME", "GB/S", "RSS GROWTH", "RESULT"}}
+	for _, p := range s.Large {
+		result, elapsed, rate := "OK", seconds(p.Elapsed), fmt.Sprintf("%.2f", p.Rate/1e9)
+		if p.Failed > 0 {
+			result = "FAILED: " + shorten(p.FirstError, 80)
+		}
+		if p.Failed == p.Transfers {
+			elapsed, rate = "-", "-"
+		}
+		large.rows = append(large.rows, []string{p.Path, strconv.Itoa(p.Transfers), strconv.Itoa(p.Failed), elapsed, rate,
+			fmt.Sprintf("%.1f MiB", bench.MiB(p.RSSGrowth)), result})
+	}
+	if err := writeTable(w, large); err != nil {
+		return err
+	}
+	a := s.Async
+	fmt.Fprintf(w, "\nAsync through the gateway: pexec with NVCF-POLL-SECONDS %d on an echo that answers after %s, then status GETs until 200.\n\n", a.PollSeconds, a.Delay)
+	async := table{headers: []string{"CONCURRENCY", "CALLS", "202 FIRST", "STATUS GETS", "ERRORS", "CALLS/S", "IDEAL", "P50", "P99", "P50 OVER DELAY"}}
+	async.rows = append(async.rows, []string{strconv.Itoa(a.Concurrency), strconv.Itoa(a.Calls), strconv.Itoa(a.Accepted), strconv.Itoa(a.StatusPolls),
+		strconv.Itoa(a.Errors), fmt.Sprintf("%.1f", a.CallsPerSecond), fmt.Sprintf("%.1f", a.Ideal),
+		bench.Millis(a.Latency.P50) + "ms", bench.Millis(a.Latency.P99) + "ms", bench.SignedMillis(a.Latency.P50-a.Delay) + "ms"})
+	if err := writeTable(w, async); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return nil
+}
+
+// shorten cuts s to n characters for a table cell.
+func shorten(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "..."
+	}
+	return s
 }
 
 func writeStartup(w io.Writer, res *bench.StartupResult) error {
