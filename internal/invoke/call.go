@@ -305,21 +305,7 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
 	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
 	h := w.Header()
-	for k, vs := range head.Header {
-		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
-			h[k] = vs
-		}
-	}
-	nvcfStatus := statusFulfilled
-	if head.Header.Get(bus.HeaderError) != "" || status == 0 {
-		nvcfStatus = statusErrored
-	}
-	if status == 0 {
-		status = http.StatusBadGateway
-	}
-	h.Set("NVCF-REQID", reqID)
-	h.Set("NVCF-STATUS", nvcfStatus)
-	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	status = answerHeader(h, http.Header(head.Header), status, reqID)
 	if head.Kind == stream.KindHeadEnd {
 		b, _ := io.ReadAll(ep.Body())
 		h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -418,22 +404,7 @@ func writeResult(w http.ResponseWriter, reqID string, res bus.Result) error {
 		return nil
 	}
 	h := w.Header()
-	for k, vs := range res.Header {
-		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
-			h[k] = vs
-		}
-	}
-	status := res.Status
-	nvcfStatus := statusFulfilled
-	if res.Header.Get(bus.HeaderError) != "" || status == 0 {
-		nvcfStatus = statusErrored
-	}
-	if status == 0 {
-		status = http.StatusBadGateway
-	}
-	h.Set("NVCF-REQID", reqID)
-	h.Set("NVCF-STATUS", nvcfStatus)
-	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	status := answerHeader(h, res.Header, res.Status, reqID)
 	h.Set("Content-Length", strconv.Itoa(len(res.Body)))
 	w.WriteHeader(status)
 	_, err := w.Write(res.Body)

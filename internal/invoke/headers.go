@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -38,4 +39,26 @@ func setNVCFHeaders(hdr nats.Header, p auth.Principal, e catalog.Entry, reqID st
 	hdr.Set("NVCF-FUNCTION-NAME", f.Name)
 	hdr.Set("NVCF-FUNCTION-VERSION-ID", f.VersionID)
 	hdr.Set("NVCF-MAX-RESPONSE-SIZE-BYTES", strconv.Itoa(bus.MaxResponseBody))
+}
+
+// answerHeader sets the caller's response header from the function's answer
+// (minus our control and hop-by-hop headers) and the NVCF ones, and returns
+// the status to write: the function's, or 502 when the worker had none.
+func answerHeader(h, from http.Header, status int, reqID string) int {
+	for k, vs := range from {
+		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
+			h[k] = vs
+		}
+	}
+	nvcfStatus := statusFulfilled
+	if from.Get(bus.HeaderError) != "" || status == 0 {
+		nvcfStatus = statusErrored
+	}
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	h.Set("NVCF-REQID", reqID)
+	h.Set("NVCF-STATUS", nvcfStatus)
+	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	return status
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -48,18 +47,8 @@ func (g *Gateway) largeResult(w http.ResponseWriter, r *http.Request, p auth.Pri
 	}
 	defer obj.Close()
 	h := w.Header()
-	for k, vs := range res.Header {
-		if !strings.HasPrefix(k, "Gantry-") && !hopHeaders[k] {
-			h[k] = vs
-		}
-	}
-	h.Set("NVCF-REQID", reqID)
-	h.Set("NVCF-STATUS", statusFulfilled)
+	status := answerHeader(h, res.Header, res.Status, reqID)
 	h.Set("Content-Length", strconv.FormatInt(res.Size, 10))
-	status := res.Status
-	if status == 0 {
-		status = http.StatusOK
-	}
 	w.WriteHeader(status)
 	if _, err := io.Copy(w, obj); err != nil {
 		// Headers are out: the caller sees the body end short.
