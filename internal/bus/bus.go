@@ -165,6 +165,8 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Description: "Gantry invocations waiting for a worker",
 		Subjects:    []string{subjectInvokePrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
+		// Direct gets tell a queued call's position (invoke/position.go).
+		AllowDirect: true,
 		Storage:     jetstream.FileStorage,
 		MaxMsgSize:  MaxPayload,
 		MaxAge:      24 * time.Hour,

@@ -18,6 +18,12 @@ type Result struct {
 	// for the record (Size bytes); Body is then empty.
 	Large string `json:"large,omitempty"`
 	Size  int64  `json:"size,omitempty"`
+	// A pending marker also says which function version the call is for
+	// and, when it waits in the work queue, its stream sequence there, so
+	// its queue position can be told.
+	Function string `json:"function,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Seq      uint64 `json:"seq,omitempty"`
 }
 
 // Encode serialises r for the bucket.

@@ -66,6 +66,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	body := http.MaxBytesReader(w, r.Body, limit)
 	ctx := r.Context()
 	deadline := time.Now().Add(wait)
+	// The pending marker a 202 leaves: who may read the result, and where
+	// the call waits (queue position, position.go).
+	mark := bus.Result{Account: p.Account, Pending: true, Function: f.ID, Version: f.VersionID}
 
 	// The fast path: offer the call to a free slot.
 	if ep, ok := g.offer(ctx, f, hdr); ok {
@@ -78,7 +81,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 			fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
 		}
 		go func() { over.Store(g.sendBody(ep, body, r.ContentLength, limit, fc.keeper())) }()
-		return g.answer(w, r, ep, reqID, p.Account, deadline, pollable, nil, fc, over.Load)
+		return g.answer(w, r, ep, reqID, mark, deadline, pollable, nil, fc, over.Load)
 	}
 
 	// The queue. The body goes in the message when it fits; a larger one
@@ -115,7 +118,8 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
 	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
-	return g.answer(w, r, ep, reqID, p.Account, deadline, pollable && rest == nil, q, nil, q.over.Load)
+	mark.Seq = ack.Sequence
+	return g.answer(w, r, ep, reqID, mark, deadline, pollable && rest == nil, q, nil, q.over.Load)
 }
 
 // queued is what answer needs to know of a call in the work queue.
@@ -204,8 +208,9 @@ func (g *Gateway) sendBody(ep *stream.Endpoint, body io.Reader, length, limit in
 }
 
 // answer waits for the call's answer and streams it to the caller. q is
-// non-nil for a queued call, which first waits for a worker to take it.
-func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID, account string, deadline time.Time, pollable bool, q *queued, fc *fastCall, over func() bool) error {
+// non-nil for a queued call, which first waits for a worker to take it;
+// mark is the pending marker a 202 leaves.
+func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, mark bus.Result, deadline time.Time, pollable bool, q *queued, fc *fastCall, over func() bool) error {
 	ctx := r.Context()
 	// A caller that hangs up cancels the call wherever it is.
 	stop := context.AfterFunc(ctx, func() {
@@ -250,7 +255,7 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 			continue
 		case err == nil && fr.Kind == stream.KindDetached:
 			watched = 0 // the watcher takes over
-			return g.deferResult(w, ctx, reqID, account)
+			return g.deferResult(w, ctx, reqID, mark)
 		case err == nil && (fr.Kind == stream.KindHead || fr.Kind == stream.KindHeadEnd):
 			if over() {
 				// The worker answers the body it was told was cut; the
@@ -272,7 +277,7 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 				// Still queued: the message is durable, and the worker
 				// that takes it will find no one and store the answer.
 				ep.Close()
-				return g.deferResult(w, ctx, reqID, account)
+				return g.deferResult(w, ctx, reqID, mark)
 			}
 			// Running: ask the worker to keep the answer. It answers
 			// "detached", or the head it had already sent. A call that
@@ -367,9 +372,9 @@ func streamReason(err error) string {
 
 // deferResult leaves a pending marker so the worker's late answer is kept,
 // and answers 202. If the answer is already stored, it is served instead.
-func (g *Gateway) deferResult(w http.ResponseWriter, ctx context.Context, reqID, account string) error {
+func (g *Gateway) deferResult(w http.ResponseWriter, ctx context.Context, reqID string, mark bus.Result) error {
 	ctx = context.WithoutCancel(ctx)
-	_, err := g.cfg.Results.Create(ctx, reqID, bus.Result{Account: account, Pending: true}.Encode())
+	_, err := g.cfg.Results.Create(ctx, reqID, mark.Encode())
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		if entry, gerr := g.cfg.Results.Get(ctx, reqID); gerr == nil {
 			if res, derr := bus.DecodeResult(entry.Value()); derr == nil && !res.Pending {

@@ -152,7 +152,7 @@ func (g *Gateway) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v2/nvcf/pexec/functions/{functionId}/versions/{versionId}", g.guard.Route(auth.ScopeInvokeFunction, g.pexec))
 	mux.Handle("GET /v2/nvcf/pexec/status/{requestId}", g.guard.Route(auth.ScopeInvokeFunction, g.status))
 	mux.Handle("GET "+LargeResultPath+"{requestId}", g.guard.Route(auth.ScopeInvokeFunction, g.largeResult))
-	mux.Handle("GET /v2/nvcf/queues/functions/{functionId}", g.guard.Route(auth.ScopeQueueDetails, g.queues))
+	mux.Handle("GET /v2/nvcf/queues/{a}/{b}", g.guard.Route(auth.ScopeQueueDetails, g.queueRoutes))
 	mux.Handle("GET /v2/nvcf/queues/functions/{functionId}/versions/{versionId}", g.guard.Route(auth.ScopeQueueDetails, g.queues))
 }
 

@@ -97,6 +97,13 @@ type Queue struct {
 	QueueDepth        int            `json:"queueDepth"`
 }
 
+// QueuePosition is the body of GET /v2/nvcf/queues/{requestId}/position.
+type QueuePosition struct {
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	PositionInQueue   int    `json:"positionInQueue"`
+}
+
 // ClusterRequest is the body of POST /v1/accounts/{ncaId}/clusters (NVCF's
 // self-hosted cluster registration) and of PUT on one cluster. zone and
 // labels are Gantry's additions for placement.

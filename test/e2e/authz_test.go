@@ -140,6 +140,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "GET", real: "/v2/nvcf/pexec/status/" + reqID, scope: auth.ScopeInvokeFunction},
 		{method: "GET", real: "/v2/nvcf/queues/functions/" + fn.ID, scope: auth.ScopeQueueDetails},
 		{method: "GET", real: "/v2/nvcf/queues/functions/" + fv, scope: auth.ScopeQueueDetails},
+		{method: "GET", real: "/v2/nvcf/queues/" + reqID + "/position", scope: auth.ScopeQueueDetails},
 		{method: "POST", real: "/v1/keys", body: `{"description":"x"}`, listing: true},
 		{method: "GET", real: "/v1/keys", listing: true},
 		{method: "DELETE", real: "/v1/keys/" + standing.ID, safe: "/v1/keys/" + unknown},
