@@ -322,7 +322,11 @@ func (w *worker) onOffer(msg *nats.Msg) {
 		if err != nil || (f.Kind != stream.KindData && f.Kind != stream.KindEnd) {
 			return
 		}
-		w.serve(call{hdr: msg.Header, body: ep.Body(), ep: ep})
+		var body io.Reader = ep.Body()
+		if b, whole := ep.Whole(); whole {
+			body = bytes.NewReader(b)
+		}
+		w.serve(call{hdr: msg.Header, body: body, ep: ep})
 	}()
 }
 

@@ -305,6 +305,19 @@ func (e *Endpoint) Next(ctx context.Context) (Frame, error) {
 	return Frame{Kind: f.kind, Header: f.hdr, Data: f.data}, nil
 }
 
+// Whole returns the peer's whole body when the frame Next returned holds
+// all of it (a small body is one frame), taking it from the stream, so the
+// caller can hand on a byte slice instead of a reader: net/http sends an
+// in-memory body with its headers in one write, and any other body after
+// them. ok is false when more frames follow; then read Body.
+func (e *Endpoint) Whole() (b []byte, ok bool) {
+	if !e.curEnd {
+		return nil, false
+	}
+	b, e.cur = e.cur, nil
+	return b, true
+}
+
 // Body reads the peer's stream from where Next left it: the data of the
 // frame Next returned, then every data frame up to the end. It returns
 // io.EOF at a clean end and the reason otherwise.

@@ -396,3 +396,33 @@ func TestWriteLastEndsTheStreamWithItsBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestWholeTakesAOneFrameBody: a body that came in one frame is handed out
+// whole; a longer one is not, and Body still reads all of it.
+func TestWholeTakesAOneFrameBody(t *testing.T) {
+	p := newPair(t, Options{ChunkSize: 4})
+	tests := []struct {
+		body      string
+		wantWhole bool
+	}{{"", true}, {"abc", true}, {"abcdefghij", false}}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%d bytes", len(tc.body)), func(t *testing.T) {
+			ea, eb := p.connect(t, "whole-"+strconv.Itoa(len(tc.body)))
+			go func() { _ = ea.WriteLast([]byte(tc.body)) }()
+			if _, err := eb.Next(testutil.Context(t)); err != nil {
+				t.Fatal(err)
+			}
+			b, whole := eb.Whole()
+			if whole != tc.wantWhole {
+				t.Fatalf("whole %v, want %v", whole, tc.wantWhole)
+			}
+			rest, err := io.ReadAll(eb.Body())
+			if err != nil || string(b)+string(rest) != tc.body {
+				t.Fatalf("whole %q then body %q %v, want %q in all", b, rest, err, tc.body)
+			}
+			if whole && len(rest) != 0 {
+				t.Fatalf("Body read %q after Whole took the body", rest)
+			}
+		})
+	}
+}
