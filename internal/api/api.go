@@ -38,6 +38,7 @@ type Store interface {
 	ListDeployments(ctx context.Context) ([]model.Deployment, error)
 	UpdateDeployment(ctx context.Context, d *model.Deployment) error
 	DeleteDeployment(ctx context.Context, d model.Deployment) error
+	GetScale(ctx context.Context, versionID string) (model.Scale, error)
 
 	ListInstances(ctx context.Context) ([]model.Instance, error)
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)

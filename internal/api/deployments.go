@@ -96,7 +96,30 @@ func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, p auth.Princ
 	if err != nil {
 		return err
 	}
+	a.showScale(r.Context(), &d)
 	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+// showScale adds what the autoscaler wants of each spec, and its latest
+// decisions, to a deployment about to be shown.
+func (a *API) showScale(ctx context.Context, d *model.Deployment) {
+	sc, err := a.st.GetScale(ctx, d.FunctionVersionID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("api: reading the autoscaler's record", "version", d.FunctionVersionID, "err", err)
+		}
+		return
+	}
+	if sc.DeploymentID != d.ID {
+		return
+	}
+	for i := range d.Specs {
+		if i < len(sc.Specs) {
+			s := &d.Specs[i]
+			s.DesiredInstances = model.Int(min(max(sc.Specs[i].Desired, s.MinInstances), s.MaxInstances))
+			s.ScalingDecisions = sc.Specs[i].Decisions
+		}
+	}
 }
 
 func (a *API) getDeploymentByID(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -108,6 +131,7 @@ func (a *API) getDeploymentByID(w http.ResponseWriter, r *http.Request, p auth.P
 	if err != nil {
 		return err
 	}
+	a.showScale(r.Context(), &d)
 	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
 }
 
@@ -181,6 +205,7 @@ func (a *API) modify(w http.ResponseWriter, ctx context.Context, read func() (mo
 		if err != nil {
 			return err
 		}
+		a.showScale(ctx, &d)
 		return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
 	}
 }

@@ -45,6 +45,8 @@ const (
 	subjectFastPrefix   = "gantry.fast."
 	subjectQueuedPrefix = "gantry.queued."
 	subjectWatchPrefix  = "gantry.watch."
+	subjectLoadPrefix   = "gantry.load."
+	subjectDemandPrefix = "gantry.demand."
 )
 
 // Message size limits. Requests up to 6 MiB and responses up to 5 MiB travel
@@ -97,6 +99,45 @@ func FastSubject(functionID, versionID string) string {
 // function version, so that workers with a free slot pull.
 func QueuedSubject(functionID, versionID string) string {
 	return subjectQueuedPrefix + functionID + "." + versionID
+}
+
+// LoadSubject is where gateway id reports, about every half second, the
+// sync calls it holds on worker slots per function version (the fast path,
+// which no stream counts); the leading autoscaler adds what the streams
+// hold. LoadSubjects matches every gateway's.
+func LoadSubject(gatewayID string) string { return subjectLoadPrefix + gatewayID }
+
+// LoadSubjects matches every LoadSubject.
+const LoadSubjects = subjectLoadPrefix + "*"
+
+// DemandSubject is where a gateway says that a call of one function version
+// found no free slot and waits, so the autoscaler looks at once instead of
+// at its next period (a call at zero instances must not wait a period).
+func DemandSubject(functionID, versionID string) string {
+	return subjectDemandPrefix + functionID + "." + versionID
+}
+
+// DemandSubjects matches every DemandSubject.
+const DemandSubjects = subjectDemandPrefix + "*.*"
+
+// Load is the body of a LoadSubject report: version id -> calls held.
+type Load map[string]int
+
+// InvokeSubjects and WatchSubjects match every version's work-queue and
+// watch subjects, for counting what the streams hold per version.
+const (
+	InvokeSubjects = subjectInvokePrefix + "*.*"
+	WatchSubjects  = subjectWatchPrefix + "*.*"
+)
+
+// ParseInvokeSubject returns the function version of an InvokeSubject.
+func ParseInvokeSubject(subject string) (functionID, versionID string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, subjectInvokePrefix)
+	if !ok {
+		return "", "", false
+	}
+	functionID, versionID, ok = strings.Cut(rest, ".")
+	return functionID, versionID, ok && functionID != "" && versionID != ""
 }
 
 // WatchSubject is where a gateway records a detached fast-path call of

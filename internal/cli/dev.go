@@ -56,6 +56,7 @@ commands find it there by default.`,
 	f.IntVar(&cfg.GPUMemoryGB, "gpu-memory", 80, "memory of each simulated GPU, in GB")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addInvocationFlags(f, &cfg.Invocation)
+	addAutoscaleFlags(f, &cfg.Autoscale)
 	return cmd
 }
 

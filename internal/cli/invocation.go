@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gantry-dev/gantry/internal/autoscale"
 	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/invoke"
 )
@@ -19,6 +20,13 @@ func addInvocationFlags(f *pflag.FlagSet, inv *controlplane.Invocation) {
 		"largest invocation request body accepted (e.g. 5MiB, 100MiB); larger ones get 413 before anything is queued")
 	f.DurationVar(&inv.HostCallLimit, "host-call-limit", invoke.DefaultHostCallLimit,
 		"how long a Host-routed (<fn>.invocation.<domain>) call may keep its connection")
+}
+
+// addAutoscaleFlags adds the autoscaler's settings, shared by gantry dev
+// and gantry server.
+func addAutoscaleFlags(f *pflag.FlagSet, a *controlplane.Autoscale) {
+	f.DurationVar(&a.ScaleDownDelay, "scale-down-delay", autoscale.DefaultScaleDownDelay,
+		"how long a GPU spec must need fewer instances before any are removed; an idle version with minInstances 0 goes to zero after it")
 }
 
 // byteSizeFlag is a byte count written as a number with an optional unit:

@@ -69,6 +69,7 @@ reconciler (etcd election).`,
 	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addInvocationFlags(f, &cfg.Invocation)
+	addAutoscaleFlags(f, &cfg.Autoscale)
 	f.StringVar(&adminKeys, "admin-keys", string(auth.InstallBootstrap),
 		"who may mint admin tokens and rotate keys: bootstrap (holders of the bootstrap secret), loopback (this machine only) or open (anyone; only for isolated tests)")
 	f.StringVar(&secretFile, "bootstrap-secret-file", "",

@@ -41,6 +41,7 @@ type Store interface {
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
 	ListPolicies(ctx context.Context) ([]policy.Policy, error)
 	ListHeartbeats(ctx context.Context) (map[string]store.Heartbeat, error)
+	ListScales(ctx context.Context) (map[string]model.Scale, error)
 	Notify(ctx context.Context, sub string) <-chan struct{}
 }
 
@@ -120,7 +121,7 @@ const minPassGap = 100 * time.Millisecond
 // watched are the prefixes whose changes call for a pass. Heartbeats are
 // not among them: they change nothing to reconcile, and missed ones are
 // noticed on the periodic resync.
-var watched = []string{"deployments/", "functions/", "instances/", "instance-state/", "clusters/", "policies/"}
+var watched = []string{"deployments/", "functions/", "instances/", "instance-state/", "clusters/", "policies/", "scales/"}
 
 // watch merges the notifications of every watched prefix into one channel.
 func (c *Controller) watch(ctx context.Context) <-chan struct{} {
@@ -146,6 +147,7 @@ type world struct {
 	instances   []model.Instance
 	states      map[string]model.InstanceState
 	clusters    map[string]model.Cluster
+	scales      map[string]model.Scale // the autoscaler's counts, by version id
 }
 
 func (c *Controller) read(ctx context.Context) (*world, error) {
@@ -173,6 +175,10 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
+	scales, err := c.st.ListScales(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i, cl := range clusters {
 		if hb, ok := beats[cl.ID]; ok {
 			clusters[i].LastHeartbeat, clusters[i].HeartbeatMillis = hb.At, hb.PeriodMillis
@@ -184,6 +190,7 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 		instances:   insts,
 		states:      states,
 		clusters:    make(map[string]model.Cluster, len(clusters)),
+		scales:      scales,
 	}
 	for _, cl := range clusters {
 		w.clusters[cl.ID] = cl
@@ -245,10 +252,10 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 		keep[k] = append(keep[k], inst)
 	}
 	for _, d := range w.deployments {
-		for si, spec := range d.Specs {
+		for si := range d.Specs {
 			k := specKey{d.FunctionVersionID, si}
 			have := keep[k]
-			want := desiredCount(spec)
+			want := w.desired(d, si)
 			if draining := c.outdated(w, have); len(draining) > 0 {
 				kept, err := c.drainStep(ctx, w, d, si, have, draining, want)
 				errs = append(errs, err)
@@ -297,10 +304,22 @@ func (c *Controller) newInstance(ctx context.Context, w *world, d model.Deployme
 	return inst, c.st.CreateInstance(ctx, inst)
 }
 
-// desiredCount is how many instances a spec should have. Until autoscaling
-// lands this is minInstances (at least the bound the API validated).
-func desiredCount(spec model.GPUSpec) int {
+// floorCount is how many instances a spec must have whatever its load:
+// minInstances (at least the bound the API validated). Status counts
+// against it.
+func floorCount(spec model.GPUSpec) int {
 	return min(spec.MinInstances, spec.MaxInstances)
+}
+
+// desired is how many instances spec si of d should have: the
+// autoscaler's count for this deployment, within the spec's bounds, or its
+// floor until the autoscaler has decided.
+func (w *world) desired(d model.Deployment, si int) int {
+	spec := d.Specs[si]
+	if sc, ok := w.scales[d.FunctionVersionID]; ok && sc.DeploymentID == d.ID && si < len(sc.Specs) {
+		return min(max(sc.Specs[si].Desired, spec.MinInstances), spec.MaxInstances)
+	}
+	return floorCount(spec)
 }
 
 func matchesSpec(inst model.Instance, spec model.GPUSpec) bool {

@@ -32,7 +32,7 @@ func Status(d model.Deployment, insts map[int][]*model.Instance, states map[stri
 		}
 	}
 	for si, spec := range d.Specs {
-		want += desiredCount(spec)
+		want += floorCount(spec)
 		for _, inst := range insts[si] {
 			total++
 			st := states[inst.ID]

@@ -27,6 +27,7 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/api"
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/autoscale"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/catalog"
 	"github.com/gantry-dev/gantry/internal/controller"
@@ -75,6 +76,8 @@ type Config struct {
 	NATSAdvertise string
 	// Invocation bounds the calls the gateway takes.
 	Invocation Invocation
+	// Autoscale tunes the autoscaler.
+	Autoscale Autoscale
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
@@ -224,10 +227,12 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("controlplane: %w", err)
 	}
 	ctrl := controller.New(s.st, controller.NewKVPublisher(desired), controller.Config{Resync: s.cfg.Resync, Grace: s.cfg.Grace, Logger: s.log})
+	scaler := autoscale.New(autoscale.Config{Store: s.st, Conn: s.nc, JS: s.js, Period: s.cfg.Autoscale.Period,
+		ScaleDownDelay: s.cfg.Autoscale.ScaleDownDelay, Logger: s.log})
 	s.bg = make(chan struct{})
 	go func() {
 		defer close(s.bg)
-		s.lead(runCtx, ctrl)
+		s.lead(runCtx, ctrl, scaler)
 	}()
 
 	mux := http.NewServeMux()
@@ -365,9 +370,9 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// lead campaigns for leadership and runs the reconciler while leading, so
-// that with N replicas exactly one reconciles.
-func (s *Server) lead(ctx context.Context, ctrl *controller.Controller) {
+// lead campaigns for leadership and runs the reconciler and the autoscaler
+// while leading, so that with N replicas exactly one of each runs.
+func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *autoscale.Scaler) {
 	for ctx.Err() == nil {
 		sess, err := concurrency.NewSession(s.etcdCli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
 		if err != nil {
@@ -390,8 +395,14 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller) {
 				}
 				cancel()
 			}()
+			scaled := make(chan struct{})
+			go func() {
+				defer close(scaled)
+				scaler.Run(lctx)
+			}()
 			ctrl.Run(lctx)
 			cancel()
+			<-scaled
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = el.Resign(rctx)
 			rcancel()

@@ -43,6 +43,8 @@ type Config struct {
 	Grace     time.Duration
 	// Invocation bounds the calls the gateway takes.
 	Invocation controlplane.Invocation
+	// Autoscale tunes the autoscaler.
+	Autoscale controlplane.Autoscale
 }
 
 // Platform is a running dev platform.
@@ -70,7 +72,7 @@ func New(cfg Config) (*Platform, error) {
 		cfg.GPUMemoryGB = 80
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
-		Invocation: cfg.Invocation, Logger: cfg.Logger})
+		Invocation: cfg.Invocation, Autoscale: cfg.Autoscale, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

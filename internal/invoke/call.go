@@ -72,6 +72,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 
 	// The fast path: offer the call to a free slot.
 	if ep, ok := g.offer(ctx, f, hdr); ok {
+		defer g.load.hold(f.VersionID)()
 		defer ep.Close()
 		var over atomic.Bool
 		var fc *fastCall
@@ -117,6 +118,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 			Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
 	}
 	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
+	g.load.waiting(f.ID, f.VersionID) // no free slot: more instances may be due
 	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
 	mark.Seq = ack.Sequence
 	return g.answer(w, r, ep, reqID, mark, deadline, pollable && rest == nil, q, nil, q.over.Load)

@@ -92,6 +92,8 @@ type Gateway struct {
 	mux   *stream.Mux
 	// watcher keeps detached fast-path calls from being lost (watch.go).
 	watcher *watcher
+	// load reports the calls held on worker slots to the autoscaler.
+	load *load
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -130,6 +132,7 @@ func (g *Gateway) Start() error {
 		mux.Close()
 		return err
 	}
+	g.load = newLoad(g.cfg.Conn, g.cfg.ID)
 	return nil
 }
 
@@ -139,6 +142,9 @@ func (g *Gateway) Start() error {
 func (g *Gateway) Close() error {
 	if g.watcher != nil {
 		g.watcher.stop()
+	}
+	if g.load != nil {
+		g.load.close()
 	}
 	if g.mux != nil {
 		return g.mux.Close()
@@ -297,9 +303,8 @@ func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID 
 	f := e.Function
 	switch st := e.Status(); st {
 	case model.StatusActive, model.StatusDegrading:
-		if want := minInstances(e.Deployment); want == 0 {
-			return e, problem.Unavailable(30, "function %s version %s is deployed with minInstances 0, so no instance runs and none is coming; set minInstances to at least 1 (gantry deploy update)", f.ID, f.VersionID)
-		}
+		// With minInstances 0 there may be no instance yet: the call
+		// waits in the queue while the autoscaler starts one.
 		return e, nil
 	case model.StatusInactive:
 		return e, problem.Unavailable(30, "function %s version %s is not deployed; deploy it first (gantry deploy create %s --version %s --gpu <model>)", f.ID, f.VersionID, f.ID, f.VersionID)
@@ -317,12 +322,4 @@ func functionNotFound(fnID, versionID string) error {
 		return problem.NotFound("function %s version %s not found", fnID, versionID)
 	}
 	return problem.NotFound("function %s not found", fnID)
-}
-
-func minInstances(d *model.Deployment) int {
-	n := 0
-	for _, s := range d.Specs {
-		n += min(s.MinInstances, s.MaxInstances)
-	}
-	return n
 }

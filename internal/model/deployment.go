@@ -39,6 +39,15 @@ type GPUSpec struct {
 	Attributes            []string        `json:"attributes,omitempty"`
 	AvailabilityZones     []string        `json:"availabilityZones,omitempty"`
 	Configuration         json.RawMessage `json:"configuration,omitempty"`
+	// AutoscalingPolicy and Autoscaling are NVCF's: the platform's scaling
+	// defaults (empty or PLATFORM_CONFIGURATION), or the spec's own.
+	AutoscalingPolicy AutoscalingPolicy         `json:"autoscalingConfigurationPolicy,omitempty"`
+	Autoscaling       *AutoscalingConfiguration `json:"autoscalingConfiguration,omitempty"`
+	// DesiredInstances and ScalingDecisions are Gantry's, shown on reads
+	// and never stored with the spec: how many instances the autoscaler
+	// wants now (between minInstances and maxInstances) and why.
+	DesiredInstances *int              `json:"desiredInstances,omitempty"`
+	ScalingDecisions []ScalingDecision `json:"scalingDecisions,omitempty"`
 }
 
 // DefaultMaxRequestConcurrency applies when a spec leaves it unset.

@@ -36,11 +36,13 @@ type DeploymentRequest struct {
 
 // GPUSpecPatch is the body of PATCH
 // /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId}: only
-// the instance bounds and concurrency may change in place.
+// the instance bounds, concurrency and autoscaling may change in place.
 type GPUSpecPatch struct {
-	MinInstances          *int `json:"minInstances,omitempty"`
-	MaxInstances          *int `json:"maxInstances,omitempty"`
-	MaxRequestConcurrency *int `json:"maxRequestConcurrency,omitempty"`
+	MinInstances          *int                      `json:"minInstances,omitempty"`
+	MaxInstances          *int                      `json:"maxInstances,omitempty"`
+	MaxRequestConcurrency *int                      `json:"maxRequestConcurrency,omitempty"`
+	AutoscalingPolicy     AutoscalingPolicy         `json:"autoscalingConfigurationPolicy,omitempty"`
+	Autoscaling           *AutoscalingConfiguration `json:"autoscalingConfiguration,omitempty"`
 }
 
 // MetadataRequest is the body of PUT /v2/nvcf/metadata/functions/{id}/versions/{vid}.

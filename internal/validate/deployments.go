@@ -56,13 +56,15 @@ func Deployment(req *model.DeploymentRequest) error {
 // GPUSpecPatch applies the body of PATCH
 // /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId} to
 // current and checks the result with Deployment's per-specification rules.
-// Only minInstances, maxInstances and maxRequestConcurrency may change, and at
-// least one must be sent. The result shares nothing with current; on error it
+// Only minInstances, maxInstances, maxRequestConcurrency and the autoscaling
+// policy and configuration may change, and at least one must be sent. The result shares nothing with current; on error it
 // is the zero GPUSpec.
 func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, error) {
-	if p == nil || (p.MinInstances == nil && p.MaxInstances == nil && p.MaxRequestConcurrency == nil) {
-		return model.GPUSpec{}, problem.BadRequest("send at least one of minInstances, maxInstances or maxRequestConcurrency; " +
-			"only these change in place (to change gpu, instanceType or placement, PUT the whole deployment)")
+	if p == nil || (p.MinInstances == nil && p.MaxInstances == nil && p.MaxRequestConcurrency == nil &&
+		p.AutoscalingPolicy == "" && p.Autoscaling == nil) {
+		return model.GPUSpec{}, problem.BadRequest("send at least one of minInstances, maxInstances, maxRequestConcurrency, " +
+			"autoscalingConfigurationPolicy or autoscalingConfiguration; only these change in place " +
+			"(to change gpu, instanceType or placement, PUT the whole deployment)")
 	}
 	out := current
 	out.Clusters = slices.Clone(current.Clusters)
@@ -81,6 +83,16 @@ func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, 
 	}
 	if p.MaxRequestConcurrency != nil {
 		out.MaxRequestConcurrency = model.Int(*p.MaxRequestConcurrency)
+	}
+	switch {
+	case p.AutoscalingPolicy == model.AutoscalingPlatform:
+		// Back to the platform's defaults: the custom configuration goes.
+		out.AutoscalingPolicy, out.Autoscaling = model.AutoscalingPlatform, p.Autoscaling
+	case p.Autoscaling != nil:
+		// NVCF: a configuration sent without a policy is a custom one.
+		out.AutoscalingPolicy, out.Autoscaling = model.AutoscalingCustom, p.Autoscaling
+	case p.AutoscalingPolicy != "":
+		out.AutoscalingPolicy = p.AutoscalingPolicy
 	}
 	hint := ""
 	if p.MaxInstances == nil {
@@ -155,6 +167,12 @@ func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) 
 			}
 		}
 	}
+	if s.AutoscalingPolicy == "" && s.Autoscaling != nil {
+		s.AutoscalingPolicy = model.AutoscalingCustom // NVCF's default when a configuration is sent
+	}
+	checkAutoscaling(p, prefix, s)
+	// Read-only: what the autoscaler wants is shown, never set.
+	s.DesiredInstances, s.ScalingDecisions = nil, nil
 	if c := bytes.TrimSpace(s.Configuration); len(c) > 0 && !bytes.Equal(c, []byte("null")) && c[0] != '{' {
 		p.addf("%sconfiguration must be a JSON object ({...}) of settings, or left out", prefix)
 	}

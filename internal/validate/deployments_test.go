@@ -167,8 +167,17 @@ func TestGPUSpecPatch(t *testing.T) {
 			func(s *model.GPUSpec) { s.MinInstances, s.MaxInstances = 5, 6 }, ""},
 		{"concurrency", &model.GPUSpecPatch{MaxRequestConcurrency: n(64)}, func(s *model.GPUSpec) { s.MaxRequestConcurrency = model.Int(64) }, ""},
 		{"concurrency zero", &model.GPUSpecPatch{MaxRequestConcurrency: n(0)}, nil, "maxRequestConcurrency 0 is invalid: use 1-16384"},
-		{"nil patch", nil, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
-		{"empty patch", &model.GPUSpecPatch{}, nil, "send at least one of minInstances, maxInstances or maxRequestConcurrency"},
+		{"nil patch", nil, nil, "send at least one of minInstances, maxInstances, maxRequestConcurrency, autoscalingConfigurationPolicy or autoscalingConfiguration"},
+		{"empty patch", &model.GPUSpecPatch{}, nil, "send at least one of minInstances, maxInstances, maxRequestConcurrency, autoscalingConfigurationPolicy or autoscalingConfiguration"},
+		{"custom autoscaling", &model.GPUSpecPatch{Autoscaling: &model.AutoscalingConfiguration{ScaleUp: &model.ScalingDetails{Factor: 2, Threshold: 80}}},
+			func(s *model.GPUSpec) {
+				s.AutoscalingPolicy = model.AutoscalingCustom
+				s.Autoscaling = &model.AutoscalingConfiguration{ScaleUp: &model.ScalingDetails{Factor: 2, Threshold: 80}}
+			}, ""},
+		{"back to the platform's", &model.GPUSpecPatch{AutoscalingPolicy: model.AutoscalingPlatform},
+			func(s *model.GPUSpec) { s.AutoscalingPolicy = model.AutoscalingPlatform }, ""},
+		{"scale-up factor below 1", &model.GPUSpecPatch{Autoscaling: &model.AutoscalingConfiguration{ScaleUp: &model.ScalingDetails{Factor: 0.5, Threshold: 80}}},
+			nil, "autoscalingConfiguration.scaleUpDetails.factor 0.5 is invalid: a scale-up factor multiplies the instance count, so it must be greater than 1"},
 		{"min above current max", &model.GPUSpecPatch{MinInstances: n(5)}, nil,
 			"maxInstances 2 is less than minInstances 5: maxInstances must be at least minInstances; maxInstances is unchanged at 2, so send a new maxInstances too"},
 		{"max below current min", &model.GPUSpecPatch{MaxInstances: n(0)}, nil, "maxInstances 0 is invalid: use 1 or more"},

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/internal/dev"
+	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/testutil"
+)
+
+// scaleDownDelay is the tests' --scale-down-delay.
+const scaleDownDelay = 3 * time.Second
+
+// TestScaleFromZeroToMaxAndBack: minInstances 0, maxInstances 3,
+// concurrency 1, 300 ms per call, 6 callers. No call is refused (a call at
+// zero instances waits while one starts), the count reaches 3, and once the
+// load stops it goes back to 0 after the scale-down delay with no function
+// process left; the next call is served from zero again.
+func TestScaleFromZeroToMaxAndBack(t *testing.T) {
+	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
+	ctx := testutil.Context(t)
+	log := filepath.Join(t.TempDir(), "function.log")
+	req := selfFunction(t, "scaler", "stream")
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: log})
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// minInstances 0 is ACTIVE at once, with nothing running.
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 0, MaxInstances: 3, MaxRequestConcurrency: model.Int(1)}, model.StatusActive)
+	if n := len(versionProcesses(t, f.VersionID)); n != 0 {
+		t.Fatalf("%d instance processes before any call, want 0", n)
+	}
+
+	// Six callers, each call 300 ms, until the count has reached 3 and
+	// held there for a while.
+	var calls, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%d-%d", w, i)
+				st, body := callOnce(t, p, f, id, "300ms")
+				calls.Add(1)
+				if st != http.StatusOK || body != id {
+					failed.Add(1)
+					t.Errorf("call %s: %d %q", id, st, body)
+				}
+			}
+		}()
+	}
+	burst := time.Now()
+	testutil.WaitFor(t, 60*time.Second, func() error {
+		if n := len(versionProcesses(t, f.VersionID)); n != 3 {
+			return fmt.Errorf("%d instance processes, want 3", n)
+		}
+		return nil
+	})
+	t.Logf("3 instance processes %v after the burst began (%d calls so far)", time.Since(burst).Round(time.Millisecond), calls.Load())
+	// Under steady load it stays at 3.
+	for range 20 {
+		if n := len(versionProcesses(t, f.VersionID)); n != 3 {
+			t.Errorf("under steady load %d instance processes, want 3", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d, err := p.c.GetDeployment(ctx, f.ID, f.VersionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Specs[0]; s.DesiredInstances == nil || *s.DesiredInstances != 3 || len(s.ScalingDecisions) == 0 {
+		t.Errorf("deployment spec shows desired %v and decisions %+v, want 3 and the decisions that got there", s.DesiredInstances, s.ScalingDecisions)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d calls under load, %d failed", calls.Load(), failed.Load())
+
+	// Idle: back to zero after the delay, no process left.
+	idle := time.Now()
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if n := len(versionProcesses(t, f.VersionID)); n != 0 {
+			return fmt.Errorf("%d instance processes, want 0", n)
+		}
+		return nil
+	})
+	if took := time.Since(idle); took < scaleDownDelay {
+		t.Errorf("scaled to zero %v after the load stopped, before the %v delay", took, scaleDownDelay)
+	} else {
+		t.Logf("scaled to zero %v after the load stopped (delay %v)", took.Round(time.Millisecond), scaleDownDelay)
+	}
+	d, err = p.c.GetDeployment(ctx, f.ID, f.VersionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := d.Specs[0]; s.DesiredInstances == nil || *s.DesiredInstances != 0 {
+		t.Errorf("after idling the spec shows desired %v, want 0", s.DesiredInstances)
+	}
+
+	// From zero again: the call waits for an instance and is answered.
+	began := time.Now()
+	if st, body := callOnce(t, p, f, "cold", "0s"); st != http.StatusOK || body != "cold" {
+		t.Fatalf("call at zero instances: %d %q", st, body)
+	}
+	t.Logf("a call at zero instances was answered in %v", time.Since(began).Round(time.Millisecond))
+	d, err = p.c.GetDeployment(ctx, f.ID, f.VersionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decisions := d.Specs[0].ScalingDecisions
+	if n := len(decisions); n < 3 || decisions[n-1].From != 0 || decisions[n-1].To != 1 || decisions[n-2].To != 0 {
+		t.Errorf("decisions %+v, want the last to be 0 -> 1 after a scale to 0", decisions)
+	}
+	for _, dec := range decisions {
+		t.Logf("decision at %s: %d -> %d (%s)", dec.At.Format("15:04:05.000"), dec.From, dec.To, dec.Reason)
+	}
+}
+
+// TestCallAtZeroIsFulfilledByPolling: a call at zero instances whose poll
+// window ends before an instance is up is answered 202 and its result
+// arrives by polling.
+func TestCallAtZeroIsFulfilledByPolling(t *testing.T) {
+	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
+	ctx := testutil.Context(t)
+	req := selfFunction(t, "polled", "stream")
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: filepath.Join(t.TempDir(), "function.log")})
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 0, MaxInstances: 1}, model.StatusActive)
+	resp, err := http.DefaultClient.Do(p.pexecRequest(t, ctx, f, http.Header{"Call-Id": {"polled"}, "Call-Delay": {"1500ms"}, "NVCF-POLL-SECONDS": {"1"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d, want 202", resp.StatusCode)
+	}
+	reqID := resp.Header.Get("NVCF-REQID")
+	testutil.WaitFor(t, 60*time.Second, func() error {
+		st, body, err := pollStatus(p.URL(), p.AdminToken(), reqID)
+		if err != nil {
+			return err
+		}
+		if st != http.StatusOK || body != "polled" {
+			return fmt.Errorf("status %d %q", st, body)
+		}
+		return nil
+	})
+}
+
+// callOnce makes one sync pexec call of the stream helper.
+func callOnce(t *testing.T, p *platform, f model.Function, id, delay string) (int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := http.DefaultClient.Do(p.pexecRequest(t, ctx, f, http.Header{"Call-Id": {id}, "Call-Delay": {delay}}))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
