@@ -148,6 +148,7 @@ type world struct {
 	states      map[string]model.InstanceState
 	clusters    map[string]model.Cluster
 	scales      map[string]model.Scale // the autoscaler's counts, by version id
+	policies    []policy.Policy
 }
 
 func (c *Controller) read(ctx context.Context) (*world, error) {
@@ -179,6 +180,10 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
+	policies, err := c.st.ListPolicies(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i, cl := range clusters {
 		if hb, ok := beats[cl.ID]; ok {
 			clusters[i].LastHeartbeat, clusters[i].HeartbeatMillis = hb.At, hb.PeriodMillis
@@ -191,6 +196,7 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 		states:      states,
 		clusters:    make(map[string]model.Cluster, len(clusters)),
 		scales:      scales,
+		policies:    policies,
 	}
 	for _, cl := range clusters {
 		w.clusters[cl.ID] = cl
@@ -263,7 +269,8 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 				continue
 			}
 			if len(have) > want {
-				sortForRemoval(have, w.states)
+				pol := policy.Select(w.policies, w.functions[d.FunctionVersionID])
+				sortForRemoval(have, w.states, func(clusterID string) int { return pol.SpillRank(w.clusters[clusterID]) })
 				for _, inst := range have[want:] {
 					errs = append(errs, c.release(ctx, *inst, "scaled down"))
 				}
@@ -328,8 +335,10 @@ func matchesSpec(inst model.Instance, spec model.GPUSpec) bool {
 }
 
 // sortForRemoval orders instances so that the least useful come last:
-// running ones are kept, pending and failing ones go first.
-func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceState) {
+// running ones are kept, pending and failing ones go first; among equals,
+// those on later fillAndSpill tiers (higher spill rank) go first, so a
+// spec shrinks in the reverse of the order it grew.
+func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceState, spill func(clusterID string) int) {
 	rank := func(i *model.Instance) int {
 		switch {
 		case i.ClusterID == "":
@@ -342,7 +351,16 @@ func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceSta
 			return 1
 		}
 	}
-	sort.SliceStable(insts, func(a, b int) bool { return rank(insts[a]) < rank(insts[b]) })
+	sort.SliceStable(insts, func(a, b int) bool {
+		ra, rb := rank(insts[a]), rank(insts[b])
+		if ra != rb {
+			return ra < rb
+		}
+		if insts[a].ClusterID == "" || insts[b].ClusterID == "" {
+			return false
+		}
+		return spill(insts[a].ClusterID) < spill(insts[b].ClusterID)
+	})
 }
 
 func (c *Controller) release(ctx context.Context, inst model.Instance, why string) error {
@@ -354,10 +372,7 @@ func (c *Controller) release(ctx context.Context, inst model.Instance, why strin
 }
 
 func (c *Controller) placePending(ctx context.Context, w *world, keep map[specKey][]*model.Instance) error {
-	policies, err := c.st.ListPolicies(ctx)
-	if err != nil {
-		return err
-	}
+	policies := w.policies
 	var reqs []scheduler.Request
 	for k, insts := range keep {
 		spec := w.deployments[k.version].Specs[k.index]

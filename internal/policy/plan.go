@@ -66,6 +66,23 @@ func (p *Policy) Tiers(spec model.GPUSpec, clusters []model.Cluster, used map[st
 	return p.plan(spec, clusters, used, placed).tiers
 }
 
+// SpillRank is the fillAndSpill tier cluster c belongs to: 0 for the
+// first, and 0 for every cluster when the policy has no fillAndSpill; a
+// cluster no tier matches ranks after them all. Scale-down removes
+// instances from the highest rank first, the reverse of filling.
+func (p *Policy) SpillRank(c model.Cluster) int {
+	if p == nil || len(p.FillAndSpill) == 0 {
+		return 0
+	}
+	labels := ClusterLabels(c)
+	for i := range p.FillAndSpill {
+		if p.FillAndSpill[i].Matches(labels) {
+			return i
+		}
+	}
+	return len(p.FillAndSpill)
+}
+
 // Order sorts candidates by preference under strategy and returns them in a
 // new slice: StrategyBinPack puts first the cluster left with the fewest free
 // GPUs of spec's model after placing one instance (so large shapes keep

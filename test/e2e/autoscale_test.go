@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/dev"
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/policy"
 	"github.com/gantry-dev/gantry/internal/testutil"
 )
 
@@ -170,6 +172,106 @@ func callOnce(t *testing.T, p *platform, f model.Function, id, delay string) (in
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resp, err := http.DefaultClient.Do(p.pexecRequest(t, ctx, f, http.Header{"Call-Id": {id}, "Call-Delay": {delay}}))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestScaleSpillsAndShrinksInReverse: with a fill-and-spill policy over two
+// clusters, scaling up fills the first before the second, and scaling down
+// empties the second first.
+func TestScaleSpillsAndShrinksInReverse(t *testing.T) {
+	f := startFleetWith(t, func(c *controlplane.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
+	east := f.join("east", "prod", "us-east", 2, "H100")
+	west := f.join("west", "prod", "us-west", 4, "H100")
+	ctx := testutil.Context(t)
+	if _, err := f.c.CreatePolicy(ctx, policy.Policy{Name: "east-first", FunctionSelector: policy.FunctionSelector{MatchTags: []string{"tier=web"}},
+		FillAndSpill: []policy.Selector{
+			{MatchLabels: map[string]string{policy.LabelRegion: "us-east"}},
+			{MatchLabels: map[string]string{policy.LabelRegion: "us-west"}},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	req := selfFunction(t, "spiller", "stream")
+	req.Tags = []string{"tier=web"}
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: filepath.Join(t.TempDir(), "function.log")})
+	fn, err := f.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.CreateDeployment(ctx, fn.ID, fn.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{
+		{GPU: "H100", MinInstances: 0, MaxInstances: 4, MaxRequestConcurrency: model.Int(1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStatus(fn, model.StatusActive)
+	url, token := f.cp.URL(), f.cp.AdminToken()
+
+	// callers runs n closed-loop callers of 500 ms calls until stop closes.
+	callers := func(n int, stop chan struct{}) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		for w := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("c%d-%d", w, i)
+					if st, body := callAt(url, token, fn, id, "500ms"); st != http.StatusOK || body != id {
+						t.Errorf("call %s: %d %q", id, st, body)
+					}
+				}
+			}()
+		}
+		return &wg
+	}
+	waitPlaced := func(want map[string]int) {
+		t.Helper()
+		testutil.WaitFor(t, 60*time.Second, func() error {
+			got := f.placements(fn)
+			delete(got, "")
+			for id, n := range want {
+				if got[id] != n {
+					return fmt.Errorf("placed %v, want %v", got, want)
+				}
+			}
+			for id, n := range got {
+				if want[id] != n {
+					return fmt.Errorf("placed %v, want %v", got, want)
+				}
+			}
+			return nil
+		})
+	}
+	two, four := make(chan struct{}), make(chan struct{})
+	a, b := callers(2, two), callers(2, four)
+	waitPlaced(map[string]int{east.clusterID: 2, west.clusterID: 2})
+	close(four)
+	b.Wait()
+	waitPlaced(map[string]int{east.clusterID: 2}) // west empties first
+	close(two)
+	a.Wait()
+	waitPlaced(map[string]int{})
+}
+
+// callAt makes one sync pexec call of the stream helper at url.
+func callAt(url, token string, f model.Function, id, delay string) (int, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v2/nvcf/pexec/functions/"+f.ID, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Call-Id", id)
+	req.Header.Set("Call-Delay", delay)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}

@@ -39,9 +39,20 @@ const (
 
 func startFleet(t testing.TB) *fleet {
 	t.Helper()
-	cp, err := controlplane.New(controlplane.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
+	return startFleetWith(t, nil)
+}
+
+// startFleetWith is startFleet with the control plane's config changed by
+// edit first.
+func startFleetWith(t testing.TB, edit func(*controlplane.Config)) *fleet {
+	t.Helper()
+	cfg := controlplane.Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0",
 		Resync: 200 * time.Millisecond, Grace: fleetGrace,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if edit != nil {
+		edit(&cfg)
+	}
+	cp, err := controlplane.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
