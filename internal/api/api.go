@@ -110,6 +110,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeListFunctionsDetails, a.getVersion)
 	route("DELETE /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeDeleteFunction, a.deleteVersion)
 	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putMetadata)
+	route("PUT /v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putRateLimit)
+	route("DELETE /v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.deleteRateLimit)
 	route("PUT /v2/nvcf/secrets/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateSecrets, a.putSecrets)
 
 	route("POST /v2/nvcf/deployments/functions/{functionId}/versions/{versionId}", auth.ScopeDeployFunction, a.createDeployment)

@@ -44,8 +44,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if r.ContentLength > limit {
 		return tooLarge(limit)
 	}
-	reqID := uuid.NewString()
 	f := e.Function
+	if err := g.limits.allow(f, p.Account); err != nil {
+		return err
+	}
+	reqID := uuid.NewString()
 	hdr := nats.Header{}
 	for k, vs := range r.Header {
 		if !stripped(k) {

@@ -94,6 +94,8 @@ type Gateway struct {
 	watcher *watcher
 	// load reports the calls held on worker slots to the autoscaler.
 	load *load
+	// limits enforces functions' rateLimit.
+	limits *limiter
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -114,7 +116,7 @@ func New(cfg Config) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log}
+	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter()}
 }
 
 // Start subscribes to this gateway's call streams and starts its watcher

@@ -1,6 +1,10 @@
 package model
 
-import "time"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // FunctionStatus is the lifecycle state of one function version, as NVCF reports it.
 type FunctionStatus string
@@ -122,4 +126,27 @@ type InstanceDetail struct {
 	Location          string         `json:"location,omitempty"`
 	InstanceCreatedAt time.Time      `json:"instanceCreatedAt"`
 	InstanceUpdatedAt time.Time      `json:"instanceUpdatedAt"`
+}
+
+// Window parses RateLimit ("<count>-<S|M|H|D>"): count calls per window.
+// ok is false for a malformed limit (the API refuses those).
+func (r RateLimit) Window() (count int, window time.Duration, ok bool) {
+	n, unit, found := strings.Cut(r.RateLimit, "-")
+	count, err := strconv.Atoi(n)
+	if !found || err != nil || count < 1 {
+		return 0, 0, false
+	}
+	switch unit {
+	case "S":
+		window = time.Second
+	case "M":
+		window = time.Minute
+	case "H":
+		window = time.Hour
+	case "D":
+		window = 24 * time.Hour
+	default:
+		return 0, 0, false
+	}
+	return count, window, true
 }

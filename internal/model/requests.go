@@ -153,3 +153,9 @@ type AgentCredential struct {
 	ExpiresAt  time.Time `json:"expiresAt"`
 	NATSURL    string    `json:"natsUrl"`
 }
+
+// RateLimitRequest is the body of PUT
+// /v2/nvcf/ratelimit/functions/{id}/versions/{vid}.
+type RateLimitRequest struct {
+	RateLimit *RateLimit `json:"rateLimit"`
+}

@@ -297,3 +297,14 @@ func checkRateLimit(p *problems, rl *model.RateLimit) {
 		}
 	}
 }
+
+// RateLimitRequest checks the body of PUT
+// /v2/nvcf/ratelimit/functions/{id}/versions/{vid}: a rateLimit is required.
+func RateLimitRequest(req *model.RateLimitRequest) error {
+	if req == nil || req.RateLimit == nil {
+		return problem.BadRequest(`rateLimit is required, e.g. {"rateLimit":{"rateLimit":"100-S"}}; to remove the limit, DELETE this path`)
+	}
+	var p problems
+	checkRateLimit(&p, req.RateLimit)
+	return p.err()
+}

@@ -113,6 +113,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "GET", real: "/v2/nvcf/functions/" + fv, scope: auth.ScopeListFunctionsDetails},
 		{method: "DELETE", real: "/v2/nvcf/functions/" + fv, safe: "/v2/nvcf/functions/" + unknown + "/versions/" + unknown, scope: auth.ScopeDeleteFunction},
 		{method: "PUT", real: "/v2/nvcf/metadata/functions/" + fv, body: `{"tags":["x"]}`, scope: auth.ScopeUpdateFunction},
+		{method: "PUT", real: "/v2/nvcf/ratelimit/functions/" + fv, body: `{"rateLimit":{"rateLimit":"1000-S"}}`, scope: auth.ScopeUpdateFunction},
+		{method: "DELETE", real: "/v2/nvcf/ratelimit/functions/" + fv, scope: auth.ScopeUpdateFunction},
 		{method: "PUT", real: "/v2/nvcf/secrets/functions/" + fv, body: `{"secrets":[{"name":"K","value":"v"}]}`, scope: auth.ScopeUpdateSecrets},
 		{method: "POST", real: "/v2/nvcf/deployments/functions/" + fv, body: depBody, scope: auth.ScopeDeployFunction},
 		{method: "GET", real: "/v2/nvcf/deployments/functions/" + fv, scope: auth.ScopeDeployFunction},

@@ -24,6 +24,8 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"POST", "/v2/nvcf/pexec/functions/{id}"},
 	{"GET", "/v2/nvcf/pexec/status/{id}"},
 	{"DELETE", "/v2/nvcf/functions/{id}/versions/{vid}"},
+	{"PUT", "/v2/nvcf/ratelimit/functions/{id}/versions/{vid}"},
+	{"GET", "/v2/nvcf/queues/{id}/position"},
 }
 
 // FuzzAPINeverFails sends arbitrary bodies, ids and poll headers to the
