@@ -38,3 +38,11 @@ func (c *Client) DeleteDeployment(ctx context.Context, functionID, versionID str
 func deploymentPath(functionID, versionID string) string {
 	return "/v2/nvcf/deployments/functions/" + seg(functionID) + "/versions/" + seg(versionID)
 }
+
+// PatchGPUSpec changes one spec of a deployment in place: its instance
+// bounds, concurrency or autoscaling.
+func (c *Client) PatchGPUSpec(ctx context.Context, deploymentID, specID string, patch model.GPUSpecPatch) (model.Deployment, error) {
+	var out model.DeploymentResponse
+	err := c.doJSON(ctx, http.MethodPatch, "/v2/nvcf/deployments/"+seg(deploymentID)+"/gpu-specifications/"+seg(specID), patch, &out)
+	return out.Deployment, err
+}

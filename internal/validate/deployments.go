@@ -102,6 +102,12 @@ func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, 
 	}
 	var probs problems
 	checkSpec(&probs, "", &out, hint)
+	if c := p.MaxRequestConcurrency; c != nil && *c >= 1 && *c <= MaxRequestConcurrency && *c != current.Concurrency() {
+		// As NVCF: the autoscaler's capacity and every running instance's
+		// slots were sized for the old value.
+		probs.addf("maxRequestConcurrency cannot change in place (it is %d): its instances were started with that many slots; "+
+			"PUT the deployment with the new value to replace them", current.Concurrency())
+	}
 	if err := probs.err(); err != nil {
 		return model.GPUSpec{}, err
 	}

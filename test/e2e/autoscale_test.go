@@ -279,3 +279,87 @@ func callAt(url, token string, f model.Function, id, delay string) (int, string)
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestCustomAutoscalingWithStickiness: a CUSTOM_CONFIGURATION set by PATCH
+// is stored, returned, and acted on: over its threshold the count doubles,
+// but only once the load has held for the stickiness threshold.
+func TestCustomAutoscalingWithStickiness(t *testing.T) {
+	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = time.Minute })
+	ctx := testutil.Context(t)
+	req := selfFunction(t, "sticky", "stream")
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: filepath.Join(t.TempDir(), "function.log")})
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 4, MaxRequestConcurrency: model.Int(1)}, model.StatusActive)
+	const hold = 2 * time.Second
+	conf := &model.AutoscalingConfiguration{ScaleUp: &model.ScalingDetails{Factor: 2, Threshold: 50,
+		Stickiness: &model.Stickiness{Size: "PT10S", Threshold: "PT2S"}}}
+	d, err = p.c.PatchGPUSpec(ctx, d.ID, d.Specs[0].ID, model.GPUSpecPatch{Autoscaling: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.c.GetDeployment(ctx, f.ID, f.VersionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.Specs[0]; s.AutoscalingPolicy != model.AutoscalingCustom || s.Autoscaling == nil || s.Autoscaling.ScaleUp == nil ||
+		s.Autoscaling.ScaleUp.Factor != 2 || s.Autoscaling.ScaleUp.Stickiness == nil || s.Autoscaling.ScaleUp.Stickiness.Threshold != "PT2S" {
+		t.Fatalf("GET after PATCH shows %s %+v, want the custom configuration", s.AutoscalingPolicy, s.Autoscaling)
+	}
+	// A bad one is refused and changes nothing.
+	if _, err := p.c.PatchGPUSpec(ctx, d.ID, d.Specs[0].ID, model.GPUSpecPatch{Autoscaling: &model.AutoscalingConfiguration{
+		ScaleDown: &model.ScalingDetails{Factor: 1.5, Threshold: 10}}}); err == nil {
+		t.Fatal("a scale-down factor of 1.5 was accepted")
+	}
+
+	// Two callers on one instance: 200% utilization, over the 50% threshold.
+	began := time.Now()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("s%d-%d", w, i)
+				if st, body := callOnce(t, p, f, id, "200ms"); st != http.StatusOK || body != id {
+					t.Errorf("call %s: %d %q", id, st, body)
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	var decisions []model.ScalingDecision
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		got, err := p.c.GetDeployment(ctx, f.ID, f.VersionID)
+		if err != nil {
+			return err
+		}
+		decisions = got.Specs[0].ScalingDecisions
+		if len(decisions) == 0 {
+			return fmt.Errorf("no scaling decision yet")
+		}
+		return nil
+	})
+	first := decisions[0]
+	t.Logf("first decision %v after the load began: %d -> %d (%s)", first.At.Sub(began).Round(time.Millisecond), first.From, first.To, first.Reason)
+	if first.From != 1 || first.To != 2 {
+		t.Errorf("first decision %d -> %d, want 1 -> 2 (factor 2)", first.From, first.To)
+	}
+	if took := first.At.Sub(began); took < hold {
+		t.Errorf("scaled up %v after the load began, before the stickiness threshold %v", took, hold)
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if n := len(versionProcesses(t, f.VersionID)); n != 2 {
+			return fmt.Errorf("%d instance processes, want 2", n)
+		}
+		return nil
+	})
+}

@@ -109,7 +109,7 @@ func TestValidationRejectsEachRule(t *testing.T) {
 		t.Fatal(err)
 	}
 	edgePatch := "/v2/nvcf/deployments/" + edgeDep.ID + "/gpu-specifications/" + edgeDep.Specs[0].ID
-	for _, body := range []string{`{"maxRequestConcurrency":1}`, `{"maxRequestConcurrency":16384}`, `{"minInstances":0,"maxInstances":1}`} {
+	for _, body := range []string{`{"maxRequestConcurrency":16384}`, `{"minInstances":0,"maxInstances":1}`} {
 		resp := sendCase(t, p, validationCase{method: "PATCH", path: edgePatch, body: body})
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -181,6 +181,13 @@ func TestValidationRejectsEachRule(t *testing.T) {
 			detail: []string{"maxRequestConcurrency 16385"}},
 		{name: "patch/maxRequestConcurrency zero", method: "PATCH", path: edgePatch, body: `{"maxRequestConcurrency":0}`,
 			detail: []string{"maxRequestConcurrency 0"}},
+		{name: "patch/maxRequestConcurrency changed", method: "PATCH", path: edgePatch, body: `{"maxRequestConcurrency":1}`,
+			detail: []string{"maxRequestConcurrency cannot change in place (it is 16384)"}},
+		{name: "patch/scale-up factor", method: "PATCH", path: patchPath, body: `{"autoscalingConfiguration":{"scaleUpDetails":{"factor":0.5,"threshold":80}}}`,
+			detail: []string{"scaleUpDetails.factor 0.5", "greater than 1"}},
+		{name: "patch/stickiness", method: "PATCH", path: patchPath,
+			body:   `{"autoscalingConfiguration":{"scaleDownDetails":{"factor":0.5,"threshold":20,"stickiness":{"size":"PT5M","threshold":"PT10M"}}}}`,
+			detail: []string{"stickiness.threshold \"PT10M\"", "shorter than stickiness.size"}},
 		{name: "patch/nothing to change", method: "PATCH", path: patchPath, body: `{}`, detail: []string{"minInstances", "maxInstances", "maxRequestConcurrency"}},
 		{name: "patch/gpu not patchable", method: "PATCH", path: patchPath, body: `{"gpu":"L40S"}`, detail: []string{"send at least one of"}},
 
