@@ -100,9 +100,23 @@ func (a *API) getDeployment(w http.ResponseWriter, r *http.Request, p auth.Princ
 	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
 }
 
-// showScale adds what the autoscaler wants of each spec, and its latest
-// decisions, to a deployment about to be shown.
+// showScale adds what the autoscaler wants of each spec, how many of its
+// instances run, and the latest decisions, to a deployment about to be
+// shown.
 func (a *API) showScale(ctx context.Context, d *model.Deployment) {
+	if insts, err := a.st.ListInstances(ctx); err == nil {
+		if states, err := a.st.ListInstanceStates(ctx); err == nil {
+			running := make([]int, len(d.Specs))
+			for _, in := range insts {
+				if in.DeploymentID == d.ID && in.SpecIndex < len(running) && states[in.ID].Status == model.InstanceRunning {
+					running[in.SpecIndex]++
+				}
+			}
+			for i := range d.Specs {
+				d.Specs[i].RunningInstances = model.Int(running[i])
+			}
+		}
+	}
 	sc, err := a.st.GetScale(ctx, d.FunctionVersionID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {

@@ -28,8 +28,8 @@ func TestDeployCreate(t *testing.T) {
 			args:     []string{"deploy", "create", "fn-1", "--gpu", "L40S"},
 			wantPath: "/v2/nvcf/deployments/functions/fn-1/versions/v-new",
 			want:     []model.GPUSpec{{GPU: "L40S", MinInstances: 1, MaxInstances: 1}},
-			stdout: []string{"DEPLOYMENT   FUNCTION   VERSION   STATUS      GPU    INSTANCE TYPE   MIN   MAX   AGE",
-				"dep-1        fn-1       v-new     DEPLOYING   L40S   -               1     1     0s"},
+			stdout: []string{"DEPLOYMENT   FUNCTION   VERSION   STATUS      GPU    INSTANCE TYPE   MIN   MAX   DESIRED   RUNNING   LAST SCALED   AGE",
+				"dep-1        fn-1       v-new     DEPLOYING   L40S   -               1     1     -         -         -             0s"},
 			stderr: []string{"Using version v-new, the newest of 2"},
 		},
 		{

@@ -169,11 +169,14 @@ func functionImage(f model.Function) string {
 }
 
 // deploymentTable shows one row per GPU specification of each deployment.
+// DESIRED and RUNNING are what the autoscaler wants and what runs, and
+// LAST SCALED its latest decision, when the server shows them.
 func deploymentTable(deps []model.Deployment, now time.Time) table {
-	t := table{headers: []string{"DEPLOYMENT", "FUNCTION", "VERSION", "STATUS", "GPU", "INSTANCE TYPE", "MIN", "MAX", "AGE"}}
+	t := table{headers: []string{"DEPLOYMENT", "FUNCTION", "VERSION", "STATUS", "GPU", "INSTANCE TYPE", "MIN", "MAX", "DESIRED", "RUNNING", "LAST SCALED", "AGE"}}
 	for _, d := range deps {
 		row := func(s model.GPUSpec, min, max string) []string {
-			return []string{d.ID, d.FunctionID, d.FunctionVersionID, string(d.FunctionStatus), s.GPU, s.InstanceType, min, max, age(d.CreatedAt, now)}
+			return []string{d.ID, d.FunctionID, d.FunctionVersionID, string(d.FunctionStatus), s.GPU, s.InstanceType, min, max,
+				optInt(s.DesiredInstances), optInt(s.RunningInstances), lastScaled(s.ScalingDecisions, now), age(d.CreatedAt, now)}
 		}
 		if len(d.Specs) == 0 {
 			t.rows = append(t.rows, row(model.GPUSpec{}, "", ""))
@@ -183,4 +186,20 @@ func deploymentTable(deps []model.Deployment, now time.Time) table {
 		}
 	}
 	return t
+}
+
+func optInt(p *int) string {
+	if p == nil {
+		return ""
+	}
+	return strconv.Itoa(*p)
+}
+
+// lastScaled is "3->0 idle for 10m0s (2m ago)" for the latest decision.
+func lastScaled(ds []model.ScalingDecision, now time.Time) string {
+	if len(ds) == 0 {
+		return ""
+	}
+	d := ds[len(ds)-1]
+	return fmt.Sprintf("%d->%d %s (%s ago)", d.From, d.To, d.Reason, age(d.At, now))
 }

@@ -114,7 +114,9 @@ func TestDeploymentTable(t *testing.T) {
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	d := model.Deployment{ID: "dep-1", FunctionID: "fn-1", FunctionVersionID: "v-1", FunctionStatus: model.StatusDeploying,
 		CreatedAt: now.Add(-3 * time.Hour), Specs: []model.GPUSpec{
-			{GPU: "L40S", InstanceType: "ON-PREM.GPU.L40S_1x", MinInstances: 1, MaxInstances: 2},
+			{GPU: "L40S", InstanceType: "ON-PREM.GPU.L40S_1x", MinInstances: 1, MaxInstances: 2,
+				DesiredInstances: model.Int(2), RunningInstances: model.Int(1), ScalingDecisions: []model.ScalingDecision{
+					{At: now.Add(-5 * time.Minute), From: 1, To: 2, Reason: "utilization 120%"}}},
 			{GPU: "H100", MinInstances: 0, MaxInstances: 1},
 		}}
 	var buf bytes.Buffer
@@ -122,9 +124,9 @@ func TestDeploymentTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"DEPLOYMENT   FUNCTION   VERSION   STATUS      GPU    INSTANCE TYPE         MIN   MAX   AGE\n" +
-		"dep-1        fn-1       v-1       DEPLOYING   L40S   ON-PREM.GPU.L40S_1x   1     2     3h\n" +
-		"dep-1        fn-1       v-1       DEPLOYING   H100   -                     0     1     3h\n"
+		"DEPLOYMENT   FUNCTION   VERSION   STATUS      GPU    INSTANCE TYPE         MIN   MAX   DESIRED   RUNNING   LAST SCALED                      AGE\n" +
+		"dep-1        fn-1       v-1       DEPLOYING   L40S   ON-PREM.GPU.L40S_1x   1     2     2         1         1->2 utilization 120% (5m ago)   3h\n" +
+		"dep-1        fn-1       v-1       DEPLOYING   H100   -                     0     1     -         -         -                                3h\n"
 	if buf.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", buf.String(), want)
 	}

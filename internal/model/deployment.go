@@ -43,10 +43,12 @@ type GPUSpec struct {
 	// defaults (empty or PLATFORM_CONFIGURATION), or the spec's own.
 	AutoscalingPolicy AutoscalingPolicy         `json:"autoscalingConfigurationPolicy,omitempty"`
 	Autoscaling       *AutoscalingConfiguration `json:"autoscalingConfiguration,omitempty"`
-	// DesiredInstances and ScalingDecisions are Gantry's, shown on reads
-	// and never stored with the spec: how many instances the autoscaler
-	// wants now (between minInstances and maxInstances) and why.
+	// DesiredInstances, RunningInstances and ScalingDecisions are Gantry's,
+	// shown on reads and never stored with the spec: how many instances the
+	// autoscaler wants now (between minInstances and maxInstances), how many
+	// run, and why the count last changed.
 	DesiredInstances *int              `json:"desiredInstances,omitempty"`
+	RunningInstances *int              `json:"runningInstances,omitempty"`
 	ScalingDecisions []ScalingDecision `json:"scalingDecisions,omitempty"`
 }
 

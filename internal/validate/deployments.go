@@ -178,7 +178,7 @@ func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) 
 	}
 	checkAutoscaling(p, prefix, s)
 	// Read-only: what the autoscaler wants is shown, never set.
-	s.DesiredInstances, s.ScalingDecisions = nil, nil
+	s.DesiredInstances, s.RunningInstances, s.ScalingDecisions = nil, nil, nil
 	if c := bytes.TrimSpace(s.Configuration); len(c) > 0 && !bytes.Equal(c, []byte("null")) && c[0] != '{' {
 		p.addf("%sconfiguration must be a JSON object ({...}) of settings, or left out", prefix)
 	}

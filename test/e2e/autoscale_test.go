@@ -89,6 +89,16 @@ func TestScaleFromZeroToMaxAndBack(t *testing.T) {
 	if s := d.Specs[0]; s.DesiredInstances == nil || *s.DesiredInstances != 3 || len(s.ScalingDecisions) == 0 {
 		t.Errorf("deployment spec shows desired %v and decisions %+v, want 3 and the decisions that got there", s.DesiredInstances, s.ScalingDecisions)
 	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		d, err := p.c.GetDeployment(ctx, f.ID, f.VersionID)
+		if err != nil {
+			return err
+		}
+		if r := d.Specs[0].RunningInstances; r == nil || *r != 3 {
+			return fmt.Errorf("deployment shows %v running, want 3", r)
+		}
+		return nil
+	})
 	close(stop)
 	wg.Wait()
 	t.Logf("%d calls under load, %d failed", calls.Load(), failed.Load())

@@ -218,7 +218,7 @@ func sameSpecs(a, b []model.GPUSpec) bool {
 	asked := func(specs []model.GPUSpec) string {
 		specs = slices.Clone(specs)
 		for i := range specs {
-			specs[i].DesiredInstances, specs[i].ScalingDecisions = nil, nil
+			specs[i].DesiredInstances, specs[i].RunningInstances, specs[i].ScalingDecisions = nil, nil, nil
 		}
 		j, _ := json.Marshal(specs)
 		return string(j)
