@@ -25,6 +25,7 @@ docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchAgentsCmd())
 	cmd.AddCommand(newBenchAuthCmd())
 	cmd.AddCommand(newBenchMEKCmd())
+	cmd.AddCommand(newBenchAutoscaleCmd())
 	return cmd
 }
 
@@ -510,4 +511,79 @@ Target: 1,000 agents reporting every 5s cost the server under 0.25 cores.`,
 	f.DurationVar(&cfg.Idle, "idle", 10*time.Second, "idle baseline: the server with the clusters registered and no agent connected")
 	f.IntVar(&cfg.Instances, "instances", 0, "instance states per report; they do not exist, so each costs the server an etcd read per report")
 	return cmd
+}
+
+func newBenchAutoscaleCmd() *cobra.Command {
+	var cfg bench.AutoscaleConfig
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "autoscale",
+		Short: "Measure cold starts, bursts, steady load and scale to zero",
+		Long: `Run a dev platform in a temporary directory with the echo example as a
+function that takes --start-delay to start and --call-time per call, deployed
+with minInstances 0, maxInstances --max-instances and maxRequestConcurrency 1,
+and the platform's scale-down delay set to --scale-down-delay. It measures:
+
+  direct start   the same function started by hand, exec to first 200 (the
+                 function's own start: the baseline)
+  cold start     a call at zero instances, request to 200, per round (each
+                 round then waits for the version to go back to zero); the
+                 platform's part is cold start minus direct start
+  burst          2 x --max-instances callers at zero instances, until
+                 --max-instances instances run
+  steady         --max-instances - 1 callers for --steady after settling:
+                 how often the desired count changes (flapping)
+  idle to zero   after the load stops, until the decision to go to zero and
+                 until no instance runs
+
+Targets: cold start <= 1s for a function that starts in 100ms; burst <= 5s;
+no change under steady load; the decision to go to zero within one
+autoscaler period (1s) of the delay.`,
+		Example: `  gantry bench autoscale
+  gantry bench autoscale --steady 30s --cold-rounds 2`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger, cfg.Progress = log, cmd.ErrOrStderr()
+			res, err := bench.RunAutoscale(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if err := printBench(cmd, res, func(w io.Writer) error { return writeAutoscale(w, res) }); err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				return fmt.Errorf("%d calls failed; the numbers above are not trustworthy", res.Errors)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&cfg.StartDelay, "start-delay", 100*time.Millisecond, "how long the function takes to start")
+	f.DurationVar(&cfg.CallTime, "call-time", 200*time.Millisecond, "how long each call takes in the function")
+	f.IntVar(&cfg.MaxInstances, "max-instances", 4, "maxInstances of the function's spec")
+	f.IntVar(&cfg.ColdRounds, "cold-rounds", 3, "cold starts (and direct starts) to time; the medians are reported")
+	f.DurationVar(&cfg.Steady, "steady", 2*time.Minute, "how long to watch a constant load")
+	f.DurationVar(&cfg.ScaleDownDelay, "scale-down-delay", 10*time.Second, "the platform's scale-down delay (short, to keep the run short)")
+	f.StringVar(&logLevel, "log-level", "warn", "platform log level: debug, info, warn or error")
+	return cmd
+}
+
+func writeAutoscale(w io.Writer, res *bench.AutoscaleResult) error {
+	t := table{headers: []string{"MEASURE", "GOT", "BASELINE / NOTE"}}
+	t.rows = append(t.rows,
+		[]string{"cold start (zero instances -> 200)", seconds(res.ColdStart), fmt.Sprintf("direct start %s; platform part %s", seconds(res.DirectStart), seconds(res.PlatformPart))},
+		[]string{fmt.Sprintf("burst (%d callers, 0 -> %d running)", res.BurstCallers, res.MaxInstances), seconds(res.Burst), ""},
+		[]string{fmt.Sprintf("steady (%d callers, %v)", res.SteadyCallers, res.Steady), fmt.Sprintf("%d instances, %d changes", res.SteadyCount, res.SteadyChanges), ""},
+		[]string{"idle -> zero decision", seconds(res.ToZeroDecision), fmt.Sprintf("scale-down delay %v, period %v", res.ScaleDownDelay, res.Period)},
+		[]string{"idle -> no instance running", seconds(res.ToZero), "includes stopping the process"},
+	)
+	if err := writeTable(w, t); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return writeTargets(w, res.Targets)
 }
