@@ -70,13 +70,20 @@ func (s *spec) decide(p Policy, now time.Time, demand float64) (int, string) {
 	} else if s.current > 0 {
 		util = demand / (float64(s.current) * conc) * 100
 	}
-	smp := sample{at: now, demand: demand, want: needed(demand, p.Concurrency)}
+	smp := sample{at: now, demand: demand}
 	if c := p.Custom; c != nil {
 		smp.up = c.ScaleUp != nil && util >= float64(c.ScaleUp.Threshold) && demand > 0
 		smp.down = c.ScaleDown != nil && util <= float64(c.ScaleDown.Threshold)
 	}
 	s.samples = append(s.samples, smp)
 	s.trim(p, now)
+	// From zero, any demand needs an instance at once; above it, only
+	// demand that lasted (see sustained).
+	load := demand
+	if s.current > 0 {
+		load = s.sustained()
+	}
+	s.samples[len(s.samples)-1].want = needed(load, p.Concurrency)
 
 	next, why := s.current, ""
 	if p.Custom == nil {
@@ -104,6 +111,18 @@ func (s *spec) decide(p Policy, now time.Time, demand float64) (int, string) {
 func needed(demand float64, concurrency int) int {
 	per := max(float64(max(concurrency, 1))*TargetUtilization, 1)
 	return int(math.Ceil(demand / per))
+}
+
+// sustained is the demand the last two looks agree on (the lower): a call
+// caught moving from one slot to the next is briefly counted twice, and
+// one look must not buy an instance for it. A real rise shows in both
+// within a period.
+func (s *spec) sustained() float64 {
+	n := len(s.samples)
+	if n < 2 {
+		return s.samples[n-1].demand
+	}
+	return min(s.samples[n-1].demand, s.samples[n-2].demand)
 }
 
 // platform: the most instances any moment within the scale-down delay

@@ -27,16 +27,18 @@ func TestDecide(t *testing.T) {
 		start  int
 		steps  []step
 	}{
-		{"a burst from zero goes straight to what it needs", platform, 0, []step{
-			{0, 0, 0}, {time.Second, 3, 3}, {time.Second, 9, 5}}},
+		{"a burst from zero goes to what it needs, then on within a period", platform, 0, []step{
+			{0, 0, 0}, {time.Second, 3, 3}, {time.Second, 9, 3}, {time.Second, 9, 5}}},
 		{"concurrency 4 at 70%: 2.8 requests per instance", Policy{Min: 0, Max: 10, Concurrency: 4, ScaleDownDelay: delay}, 0, []step{
-			{0, 1, 1}, {time.Second, 3, 2}, {time.Second, 12, 5}}},
+			{0, 1, 1}, {time.Second, 3, 1}, {time.Second, 3, 2}, {time.Second, 12, 2}, {time.Second, 12, 5}}},
+		{"one look over the count does not buy an instance; two do", platform, 3, []step{
+			{0, 3, 3}, {time.Second, 3, 3}, {time.Second, 4, 3}, {time.Second, 3, 3}, {time.Second, 4, 3}, {time.Second, 4, 4}}},
 		{"scale down only after the delay, to the peak within it", platform, 0, []step{
 			{0, 4, 4}, {time.Second, 1, 4}, {5 * time.Second, 1, 4}, {5 * time.Second, 1, 1}, {5 * time.Second, 0, 1}, {6 * time.Second, 0, 1}, {5 * time.Second, 0, 0}}},
 		{"a load that comes and goes within the delay does not flap", platform, 0, []step{
 			{0, 3, 3}, {3 * time.Second, 0, 3}, {3 * time.Second, 3, 3}, {3 * time.Second, 0, 3}, {3 * time.Second, 3, 3}}},
 		{"minInstances is a floor, maxInstances a ceiling", Policy{Min: 2, Max: 3, Concurrency: 1, ScaleDownDelay: delay}, 2, []step{
-			{0, 0, 2}, {20 * time.Second, 0, 2}, {time.Second, 50, 3}}},
+			{0, 0, 2}, {20 * time.Second, 0, 2}, {time.Second, 50, 2}, {time.Second, 50, 3}}},
 		{"a new leader keeps the count for a full delay", platform, 4, []step{
 			{0, 0, 4}, {9 * time.Second, 0, 4}, {2 * time.Second, 0, 0}}},
 		{"custom: over the threshold, multiply by the factor", Policy{Min: 1, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: up}, 1, []step{

@@ -114,8 +114,9 @@ func (s *Scaler) Run(ctx context.Context) {
 	}
 	tick := time.NewTicker(s.cfg.Period)
 	defer tick.Stop()
+	poked := false
 	for {
-		if err := s.Pass(ctx); err != nil && ctx.Err() == nil {
+		if err := s.pass(ctx, poked); err != nil && ctx.Err() == nil {
 			s.log.Warn("autoscale: pass failed; will retry", "err", err)
 		}
 		select {
@@ -127,7 +128,9 @@ func (s *Scaler) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			poked = false
 		case <-poke:
+			poked = true
 		}
 	}
 }
@@ -143,7 +146,12 @@ func (s *Scaler) onLoad(m *nats.Msg) {
 }
 
 // Pass looks at every spec once and stores the decisions.
-func (s *Scaler) Pass(ctx context.Context) error {
+func (s *Scaler) Pass(ctx context.Context) error { return s.pass(ctx, false) }
+
+// pass is Pass; poked passes, run because a call found no free slot, only
+// look at specs at zero instances: elsewhere the moments pokes come at
+// are those of most load, and sampling them would bias the average.
+func (s *Scaler) pass(ctx context.Context, poked bool) error {
 	deps, err := s.cfg.Store.ListDeployments(ctx)
 	if err != nil {
 		return err
@@ -188,6 +196,9 @@ func (s *Scaler) Pass(ctx context.Context) error {
 			if st == nil {
 				st = newSpec(rec.Specs[si].Desired, now)
 				s.specs[k] = st
+			}
+			if poked && st.current > 0 {
+				continue
 			}
 			p := Policy{Min: sp.MinInstances, Max: sp.MaxInstances, Concurrency: sp.Concurrency(), ScaleDownDelay: s.cfg.ScaleDownDelay}
 			if sp.AutoscalingPolicy == model.AutoscalingCustom {
