@@ -216,7 +216,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
-	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Catalog: cat, Auth: authn, Logger: s.log,
+	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Catalog: cat, Clusters: s.st, Auth: authn, Logger: s.log,
 		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit})
 	if err := s.gateway.Start(); err != nil {
 		return err

@@ -88,6 +88,12 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return g.answer(w, r, ep, reqID, mark, deadline, pollable, nil, fc, over.Load)
 	}
 
+	// No free slot. A version that may be at zero instances and can never
+	// get one fails now rather than wait for nothing.
+	if err := g.fits.check(ctx, e); err != nil {
+		return err
+	}
+
 	// The queue. The body goes in the message when it fits; a larger one
 	// follows from here once a worker takes the call.
 	buf, err := io.ReadAll(io.LimitReader(body, bus.MaxRequestBody+1))

@@ -55,8 +55,11 @@ type Config struct {
 	// Large holds answers of polled calls too large for Results.
 	Large   jetstream.ObjectStore
 	Catalog Catalog
-	Auth    auth.Authenticator
-	Logger  *slog.Logger
+	// Clusters, when set, lets a call to a version at zero instances fail
+	// at once when no registered cluster could ever run an instance.
+	Clusters Clusters
+	Auth     auth.Authenticator
+	Logger   *slog.Logger
 	// ID names this gateway's reply subject; defaults to a random id.
 	ID string
 	// DefaultPollSeconds applies when a call has no NVCF-POLL-SECONDS (60).
@@ -96,6 +99,8 @@ type Gateway struct {
 	load *load
 	// limits enforces functions' rateLimit.
 	limits *limiter
+	// fits tells whether a version at zero instances can ever get one.
+	fits *fits
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -116,7 +121,8 @@ func New(cfg Config) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter()}
+	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter(),
+		fits: &fits{clusters: cfg.Clusters, answers: map[string]fitAnswer{}}}
 }
 
 // Start subscribes to this gateway's call streams and starts its watcher

@@ -80,9 +80,12 @@ func (s GPUSpec) Shape() (instanceType string, gpuCount int) {
 // placements, and it satisfies the spec's own backend, clusters, regions and
 // availabilityZones. Schedulers and policies only ever narrow this further.
 func (s GPUSpec) Allows(c Cluster) bool {
-	if !c.Schedulable() {
-		return false
-	}
+	return c.Schedulable() && s.Selects(c)
+}
+
+// Selects reports whether c satisfies the spec's own backend, clusters,
+// regions and availabilityZones, whatever c's state.
+func (s GPUSpec) Selects(c Cluster) bool {
 	if s.Backend != "" && s.Backend != c.GroupName && s.Backend != c.GroupID {
 		return false
 	}

@@ -327,6 +327,33 @@ func freeGPUs(spec model.GPUSpec, c model.Cluster, used map[string]map[string]in
 	return total - used[c.ID][spec.GPU], offers
 }
 
+// EverFits reports whether some registered cluster the spec selects, in
+// whatever state, has a node offering the spec's instance type: if none
+// does, an instance can never be placed until the clusters change, and why
+// says what is missing.
+func EverFits(spec model.GPUSpec, clusters []model.Cluster) (ok bool, why string) {
+	itype, _ := spec.Shape()
+	selected := 0
+	for _, c := range clusters {
+		if !spec.Selects(c) {
+			continue
+		}
+		selected++
+		for _, n := range c.Inventory.Nodes {
+			if n.GPUModel == spec.GPU && slices.ContainsFunc(n.InstanceTypes(), func(t model.InstanceType) bool { return t.Name == itype }) {
+				return true, ""
+			}
+		}
+	}
+	switch {
+	case len(clusters) == 0:
+		return false, "no cluster is registered; register one (gantry cluster register) with GPUs of model " + spec.GPU
+	case selected == 0:
+		return false, fmt.Sprintf("no registered cluster matches %s", describeSpec(spec))
+	}
+	return false, fmt.Sprintf("none of the %d registered clusters it allows has a node offering instance type %s", selected, itype)
+}
+
 // capacity says why none of the clusters of tiers has room.
 func capacity(spec model.GPUSpec, tiers [][]model.Cluster, used map[string]map[string]int) string {
 	itype, n := spec.Shape()

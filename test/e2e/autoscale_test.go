@@ -373,3 +373,29 @@ func TestCustomAutoscalingWithStickiness(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCallAtZeroThatCanNeverRunFails: a version with minInstances 0 whose
+// GPU no registered cluster offers cannot ever start an instance, so its
+// call fails at once with why, instead of waiting.
+func TestCallAtZeroThatCanNeverRunFails(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	f, err := p.c.CreateFunction(ctx, selfFunction(t, "nowhere", "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.c.CreateDeployment(ctx, f.ID, f.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{
+		{GPU: "B200", MinInstances: 0, MaxInstances: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	p.waitStatus(t, f, model.StatusActive)
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(p.pexecRequest(t, ctx, f, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertProblem(t, resp, http.StatusServiceUnavailable, "has a node offering instance type ON-PREM.GPU.B200_1x")
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the call took %v to fail, want at once", took)
+	}
+}
