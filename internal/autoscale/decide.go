@@ -41,7 +41,8 @@ type Policy struct {
 type sample struct {
 	at     time.Time
 	demand float64
-	want   int  // platform policy: instances this moment needs
+	want   int  // instances this moment's demand needs (what scale-down looks at)
+	grow   int  // instances the demand that lasted needs (what scale-up looks at)
 	up     bool // custom policy: scale-up condition held
 	down   bool // custom policy: scale-down condition held
 }
@@ -78,12 +79,13 @@ func (s *spec) decide(p Policy, now time.Time, demand float64) (int, string) {
 	s.samples = append(s.samples, smp)
 	s.trim(p, now)
 	// From zero, any demand needs an instance at once; above it, only
-	// demand that lasted (see sustained).
-	load := demand
+	// demand that lasted buys more (see sustained). Any moment's demand
+	// keeps what runs.
+	last := &s.samples[len(s.samples)-1]
+	last.want, last.grow = needed(demand, p.Concurrency), needed(demand, p.Concurrency)
 	if s.current > 0 {
-		load = s.sustained()
+		last.grow = needed(s.sustained(), p.Concurrency)
 	}
-	s.samples[len(s.samples)-1].want = needed(load, p.Concurrency)
 
 	next, why := s.current, ""
 	if p.Custom == nil {
@@ -132,7 +134,7 @@ func (s *spec) platform(p Policy, now time.Time, util, demand float64) (int, str
 	for _, smp := range s.samples {
 		peak = max(peak, smp.want)
 	}
-	latest := s.samples[len(s.samples)-1].want
+	latest := s.samples[len(s.samples)-1].grow
 	switch {
 	case latest > s.current:
 		return latest, fmt.Sprintf("utilization %s with %.0f requests queued or in flight", pct(util), demand)
@@ -155,7 +157,7 @@ func (s *spec) custom(p Policy, now time.Time, util, demand float64) (int, strin
 	}
 	if c.ScaleUp == nil {
 		// Only scale-down is custom: scale up as the platform does.
-		if want := s.samples[len(s.samples)-1].want; want > s.current {
+		if want := s.samples[len(s.samples)-1].grow; want > s.current {
 			return want, fmt.Sprintf("utilization %s with %.0f requests queued or in flight", pct(util), demand)
 		}
 	}
@@ -216,6 +218,9 @@ func (s *spec) held(now time.Time, st *model.Stickiness, hold time.Duration, con
 	return total >= threshold
 }
 
+// trimSlack is how early a look may be and still count as a window's end.
+const trimSlack = 100 * time.Millisecond
+
 // trim drops samples older than any window the policy looks back over.
 func (s *spec) trim(p Policy, now time.Time) {
 	keep := p.ScaleDownDelay
@@ -227,8 +232,11 @@ func (s *spec) trim(p Policy, now time.Time) {
 			}
 		}
 	}
+	// A sample stands until the next one (the load it saw may have lasted
+	// that long), so the one in effect at the window's start stays. The
+	// slack keeps a look that comes a hair early from waiting a period.
 	i := 0
-	for i < len(s.samples)-1 && now.Sub(s.samples[i+1].at) >= keep {
+	for i < len(s.samples)-1 && now.Sub(s.samples[i+1].at) >= keep-trimSlack {
 		i++
 	}
 	s.samples = s.samples[i:]
