@@ -480,6 +480,8 @@ func (a *Agent) addUsage(rep *model.AgentReport) {
 		case model.InstanceRunning:
 			if w, ok := a.workers[st.InstanceID]; !ok || w.inFlight.Load() == 0 {
 				rep.Idle++
+			} else {
+				rep.Busy = append(rep.Busy, st.InstanceID)
 			}
 		case model.InstanceStarting:
 			rep.Standby++

@@ -149,6 +149,7 @@ type world struct {
 	clusters    map[string]model.Cluster
 	scales      map[string]model.Scale // the autoscaler's counts, by version id
 	policies    []policy.Policy
+	busy        map[string]bool // running instances with requests in flight at the last heartbeat
 }
 
 func (c *Controller) read(ctx context.Context) (*world, error) {
@@ -184,9 +185,13 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
+	busy := map[string]bool{}
 	for i, cl := range clusters {
 		if hb, ok := beats[cl.ID]; ok {
 			clusters[i].LastHeartbeat, clusters[i].HeartbeatMillis = hb.At, hb.PeriodMillis
+			for _, id := range hb.Busy {
+				busy[id] = true
+			}
 		}
 	}
 	w := &world{
@@ -197,6 +202,7 @@ func (c *Controller) read(ctx context.Context) (*world, error) {
 		clusters:    make(map[string]model.Cluster, len(clusters)),
 		scales:      scales,
 		policies:    policies,
+		busy:        busy,
 	}
 	for _, cl := range clusters {
 		w.clusters[cl.ID] = cl
@@ -270,7 +276,7 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 			}
 			if len(have) > want {
 				pol := policy.Select(w.policies, w.functions[d.FunctionVersionID])
-				sortForRemoval(have, w.states, func(clusterID string) int { return pol.SpillRank(w.clusters[clusterID]) })
+				sortForRemoval(have, w.states, w.busy, func(clusterID string) int { return pol.SpillRank(w.clusters[clusterID]) })
 				for _, inst := range have[want:] {
 					errs = append(errs, c.release(ctx, *inst, "scaled down"))
 				}
@@ -337,8 +343,9 @@ func matchesSpec(inst model.Instance, spec model.GPUSpec) bool {
 // sortForRemoval orders instances so that the least useful come last:
 // running ones are kept, pending and failing ones go first; among equals,
 // those on later fillAndSpill tiers (higher spill rank) go first, so a
-// spec shrinks in the reverse of the order it grew.
-func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceState, spill func(clusterID string) int) {
+// spec shrinks in the reverse of the order it grew, and within a tier idle
+// ones go before busy ones (which finish their calls before they stop).
+func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceState, busy map[string]bool, spill func(clusterID string) int) {
 	rank := func(i *model.Instance) int {
 		switch {
 		case i.ClusterID == "":
@@ -359,7 +366,10 @@ func sortForRemoval(insts []*model.Instance, states map[string]model.InstanceSta
 		if insts[a].ClusterID == "" || insts[b].ClusterID == "" {
 			return false
 		}
-		return spill(insts[a].ClusterID) < spill(insts[b].ClusterID)
+		if sa, sb := spill(insts[a].ClusterID), spill(insts[b].ClusterID); sa != sb {
+			return sa < sb
+		}
+		return busy[insts[a].ID] && !busy[insts[b].ID]
 	})
 }
 

@@ -124,7 +124,7 @@ func (a *Agents) Report(ctx context.Context, clusterID string, rep model.AgentRe
 		return err
 	}
 	if err := a.st.PutHeartbeat(ctx, clusterID, store.Heartbeat{At: time.Now().UTC(), PeriodMillis: rep.HeartbeatMillis,
-		InstanceTypes: rep.InstanceTypes, Idle: rep.Idle, Standby: rep.Standby}); err != nil {
+		InstanceTypes: rep.InstanceTypes, Idle: rep.Idle, Standby: rep.Standby, Busy: rep.Busy}); err != nil {
 		return err
 	}
 	// The cluster record changes only when something the reconciler cares

@@ -53,4 +53,7 @@ type AgentReport struct {
 	InstanceTypes []InstanceTypeUsage `json:"instanceTypes,omitempty"`
 	Idle          int                 `json:"idle"`
 	Standby       int                 `json:"standby"`
+	// Busy lists the running instances with a request in flight, so that
+	// scale-down can remove idle ones first.
+	Busy []string `json:"busy,omitempty"`
 }

@@ -25,6 +25,7 @@ type Heartbeat struct {
 	InstanceTypes []model.InstanceTypeUsage `json:"instanceTypes,omitempty"`
 	Idle          int                       `json:"idle,omitempty"`
 	Standby       int                       `json:"standby,omitempty"`
+	Busy          []string                  `json:"busy,omitempty"` // running instances with requests in flight
 }
 
 // PutHeartbeat records a cluster's latest heartbeat.
