@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -120,7 +119,6 @@ type Server struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	gateway  *invoke.Gateway
-	leading  atomic.Bool // this replica runs the reconciler and autoscaler
 	reg      *registry.Registry
 	ess      *secrets.Service
 	issuer   *auth.Issuer
@@ -389,7 +387,6 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 		host, _ := os.Hostname()
 		if err := el.Campaign(ctx, host); err == nil {
 			s.log.Info("controlplane: leading the reconciler")
-			s.leading.Store(true)
 			lctx, cancel := context.WithCancel(ctx)
 			go func() {
 				select {
@@ -406,7 +403,6 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 			ctrl.Run(lctx)
 			cancel()
 			<-scaled
-			s.leading.Store(false)
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = el.Resign(rctx)
 			rcancel()
@@ -414,10 +410,6 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 		sess.Close()
 	}
 }
-
-// Leading reports whether this replica runs the reconciler and the
-// autoscaler now.
-func (s *Server) Leading() bool { return s.leading.Load() }
 
 // Ready is closed once Start has finished.
 func (s *Server) Ready() <-chan struct{} { return s.ready }

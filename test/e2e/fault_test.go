@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,4 +250,137 @@ func kill9(t *testing.T, p *agentProcess) {
 		t.Fatal(err)
 	}
 	<-p.done
+}
+
+// TestLeaderKilledDuringABurst: two `gantry server` replicas on one
+// external etcd and NATS and a `gantry agent`; a burst drives the
+// autoscaler and the leading replica is killed with SIGKILL in the middle
+// of it (no resignation: its election lease must expire). The other
+// replica takes over and carries the burst to maxInstances; no call fails
+// and the version never has more instances than maxInstances.
+func TestLeaderKilledDuringABurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and kills a replica")
+	}
+	const maxInstances = 4
+	bin := buildGantry(t, t.TempDir())
+	etcd := testutil.StartEtcdEndpoint(t)
+	natsURL := testutil.StartNATS(t)
+	shared := t.TempDir()
+	type replica struct {
+		url  string
+		proc *agentProcess
+	}
+	var replicas []replica
+	for i := range 2 {
+		addr := freeAddr(t)
+		p := startAgentProcess(t, bin, fmt.Sprint("gantry server ", i), "server", "--data-dir", shared, "--listen", addr,
+			"--etcd-endpoints", etcd, "--nats-url", natsURL, "--admin-keys", "open", "--log-level", "info")
+		waitHealthy(t, "http://"+addr, p)
+		replicas = append(replicas, replica{"http://" + addr, p})
+	}
+	var leader, follower replica
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		for i, r := range replicas {
+			if strings.Contains(r.proc.output(), "leading the reconciler") {
+				leader, follower = r, replicas[1-i]
+				return nil
+			}
+		}
+		return fmt.Errorf("no replica leads yet")
+	})
+	ctx := testutil.Context(t)
+	tok, err := client.New(follower.url, "").MintAdminToken(ctx, model.AdminKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.New(follower.url, tok.Value)
+	reg, err := c.RegisterCluster(ctx, controlplane.DefaultAccount, model.ClusterRequest{ClusterName: "gpu", ClusterGroupName: "gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bootstrap := filepath.Join(t.TempDir(), "bootstrap")
+	if err := os.WriteFile(bootstrap, []byte(reg.BootstrapToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startAgentProcess(t, bin, "gantry agent", "agent", "--server", follower.url, "--bootstrap-token-file", bootstrap,
+		"--state-dir", t.TempDir(), "--gpus", "8", "--heartbeat", "1s", "--log-level", "warn")
+	req := selfFunction(t, "leaderless", "stream")
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: filepath.Join(t.TempDir(), "function.log")})
+	fn, err := c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateDeployment(ctx, fn.ID, fn.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{
+		{GPU: "H100", MinInstances: 0, MaxInstances: maxInstances, MaxRequestConcurrency: model.Int(1)}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, c, fn)
+
+	// The most instances the version ever lists, sampled all along.
+	var most atomic.Int64
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for watchCtx.Err() == nil {
+			if got, err := c.GetFunction(watchCtx, fn.ID, fn.VersionID); err == nil && int64(len(got.ActiveInstances)) > most.Load() {
+				most.Store(int64(len(got.ActiveInstances)))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	defer func() { stopWatch(); <-watched }()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var calls, failed atomic.Int64
+	for w := range 2 * maxInstances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("k%d-%d", w, i)
+				calls.Add(1)
+				if st, body := callAt(follower.url, tok.Value, fn, id, "300ms"); st != http.StatusOK || body != id {
+					failed.Add(1)
+					t.Errorf("call %s: %d %q", id, st, body)
+				}
+			}
+		}()
+		if w == 1 {
+			testutil.WaitFor(t, 30*time.Second, func() error {
+				if got, err := c.GetFunction(ctx, fn.ID, fn.VersionID); err != nil || len(got.ActiveInstances) == 0 {
+					return fmt.Errorf("no instance yet (%v)", err)
+				}
+				return nil
+			})
+			kill9(t, leader.proc)
+		}
+	}
+	killed := time.Now()
+	testutil.WaitFor(t, time.Minute, func() error {
+		d, err := c.GetDeployment(ctx, fn.ID, fn.VersionID)
+		if err != nil {
+			return err
+		}
+		if r := d.Specs[0].RunningInstances; r == nil || *r != maxInstances {
+			return fmt.Errorf("%v running, want %d", r, maxInstances)
+		}
+		return nil
+	})
+	t.Logf("%d instances running %v after the leader was killed", maxInstances, time.Since(killed).Round(time.Millisecond))
+	close(stop)
+	wg.Wait()
+	stopWatch()
+	<-watched
+	if n := most.Load(); n > maxInstances {
+		t.Errorf("the version listed %d instances at once, more than maxInstances %d", n, maxInstances)
+	}
+	t.Logf("%d calls across the kill, %d failed", calls.Load(), failed.Load())
 }
