@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -398,4 +399,60 @@ func TestCallAtZeroThatCanNeverRunFails(t *testing.T) {
 	if took := time.Since(began); took > 5*time.Second {
 		t.Errorf("the call took %v to fail, want at once", took)
 	}
+}
+
+// TestScaleDownDrainsBusyInstances: when the count drops while every
+// instance is busy, the instance removed finishes its call before it stops:
+// no caller sees the scale-down.
+func TestScaleDownDrainsBusyInstances(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	ctx := testutil.Context(t)
+	log := filepath.Join(t.TempDir(), "function.log")
+	req := selfFunction(t, "drained", "stream")
+	req.ContainerEnvironment = append(req.ContainerEnvironment, model.EnvVar{Key: streamLogEnv, Value: log})
+	f, err := p.c.CreateFunction(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2, MaxRequestConcurrency: model.Int(1)}, model.StatusActive)
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if n := len(versionProcesses(t, f.VersionID)); n != 2 {
+			return fmt.Errorf("%d instance processes, want 2", n)
+		}
+		return nil
+	})
+	// Both instances busy with a 2 s call each.
+	type result struct {
+		status int
+		body   string
+	}
+	results := make(chan result, 2)
+	for i := range 2 {
+		go func() {
+			st, body := callOnce(t, p, f, fmt.Sprint("long-", i), "2s")
+			results <- result{st, body}
+		}()
+	}
+	testutil.WaitFor(t, 10*time.Second, func() error {
+		if l := readStreamLog(t, log); l.calls["long-0"] == 0 || l.calls["long-1"] == 0 {
+			return fmt.Errorf("the calls have not both reached an instance: %v", l.calls)
+		}
+		return nil
+	})
+	one := 1
+	if _, err := p.c.PatchGPUSpec(ctx, d.ID, d.Specs[0].ID, model.GPUSpecPatch{MinInstances: &one, MaxInstances: &one}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r := <-results
+		if r.status != http.StatusOK || !strings.HasPrefix(r.body, "long-") {
+			t.Errorf("a call on an instance scaled away: %d %q", r.status, r.body)
+		}
+	}
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		if n := len(versionProcesses(t, f.VersionID)); n != 1 {
+			return fmt.Errorf("%d instance processes, want 1", n)
+		}
+		return nil
+	})
 }
