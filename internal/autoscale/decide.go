@@ -151,6 +151,10 @@ func (s *spec) platform(p Policy, now time.Time, util, demand float64) (int, str
 // stickiness, for the whole scale-down delay).
 func (s *spec) custom(p Policy, now time.Time, util, demand float64) (int, string) {
 	c := p.Custom
+	if s.current == 0 && demand > 0 {
+		// A call waits at zero instances: no stickiness holds it up.
+		return max(1, s.samples[len(s.samples)-1].grow), fmt.Sprintf("%.0f requests wait at zero instances", demand)
+	}
 	if c.ScaleUp != nil && s.held(now, c.ScaleUp.Stickiness, 0, func(x sample) bool { return x.up }) {
 		next := max(s.current+1, int(math.Ceil(float64(s.current)*c.ScaleUp.Factor)))
 		return next, fmt.Sprintf("utilization %s >= scale-up threshold %d%%", pct(util), c.ScaleUp.Threshold)
@@ -163,7 +167,11 @@ func (s *spec) custom(p Policy, now time.Time, util, demand float64) (int, strin
 	}
 	if c.ScaleDown != nil && s.current > 0 && s.held(now, c.ScaleDown.Stickiness, p.ScaleDownDelay, func(x sample) bool { return x.down }) {
 		next := min(s.current-1, int(math.Floor(float64(s.current)*c.ScaleDown.Factor)))
-		return next, fmt.Sprintf("utilization %s <= scale-down threshold %d%%", pct(util), c.ScaleDown.Threshold)
+		// Never below what the calls in flight now need: a low
+		// threshold must not take the last instance from a live call.
+		if next = max(next, s.samples[len(s.samples)-1].want); next < s.current {
+			return next, fmt.Sprintf("utilization %s <= scale-down threshold %d%%", pct(util), c.ScaleDown.Threshold)
+		}
 	}
 	if c.ScaleDown == nil && s.current > 0 && now.Sub(s.changed) >= p.ScaleDownDelay {
 		// Only scale-up is custom: scale down as the platform does, once

@@ -43,6 +43,10 @@ func TestDecide(t *testing.T) {
 			{0, 0, 4}, {9 * time.Second, 0, 4}, {2 * time.Second, 0, 0}}},
 		{"custom: over the threshold, multiply by the factor", Policy{Min: 1, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: up}, 1, []step{
 			{0, 1, 2}, {time.Second, 2, 4}, {time.Second, 2, 4}, {time.Second, 4, 8}}},
+		{"custom: from zero no stickiness holds a call up", Policy{Min: 0, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: sticky}, 0, []step{
+			{0, 0, 0}, {time.Second, 1, 1}}},
+		{"custom: scale-down never below what the calls in flight need", Policy{Min: 0, Max: 16, Concurrency: 10, ScaleDownDelay: delay, Custom: down}, 2, []step{
+			{0, 1, 2}, {11 * time.Second, 1, 1}, {11 * time.Second, 1, 1}, {11 * time.Second, 0, 0}}},
 		{"custom: stickiness waits for the condition to hold", Policy{Min: 1, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: sticky}, 1, []step{
 			{0, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 2}, {time.Second, 2, 2}, {time.Second, 0, 2}}},
 		{"custom: under the scale-down threshold for the delay, halve", Policy{Min: 0, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: down}, 8, []step{

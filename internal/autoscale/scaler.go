@@ -149,8 +149,9 @@ func (s *Scaler) onLoad(m *nats.Msg) {
 func (s *Scaler) Pass(ctx context.Context) error { return s.pass(ctx, false) }
 
 // pass is Pass; poked passes, run because a call found no free slot, only
-// look at specs at zero instances: elsewhere the moments pokes come at
-// are those of most load, and sampling them would bias the average.
+// look at specs at zero instances: elsewhere pokes come at the moments a
+// call waits for a slot to free, and looking then would see more load than
+// there is.
 func (s *Scaler) pass(ctx context.Context, poked bool) error {
 	deps, err := s.cfg.Store.ListDeployments(ctx)
 	if err != nil {
@@ -229,7 +230,18 @@ func (s *Scaler) pass(ctx context.Context, poked bool) error {
 	}
 	var errs []error
 	if len(changed) > 0 {
-		errs = append(errs, s.cfg.Store.PutScales(ctx, changed))
+		if err := s.cfg.Store.PutScales(ctx, changed); err != nil {
+			// What was decided is not stored: start those specs again
+			// from the store next pass, so the decision is made again.
+			for _, rec := range changed {
+				for k := range s.specs {
+					if k.deployment == rec.DeploymentID {
+						delete(s.specs, k)
+					}
+				}
+			}
+			errs = append(errs, err)
+		}
 	}
 	for v := range records {
 		if !live[v] {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -221,7 +223,9 @@ func RunAutoscale(ctx context.Context, cfg AutoscaleConfig) (*AutoscaleResult, e
 		if err != nil {
 			return err
 		}
-		gone, err := waitFor(time.Minute, func(_, r int) bool { return r == 0 })
+		// The API shows no instance once its record is released; the
+		// process goes a moment later, when its agent has stopped it.
+		gone, err := waitFor(time.Minute, func(_, r int) bool { return r == 0 && functionProcesses(fn.VersionID) == 0 })
 		if err != nil {
 			return err
 		}
@@ -342,3 +346,28 @@ func directStart(ctx context.Context, cfg AutoscaleConfig) (time.Duration, error
 }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+// functionProcesses counts this process's children that run an instance of
+// the version (the process runtime gives each NVCF_FUNCTION_VERSION_ID).
+func functionProcesses(versionID string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+		fields := strings.Fields(string(rest))
+		if len(fields) < 2 || fields[1] != self {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(env, []byte("NVCF_FUNCTION_VERSION_ID="+versionID+"\x00")) {
+			n++
+		}
+	}
+	return n
+}
