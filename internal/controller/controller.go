@@ -36,6 +36,7 @@ type Store interface {
 	ListFunctions(ctx context.Context) ([]model.Function, error)
 	ListInstances(ctx context.Context) ([]model.Instance, error)
 	CreateInstance(ctx context.Context, inst *model.Instance) error
+	CreateInstances(ctx context.Context, insts []*model.Instance) (int, error)
 	UpdateInstance(ctx context.Context, inst *model.Instance) error
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
 	UpdateCluster(ctx context.Context, c *model.Cluster) error
@@ -248,6 +249,7 @@ type specKey struct {
 // size returns the instances that remain, grouped by spec.
 func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.Instance, error) {
 	keep := map[specKey][]*model.Instance{}
+	var fresh []*model.Instance
 	var errs []error
 	for i := range w.instances {
 		inst := &w.instances[i]
@@ -284,21 +286,36 @@ func (c *Controller) size(ctx context.Context, w *world) (map[specKey][]*model.I
 				continue
 			}
 			for len(keep[k]) < want {
-				inst, err := c.newInstance(ctx, w, d, si)
-				if err != nil {
-					errs = append(errs, err)
-					break
-				}
+				inst := c.buildInstance(w, d, si)
+				fresh = append(fresh, inst)
 				keep[k] = append(keep[k], inst)
 			}
+		}
+	}
+	// New instances are written together (then placed together, in
+	// placePending); any not written leave keep again.
+	if n, err := c.st.CreateInstances(ctx, fresh); err != nil {
+		errs = append(errs, err)
+		lost := map[*model.Instance]bool{}
+		for _, inst := range fresh[n:] {
+			lost[inst] = true
+		}
+		for k, insts := range keep {
+			keep[k] = slices.DeleteFunc(insts, func(i *model.Instance) bool { return lost[i] })
 		}
 	}
 	return keep, errors.Join(errs...)
 }
 
-// newInstance creates one pending instance for spec si of d, recording the
-// secrets generation it will start with.
+// newInstance creates one pending instance for spec si of d.
 func (c *Controller) newInstance(ctx context.Context, w *world, d model.Deployment, si int) (*model.Instance, error) {
+	inst := c.buildInstance(w, d, si)
+	return inst, c.st.CreateInstance(ctx, inst)
+}
+
+// buildInstance is a new pending instance for spec si of d, recording the
+// secrets generation it will start with; nothing is written.
+func (c *Controller) buildInstance(w *world, d model.Deployment, si int) *model.Instance {
 	spec := d.Specs[si]
 	itype, n := spec.Shape()
 	inst := &model.Instance{
@@ -314,7 +331,7 @@ func (c *Controller) newInstance(ctx context.Context, w *world, d model.Deployme
 		SecretsGeneration: w.functions[d.FunctionVersionID].SecretsGeneration,
 		CreatedAt:         c.cfg.Now().UTC(),
 	}
-	return inst, c.st.CreateInstance(ctx, inst)
+	return inst
 }
 
 // floorCount is how many instances a spec must have whatever its load:

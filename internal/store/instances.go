@@ -200,3 +200,33 @@ func (s *Store) PlaceInstances(ctx context.Context, insts []*model.Instance, all
 	}
 	return nil
 }
+
+// CreateInstances writes new instances, many per transaction: a burst of
+// scale-ups across many functions costs a few round trips, not one per
+// instance. It returns how many of insts (in order) were written; on an
+// error, those after them were not.
+func (s *Store) CreateInstances(ctx context.Context, insts []*model.Instance) (int, error) {
+	done := 0
+	for done < len(insts) {
+		batch := insts[done:min(len(insts), done+maxTxnOps)]
+		guards := make([]clientv3.Cmp, 0, len(batch))
+		ops := make([]clientv3.Op, 0, len(batch))
+		for _, inst := range batch {
+			key := s.instanceKey(inst.ID)
+			op, err := putOp(key, inst)
+			if err != nil {
+				return done, err
+			}
+			guards, ops = append(guards, notExists(key)), append(ops, op)
+		}
+		rev, err := s.txn(ctx, guards, ops, ErrExists)
+		if err != nil {
+			return done, err
+		}
+		for _, inst := range batch {
+			inst.Revision = rev
+		}
+		done += len(batch)
+	}
+	return done, nil
+}
