@@ -330,7 +330,8 @@ func freeGPUs(spec model.GPUSpec, c model.Cluster, used map[string]map[string]in
 // EverFits reports whether some registered cluster the spec selects, in
 // whatever state, has a node offering the spec's instance type: if none
 // does, an instance can never be placed until the clusters change, and why
-// says what is missing.
+// says what is missing. A selected cluster whose agent has not reported an
+// inventory yet might fit, so it counts as fitting.
 func EverFits(spec model.GPUSpec, clusters []model.Cluster) (ok bool, why string) {
 	itype, _ := spec.Shape()
 	selected := 0
@@ -339,6 +340,9 @@ func EverFits(spec model.GPUSpec, clusters []model.Cluster) (ok bool, why string
 			continue
 		}
 		selected++
+		if len(c.Inventory.Nodes) == 0 {
+			return true, ""
+		}
 		for _, n := range c.Inventory.Nodes {
 			if n.GPUModel == spec.GPU && slices.ContainsFunc(n.InstanceTypes(), func(t model.InstanceType) bool { return t.Name == itype }) {
 				return true, ""

@@ -1,0 +1,36 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/internal/model"
+)
+
+func TestEverFits(t *testing.T) {
+	h100 := model.Cluster{ID: "c1", Name: "east", Region: "us-east", Inventory: model.Inventory{Nodes: []model.Node{
+		{Name: "n1", GPUModel: "H100", GPUs: 8, GPUMemoryGB: 80, CPUCores: 64, MemoryGiB: 512}}}}
+	unreported := model.Cluster{ID: "c2", Name: "new", Region: "us-west"}
+	tests := []struct {
+		name     string
+		spec     model.GPUSpec
+		clusters []model.Cluster
+		ok       bool
+		why      string
+	}{
+		{"offered", model.GPUSpec{GPU: "H100"}, []model.Cluster{h100}, true, ""},
+		{"no cluster at all", model.GPUSpec{GPU: "H100"}, nil, false, "no cluster is registered"},
+		{"gpu nobody has", model.GPUSpec{GPU: "B200"}, []model.Cluster{h100}, false, "has a node offering instance type ON-PREM.GPU.B200_1x"},
+		{"shape too big for any node", model.GPUSpec{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_16x"}, []model.Cluster{h100}, false, "ON-PREM.GPU.H100_16x"},
+		{"a region nobody is in", model.GPUSpec{GPU: "H100", Regions: []string{"eu-west"}}, []model.Cluster{h100}, false, "no registered cluster matches regions eu-west"},
+		{"a cluster that has not reported yet might fit", model.GPUSpec{GPU: "B200"}, []model.Cluster{h100, unreported}, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, why := EverFits(tc.spec, tc.clusters)
+			if ok != tc.ok || !strings.Contains(why, tc.why) {
+				t.Errorf("EverFits = %v %q, want %v and %q", ok, why, tc.ok, tc.why)
+			}
+		})
+	}
+}
