@@ -28,6 +28,7 @@ type limitKey struct{ version, account, rate string }
 type bucket struct {
 	tokens float64
 	at     time.Time
+	window time.Duration // refills fully over this; forgotten after it
 }
 
 func newLimiter() *limiter {
@@ -54,7 +55,7 @@ func (l *limiter) allow(f model.Function, account string) error {
 		// Forget buckets that have refilled: they hold nothing a new one
 		// would not.
 		for key, b := range l.buckets {
-			if now.Sub(b.at) > window {
+			if now.Sub(b.at) > b.window {
 				delete(l.buckets, key)
 			}
 		}
@@ -62,7 +63,7 @@ func (l *limiter) allow(f model.Function, account string) error {
 	}
 	b := l.buckets[k]
 	if b == nil {
-		b = &bucket{tokens: float64(count), at: now}
+		b = &bucket{tokens: float64(count), at: now, window: window}
 		l.buckets[k] = b
 	}
 	b.tokens = min(float64(count), b.tokens+now.Sub(b.at).Seconds()*rate)

@@ -30,6 +30,23 @@ func TestLimiter(t *testing.T) {
 		{"exempted account", fn("1-S", "a"), []call{{0, "a", 0}, {0, "a", 0}, {0, "b", 0}, {0, "b", 1}}},
 		{"1-M says how long to wait", fn("1-M"), []call{{0, "a", 0}, {15 * time.Second, "a", 45}, {45 * time.Second, "a", 0}}},
 	}
+	// Another function's short window does not sweep away a long one.
+	t.Run("sweeps keep each bucket for its own window", func(t *testing.T) {
+		l := newLimiter()
+		now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+		l.now = func() time.Time { return now }
+		daily, fast := fn("1-D"), model.Function{ID: "g", VersionID: "w", RateLimit: &model.RateLimit{RateLimit: "5-S"}}
+		if err := l.allow(daily, "a"); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(2 * time.Minute) // past the sweep interval
+		if err := l.allow(fast, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.allow(daily, "a"); err == nil {
+			t.Fatal("the daily limit was forgotten by a sweep after 2 minutes")
+		}
+	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLimiter()
