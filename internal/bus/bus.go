@@ -30,6 +30,10 @@ const (
 	// ResultsBucket keeps results (and pending markers) of requests whose
 	// caller stopped waiting, until the caller polls or the TTL passes.
 	ResultsBucket = "gantry_results"
+	// LimitsBucket holds the shared rate-limit windows of functions whose
+	// rateLimit asks for syncCheck, so every gateway replica counts the
+	// same calls.
+	LimitsBucket = "gantry_ratelimits"
 	// DesiredBucket holds each cluster's whole desired state, keyed by
 	// cluster id; agents watch their key and converge.
 	DesiredBucket = "gantry_desired"
@@ -226,6 +230,15 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return fmt.Errorf("bus: stream %s: %w", WatchStream, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      LimitsBucket,
+		Description: "rate-limit windows shared by the gateways (rateLimit.syncCheck)",
+		TTL:         25 * time.Hour, // the longest window is a day
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: bucket %s: %w", LimitsBucket, err)
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       ResultsBucket,

@@ -214,7 +214,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
-	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Catalog: cat, Clusters: s.st, Auth: authn, Logger: s.log,
+	limits, err := s.js.KeyValue(ctx, bus.LimitsBucket)
+	if err != nil {
+		return fmt.Errorf("controlplane: %w", err)
+	}
+	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Limits: limits, Catalog: cat, Clusters: s.st, Auth: authn, Logger: s.log,
 		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit})
 	if err := s.gateway.Start(); err != nil {
 		return err

@@ -45,7 +45,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return tooLarge(limit)
 	}
 	f := e.Function
-	if err := g.limits.allow(f, p.Account); err != nil {
+	if err := g.limits.allow(r.Context(), f, p.Account); err != nil {
 		return err
 	}
 	reqID := uuid.NewString()

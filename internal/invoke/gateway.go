@@ -53,7 +53,10 @@ type Config struct {
 	JS      jetstream.JetStream
 	Results jetstream.KeyValue
 	// Large holds answers of polled calls too large for Results.
-	Large   jetstream.ObjectStore
+	Large jetstream.ObjectStore
+	// Limits holds the rate-limit windows shared by every replica, for
+	// limits with syncCheck; nil counts those per replica too.
+	Limits  jetstream.KeyValue
 	Catalog Catalog
 	// Clusters, when set, lets a call to a version at zero instances fail
 	// at once when no registered cluster could ever run an instance.
@@ -121,7 +124,7 @@ func New(cfg Config) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter(),
+	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter(cfg.Limits, log),
 		fits: &fits{clusters: cfg.Clusters, answers: map[string]fitAnswer{}}}
 }
 

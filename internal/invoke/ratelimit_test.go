@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -32,29 +33,29 @@ func TestLimiter(t *testing.T) {
 	}
 	// Another function's short window does not sweep away a long one.
 	t.Run("sweeps keep each bucket for its own window", func(t *testing.T) {
-		l := newLimiter()
+		l := newLimiter(nil, nil)
 		now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 		l.now = func() time.Time { return now }
 		daily, fast := fn("1-D"), model.Function{ID: "g", VersionID: "w", RateLimit: &model.RateLimit{RateLimit: "5-S"}}
-		if err := l.allow(daily, "a"); err != nil {
+		if err := l.allow(context.Background(), daily, "a"); err != nil {
 			t.Fatal(err)
 		}
 		now = now.Add(2 * time.Minute) // past the sweep interval
-		if err := l.allow(fast, "a"); err != nil {
+		if err := l.allow(context.Background(), fast, "a"); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.allow(daily, "a"); err == nil {
+		if err := l.allow(context.Background(), daily, "a"); err == nil {
 			t.Fatal("the daily limit was forgotten by a sweep after 2 minutes")
 		}
 	})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLimiter()
+			l := newLimiter(nil, nil)
 			now := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 			l.now = func() time.Time { return now }
 			for i, c := range tc.calls {
 				now = now.Add(c.after)
-				err := l.allow(tc.f, c.account)
+				err := l.allow(context.Background(), tc.f, c.account)
 				var pe *problem.Error
 				switch {
 				case c.retry == 0 && err != nil:

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/internal/client"
+	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
 )
@@ -109,4 +111,78 @@ func TestRateLimit(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRateLimitSharedAcrossReplicas: two gateway replicas. A rateLimit with
+// syncCheck is one count for the whole installation; without it each
+// replica counts its own calls. (Nothing is deployed that can run, so the
+// calls the limiter lets through end in a 503; only 429s are counted.)
+func TestRateLimitSharedAcrossReplicas(t *testing.T) {
+	etcd := testutil.StartEtcdEndpoint(t)
+	natsURL := testutil.StartNATS(t)
+	ctx := testutil.Context(t)
+	shared := t.TempDir()
+	var urls []string
+	var token string
+	for range 2 {
+		s, err := controlplane.New(controlplane.Config{DataDir: shared, Listen: "127.0.0.1:0",
+			EtcdEndpoints: []string{etcd}, NATSURL: natsURL, Resync: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		urls, token = append(urls, s.URL()), s.AdminToken()
+	}
+	c := client.New(urls[0], token)
+	for _, sync := range []bool{true, false} {
+		t.Run(fmt.Sprint("syncCheck ", sync), func(t *testing.T) {
+			req := selfFunction(t, "limited", "echo")
+			req.RateLimit = &model.RateLimit{RateLimit: "3-M", SyncCheck: sync}
+			f, err := c.CreateFunction(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.CreateDeployment(ctx, f.ID, f.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{
+				{GPU: "H100", MinInstances: 0, MaxInstances: 1}}}); err != nil {
+				t.Fatal(err)
+			}
+			(&platform{c: c}).waitStatus(t, f, model.StatusActive)
+			// Both gateways must know the function before counting.
+			for _, u := range urls {
+				testutil.WaitFor(t, 10*time.Second, func() error {
+					r, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v2/nvcf/queues/functions/"+f.ID, nil)
+					if err != nil {
+						return err
+					}
+					r.Header.Set("Authorization", "Bearer "+token)
+					resp, err := http.DefaultClient.Do(r)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("queue of %s on %s: %d", f.ID, u, resp.StatusCode)
+					}
+					return nil
+				})
+			}
+			refused := 0
+			for i := range 6 {
+				st, _ := callAt(urls[i%2], token, f, fmt.Sprint("c", i), "0s")
+				if st == http.StatusTooManyRequests {
+					refused++
+				}
+			}
+			want := 3 // one count of 3 a minute for both replicas
+			if !sync {
+				want = 0 // 3 a minute on each
+			}
+			if refused != want {
+				t.Errorf("6 calls alternating between two replicas under 3-M: %d refused, want %d", refused, want)
+			}
+		})
+	}
 }
