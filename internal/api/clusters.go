@@ -68,14 +68,15 @@ func (a *API) supportedGPUs(w http.ResponseWriter, r *http.Request, p auth.Princ
 	return web.JSON(w, http.StatusOK, model.SupportedGPUsResponse{GPUs: slices.Compact(gpus)})
 }
 
-// accountClusters lists the clusters of the caller's account; another
-// account's clusters, their groups and GPUs are not shown.
+// accountClusters lists the clusters that serve the caller's account: its
+// own and those whose owners authorized it. No other account's clusters,
+// groups or GPUs are shown.
 func (a *API) accountClusters(ctx context.Context, p auth.Principal) ([]model.Cluster, error) {
 	all, err := a.st.ListClusters(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(all, func(c model.Cluster) bool { return c.NCAID != p.Account }), nil
+	return slices.DeleteFunc(all, func(c model.Cluster) bool { return !c.Serves(p.Account) }), nil
 }
 
 // ownAccount checks the {ncaId} of a cluster route against the caller's
@@ -125,6 +126,7 @@ func clusterFromRequest(c model.Cluster, req model.ClusterRequest) model.Cluster
 	c.Name, c.GroupName = req.ClusterName, req.ClusterGroupName
 	c.CloudProvider, c.Region, c.Zone, c.Labels = req.CloudProvider, req.Region, req.Zone, req.Labels
 	c.Capabilities, c.JWKS, c.OIDCIssuer = req.Capabilities, req.JWKS, req.OIDCIssuer
+	c.AuthorizedNCAIDs = slices.Compact(slices.Sorted(slices.Values(req.AuthorizedNCAIDs)))
 	if req.NVCAVersion != "" {
 		c.AgentVersion = req.NVCAVersion
 	}

@@ -61,6 +61,8 @@ func (c *Controller) lost(w *world, inst model.Instance) string {
 		return "its cluster was deleted"
 	case cl.Status == model.ClusterNotReady && !cl.NotReadySince.IsZero() && c.cfg.Now().Sub(cl.NotReadySince) > c.cfg.Grace:
 		return fmt.Sprintf("its cluster has been NOT_READY for more than %v", c.cfg.Grace)
+	case inst.NCAID != "" && !cl.Serves(inst.NCAID):
+		return "its cluster no longer serves account " + inst.NCAID + " (authorizedNCAIds)"
 	}
 	return ""
 }

@@ -2,6 +2,7 @@ package invoke
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,19 +60,18 @@ func (f *fits) check(ctx context.Context, e catalog.Entry) error {
 	if err != nil {
 		return nil // unknown: let the call wait for an instance
 	}
+	registered := len(clusters)
+	clusters = slices.DeleteFunc(clusters, func(c model.Cluster) bool { return !c.Serves(e.Function.NCAID) })
 	a = fitAnswer{at: time.Now()}
-	var whys []string
-	for _, s := range e.Deployment.Specs {
-		ok, why := policy.EverFits(s, clusters)
-		if ok {
-			whys = nil
-			break
-		}
-		whys = append(whys, why)
+	why := ""
+	if registered > 0 && len(clusters) == 0 {
+		why = "no registered cluster serves account " + e.Function.NCAID + " (a cluster's owner can list it in authorizedNCAIds)"
+	} else {
+		why = neverFits(e.Deployment.Specs, clusters)
 	}
-	if whys != nil {
+	if why != "" {
 		a.err = problem.Unavailable(60, "function %s version %s has no instance and none can be started: %s; change the deployment's gpu or instanceType, or register a cluster that offers it",
-			e.Function.ID, v, whys[0])
+			e.Function.ID, v, why)
 	}
 	f.mu.Lock()
 	if len(f.answers) > 4096 {
@@ -80,4 +80,20 @@ func (f *fits) check(ctx context.Context, e catalog.Entry) error {
 	f.answers[v] = a
 	f.mu.Unlock()
 	return a.err
+}
+
+// neverFits says why no spec can ever be placed on clusters, or "" when one
+// can.
+func neverFits(specs []model.GPUSpec, clusters []model.Cluster) string {
+	first := ""
+	for _, s := range specs {
+		ok, why := policy.EverFits(s, clusters)
+		if ok {
+			return ""
+		}
+		if first == "" {
+			first = why
+		}
+	}
+	return first
 }

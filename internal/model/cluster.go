@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -17,16 +18,20 @@ const (
 
 // Cluster is a registered GPU cluster with one agent.
 type Cluster struct {
-	ID            string            `json:"clusterId"`
-	Name          string            `json:"clusterName"`
-	GroupID       string            `json:"clusterGroupId"`
-	GroupName     string            `json:"clusterGroupName"`
-	NCAID         string            `json:"ncaId"`
-	CloudProvider string            `json:"cloudProvider,omitempty"`
-	Region        string            `json:"region,omitempty"`
-	Zone          string            `json:"zone,omitempty"`
-	Labels        map[string]string `json:"labels,omitempty"`
-	Capabilities  []string          `json:"capabilities,omitempty"`
+	ID        string `json:"clusterId"`
+	Name      string `json:"clusterName"`
+	GroupID   string `json:"clusterGroupId"`
+	GroupName string `json:"clusterGroupName"`
+	NCAID     string `json:"ncaId"`
+	// AuthorizedNCAIDs are the other accounts whose functions may run on
+	// the cluster (NVCF's authorizedNCAIds); it serves its own account
+	// always, and no other unless listed.
+	AuthorizedNCAIDs []string          `json:"authorizedNCAIds,omitempty"`
+	CloudProvider    string            `json:"cloudProvider,omitempty"`
+	Region           string            `json:"region,omitempty"`
+	Zone             string            `json:"zone,omitempty"`
+	Labels           map[string]string `json:"labels,omitempty"`
+	Capabilities     []string          `json:"capabilities,omitempty"`
 	// JWKS and OIDCIssuer let the cluster's agent authenticate with tokens
 	// its own issuer signs (a Kubernetes service-account token, say).
 	JWKS          json.RawMessage `json:"jwks,omitempty"`
@@ -273,4 +278,10 @@ type GroupGPU struct {
 type ClusterBrief struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+}
+
+// Serves reports whether functions of account may run on the cluster: its
+// own account's, and those of the accounts it lists in AuthorizedNCAIDs.
+func (c Cluster) Serves(account string) bool {
+	return c.NCAID == account || slices.Contains(c.AuthorizedNCAIDs, account)
 }

@@ -121,6 +121,8 @@ type ClusterRequest struct {
 	Capabilities     []string          `json:"capabilities,omitempty"`
 	JWKS             json.RawMessage   `json:"jwks,omitempty"`
 	OIDCIssuer       string            `json:"oidcIssuer,omitempty"`
+	// AuthorizedNCAIDs lists other accounts the cluster also serves.
+	AuthorizedNCAIDs []string `json:"authorizedNCAIds,omitempty"`
 }
 
 // ClusterRegistration answers a registration: the cluster, and the one-time

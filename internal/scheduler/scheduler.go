@@ -193,13 +193,34 @@ type placer struct {
 	clusters []model.Cluster
 	allocs   map[string]store.Allocation
 	used     map[string]map[string]int
+	// served caches, per account, the clusters that serve it.
+	served map[string][]model.Cluster
 }
 
+// choose places r only on clusters that serve its instance's account: a
+// cluster runs its own account's functions and those of the accounts it
+// authorized, never another's.
 func (p *placer) choose(r Request) (string, string) {
-	if r.Policy != nil {
-		return r.Policy.Choose(r.Spec, p.clusters, p.used, r.Placed)
+	account := r.Instance.NCAID
+	clusters, ok := p.served[account]
+	if !ok {
+		for _, c := range p.clusters {
+			if c.Serves(account) {
+				clusters = append(clusters, c)
+			}
+		}
+		if p.served == nil {
+			p.served = map[string][]model.Cluster{}
+		}
+		p.served[account] = clusters
 	}
-	return Choose(r.Spec, p.clusters, p.used)
+	if len(clusters) == 0 {
+		return "", fmt.Sprintf("no registered cluster serves account %s: register one for it, or have a cluster's owner list it in authorizedNCAIds", account)
+	}
+	if r.Policy != nil {
+		return r.Policy.Choose(r.Spec, clusters, p.used, r.Placed)
+	}
+	return Choose(r.Spec, clusters, p.used)
 }
 
 // batch chooses for every request, then commits all placements at once.

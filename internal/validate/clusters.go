@@ -21,9 +21,13 @@ var (
 	httpsURLRe   = regexp.MustCompile(`^https://\S+$`)
 )
 
+// MaxAuthorizedAccounts bounds a cluster's authorizedNCAIds.
+const MaxAuthorizedAccounts = 256
+
 // Cluster checks the body of POST /v1/accounts/{ncaId}/clusters and of PUT on
 // one cluster. clusterName and clusterGroupName follow function-name rules;
-// region and zone are label values, since placement selects on them.
+// region and zone are label values, since placement selects on them;
+// authorizedNCAIds are account ids.
 func Cluster(req *model.ClusterRequest) error {
 	if req == nil {
 		return (&problems{list: []string{"send a JSON object with clusterName and clusterGroupName"}}).err()
@@ -45,6 +49,14 @@ func Cluster(req *model.ClusterRequest) error {
 		}
 		if !labelValueRe.MatchString(v) {
 			p.addf("labels[%s] value %s is invalid: use up to 63 letters, digits, '-', '_' and '.'", quote(k), quote(v))
+		}
+	}
+	if len(req.AuthorizedNCAIDs) > MaxAuthorizedAccounts {
+		p.addf("authorizedNCAIds has %d entries; at most %d are allowed", len(req.AuthorizedNCAIDs), MaxAuthorizedAccounts)
+	}
+	for i, id := range req.AuthorizedNCAIDs {
+		if id == "" || len(id) > MaxIDLen || !allBytes(id, func(c byte) bool { return isLetter(c) || isDigit(c) || c == '-' || c == '_' }) {
+			p.addf("authorizedNCAIds[%d] %s is not an account id: use 1-%d letters, digits, '-' and '_'", i, quote(id), MaxIDLen)
 		}
 	}
 	if len(req.JWKS) > 0 {
