@@ -134,6 +134,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
 	NewPolicies(a.st, a.guard).Register(mux)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)
+	registerRegistryCredentials(mux, a.st, a.seal, a.guard)
 }
 
 // pathIDs validates the path ids a route has, so that a malformed id is a
