@@ -30,6 +30,7 @@ type KeyService interface {
 	Create(ctx context.Context, spec store.APIKey) (store.APIKey, string, error)
 	List(ctx context.Context, account string) ([]store.APIKey, error)
 	Revoke(ctx context.Context, account, id string) (store.APIKey, error)
+	Verify(ctx context.Context, value string) (auth.Principal, error)
 }
 
 // AccountStore makes sure an account exists.
@@ -95,7 +96,9 @@ func (k *Keys) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/admin/keys", k.cfg.Gate.Gate(web.Unguarded(k.log, k.mintAdmin)))
 	mux.Handle("POST /v1/keys", k.cfg.Guard.Route("", adminOnly(k.createKey)))
 	mux.Handle("GET /v1/keys", k.cfg.Guard.Route("", adminOnly(k.listKeys)))
+	mux.Handle("GET /v1/keys/{keyId}", k.cfg.Guard.Route("", adminOnly(k.getKey)))
 	mux.Handle("DELETE /v1/keys/{keyId}", k.cfg.Guard.Route("", adminOnly(k.revokeKey)))
+	mux.Handle("POST /v1/introspect", k.cfg.Guard.Route("", adminOnly(k.introspect)))
 	mux.Handle("POST /v1/gantry/keys/signing/rotate", k.cfg.Gate.Gate(web.Unguarded(k.log, k.rotateSigning)))
 	mux.Handle("GET /v1/jwks", web.Unguarded(k.log, k.jwks))
 	mux.Handle("GET /.well-known/jwks.json", web.Unguarded(k.log, k.jwks))
@@ -188,6 +191,7 @@ func (k *Keys) createKey(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return err
 	}
 	spec := store.APIKey{Account: p.Account, Description: req.Description, Scopes: grant.Scopes, Functions: grant.Functions,
+		NoOwnFunctions: grant.NoOwn, SharedFunctions: grant.Shared,
 		AudienceServiceIDs: req.AudienceServiceIDs, ExpiresAt: grant.ExpiresAt,
 		IssuerService: service, IssuerID: issuer, OwnerID: owner}
 	if req.Authorizations != nil {
@@ -218,6 +222,53 @@ func (k *Keys) listKeys(w http.ResponseWriter, r *http.Request, p auth.Principal
 	for _, key := range keys {
 		out.Keys = append(out.Keys, keyView(key, now))
 	}
+	return web.JSON(w, http.StatusOK, out)
+}
+
+// getKey answers one key of the caller's account as listing shows it;
+// another account's key is missing.
+func (k *Keys) getKey(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	ids, err := pathIDs(r, "keyId")
+	if err != nil {
+		return err
+	}
+	keys, err := k.cfg.Keys.List(r.Context(), p.Account)
+	if err != nil {
+		return err
+	}
+	for _, key := range keys {
+		if key.ID == ids[0] {
+			return web.JSON(w, http.StatusOK, keyView(key, k.cfg.Now()))
+		}
+	}
+	return problem.NotFound("API key %s not found; `gantry apikey list` shows your account's keys", ids[0])
+}
+
+// introspect tells whether a key value is an active key of the caller's
+// account (NVCF's POST /v1/introspect, which nvcf-cli's api-key generate
+// --validate sends): 200 with what the key may do, else 404. The value is
+// never logged or echoed.
+func (k *Keys) introspect(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var req model.IntrospectRequest
+	if err := validate.Decode(r.Body, maxBody, &req); err != nil {
+		return err
+	}
+	if req.Key == "" {
+		return problem.BadRequest(`key is required: send {"key": "nvapi-..."}`)
+	}
+	kp, err := k.cfg.Keys.Verify(r.Context(), req.Key)
+	if errors.Is(err, auth.ErrBadCredential) || errors.Is(err, auth.ErrNoCredential) || (err == nil && kp.Account != p.Account) {
+		return problem.NotFound("the key is not an active API key of your account: it is unknown, revoked or expired")
+	}
+	if err != nil {
+		return err
+	}
+	out := model.IntrospectResponse{Active: true, ID: kp.CredentialID, NCAID: kp.Account, Scopes: kp.Scopes()}
+	if !kp.ExpiresAt.IsZero() {
+		exp := kp.ExpiresAt.UTC()
+		out.ExpiresAt = &exp
+	}
+	w.Header().Set("Cache-Control", "no-store")
 	return web.JSON(w, http.StatusOK, out)
 }
 
@@ -278,12 +329,17 @@ func keyView(k store.APIKey, now time.Time) model.APIKey {
 	}
 	pols := k.Policies
 	if len(pols) == 0 {
-		res := []model.APIKeyResource{{ID: "*", Type: model.ResourceAccountFunctions}}
-		if k.Functions != nil {
-			res = res[:0]
+		var res []model.APIKeyResource
+		switch {
+		case k.Functions != nil:
 			for _, id := range k.Functions {
 				res = append(res, model.APIKeyResource{ID: id, Type: model.ResourceFunction})
 			}
+		case !k.NoOwnFunctions:
+			res = append(res, model.APIKeyResource{ID: "*", Type: model.ResourceAccountFunctions})
+		}
+		if k.SharedFunctions {
+			res = append(res, model.APIKeyResource{ID: "*", Type: model.ResourceAuthorizedFunctions})
 		}
 		pols = []model.APIKeyPolicy{{Scopes: k.Scopes, Resources: res}}
 	}

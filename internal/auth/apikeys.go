@@ -230,7 +230,11 @@ func keyPrincipal(k store.APIKey) Principal {
 	if subject == "" {
 		subject = "apikey:" + k.ID
 	}
-	p := NewPrincipal(k.Account, subject, k.Scopes).LimitFunctions(k.Functions)
+	fns := k.Functions
+	if fns == nil && k.NoOwnFunctions {
+		fns = []string{}
+	}
+	p := NewPrincipal(k.Account, subject, k.Scopes).LimitFunctions(fns).LimitShared(k.SharedFunctions)
 	p.Kind, p.CredentialID, p.ExpiresAt = KindAPIKey, k.ID, k.ExpiresAt
 	return p
 }

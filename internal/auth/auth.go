@@ -27,6 +27,7 @@ const (
 	ScopeInvokeFunction       = "invoke_function"
 	ScopeQueueDetails         = "queue_details"
 	ScopeClusterManagement    = "cluster-management"
+	ScopeAuthorizeClients     = "authorize_clients"
 	// Gantry checks these two on no route yet; admin tokens carry them, and
 	// API keys may, so NVCF clients that ask for them are not refused.
 	ScopeManageTelemetries         = "manage_telemetries"
@@ -38,6 +39,7 @@ var AdminScopes = []string{
 	ScopeRegisterFunction, ScopeListFunctions, ScopeListFunctionsDetails, ScopeDeployFunction,
 	ScopeUpdateFunction, ScopeUpdateSecrets, ScopeDeleteFunction, ScopeManageTelemetries,
 	ScopeManageRegistryCredentials, ScopeClusterManagement, ScopeInvokeFunction, ScopeQueueDetails,
+	ScopeAuthorizeClients,
 }
 
 // DefaultAPIKeyScopes are what an API key may do when its request names no
@@ -86,6 +88,10 @@ type Principal struct {
 	// functions, when non-nil, are the only function ids the credential may
 	// touch; nil means every function of the account.
 	functions map[string]bool
+	// noShared is set for a credential that does not reach the functions
+	// other accounts share with its account, except those listed in
+	// functions.
+	noShared bool
 }
 
 // NewPrincipal builds a principal holding scopes, which may be written in
@@ -125,6 +131,35 @@ func (p Principal) LimitFunctions(ids []string) Principal {
 	}
 	return p
 }
+
+// LimitShared returns a copy of p that reaches the functions other accounts
+// share with its account only when shared is true (or they are listed by
+// LimitFunctions). An API key without an authorized-functions resource gets
+// shared false.
+func (p Principal) LimitShared(shared bool) Principal {
+	p.noShared = !shared
+	return p
+}
+
+// CanUse reports whether the credential reaches function fnID owned by
+// account owner; shared says whether the owner shares it (the version at
+// hand) with p's account. Another account's function that is not shared is
+// never reached.
+func (p Principal) CanUse(fnID, owner string, shared bool) bool {
+	switch {
+	case owner == p.Account:
+		return p.CanUseFunction(fnID)
+	case !shared:
+		return false
+	case p.functions[fnID]:
+		return true
+	}
+	return !p.noShared
+}
+
+// ReachesShared reports whether the credential reaches every function other
+// accounts share with its account.
+func (p Principal) ReachesShared() bool { return !p.noShared }
 
 // CanUseFunction reports whether the credential reaches function fnID of its
 // account. Callers answer 404 when it does not, as for another account's

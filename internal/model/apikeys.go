@@ -3,11 +3,14 @@ package model
 import "time"
 
 // Resource types an API key policy may name. A key for "account-functions"
-// (id "*") reaches every function of its account; one for "function"
-// reaches the function whose id is given.
+// (id "*") reaches every function of its account; one for
+// "authorized-functions" (id "*") every function other accounts share with
+// its account; one for "function" the function whose id is given, own or
+// shared.
 const (
-	ResourceAccountFunctions = "account-functions"
-	ResourceFunction         = "function"
+	ResourceAccountFunctions    = "account-functions"
+	ResourceAuthorizedFunctions = "authorized-functions"
+	ResourceFunction            = "function"
 )
 
 // API key statuses as the API reports them.
@@ -77,4 +80,20 @@ type AdminKeyRequest struct {
 	NCAID     string `json:"ncaId,omitempty"`
 	TTL       string `json:"ttl,omitempty"`
 	ExpiresAt string `json:"expires_at,omitempty"`
+}
+
+// IntrospectRequest is the body of POST /v1/introspect.
+type IntrospectRequest struct {
+	AudienceServiceID string `json:"audience_service_id,omitempty"`
+	Key               string `json:"key"`
+}
+
+// IntrospectResponse answers an active key: its id, account, scopes and
+// expiry. The key's value is never part of it.
+type IntrospectResponse struct {
+	Active    bool       `json:"active"`
+	ID        string     `json:"id"`
+	NCAID     string     `json:"ncaId"`
+	Scopes    []string   `json:"scopes"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }

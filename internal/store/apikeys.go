@@ -30,6 +30,12 @@ type APIKey struct {
 	// Functions limits the key to these function ids; nil means every
 	// function of the account.
 	Functions []string `json:"functions,omitempty"`
+	// NoOwnFunctions, with Functions nil, means the key reaches none of its
+	// account's own functions (it names only authorized-functions).
+	NoOwnFunctions bool `json:"noOwnFunctions,omitempty"`
+	// SharedFunctions means the key reaches every function other accounts
+	// share with its account, not only those listed in Functions.
+	SharedFunctions bool `json:"sharedFunctions,omitempty"`
 	// Policies and AudienceServiceIDs are the authorizations as requested,
 	// kept so that listing shows what the key was created with.
 	Policies           []model.APIKeyPolicy `json:"policies,omitempty"`

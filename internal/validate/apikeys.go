@@ -2,6 +2,7 @@ package validate
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -33,8 +34,14 @@ type APIKeyGrant struct {
 	// API key scopes.
 	Scopes []string
 	// Functions are the only function ids the key reaches; nil means every
-	// function of the account.
+	// function of the account, unless NoOwn.
 	Functions []string
+	// NoOwn means the key reaches none of its account's own functions: its
+	// resources name only authorized-functions.
+	NoOwn bool
+	// Shared means the key reaches every function other accounts share
+	// with its account (an authorized-functions resource, or no resources).
+	Shared bool
 }
 
 // APIKey checks the body of POST /v1/keys for a key of account, at time
@@ -47,8 +54,11 @@ type APIKeyGrant struct {
 func APIKey(req *model.APIKeyRequest, account string, now time.Time) (APIKeyGrant, error) {
 	var g APIKeyGrant
 	if req == nil {
-		return g, nil // NVCF's defaults: default scopes, every function, no expiry
+		// NVCF's defaults: default scopes, every function the account
+		// reaches, no expiry.
+		return APIKeyGrant{Shared: true}, nil
 	}
+	g.Shared = true
 	var p problems
 	checkText(&p, "description", req.Description, MaxKeyDescriptionLen, true)
 	if req.ExpiresAt != "" {
@@ -66,7 +76,7 @@ func APIKey(req *model.APIKeyRequest, account string, now time.Time) (APIKeyGran
 		}
 		var first []string // the resource list of policy 0, in canonical form
 		for i := range pols {
-			scopes, functions, all := checkPolicy(&p, "authorizations.policies["+itoa(i)+"]", &pols[i], account)
+			scopes, functions, all, reach := checkPolicy(&p, "authorizations.policies["+itoa(i)+"]", &pols[i], account)
 			for _, s := range scopes {
 				if !slices.Contains(g.Scopes, s) {
 					g.Scopes = append(g.Scopes, s)
@@ -77,10 +87,12 @@ func APIKey(req *model.APIKeyRequest, account string, now time.Time) (APIKeyGran
 				canon = slices.Sorted(slices.Values(functions))
 				canon = slices.Compact(canon)
 			}
+			canon = append(canon, "shared:"+strconv.FormatBool(reach.shared), "own:"+strconv.FormatBool(!reach.noOwn))
 			if i == 0 {
 				first = canon
+				g.Shared, g.NoOwn = reach.shared, reach.noOwn
 				if !all {
-					g.Functions = canon
+					g.Functions = slices.Compact(slices.Sorted(slices.Values(functions)))
 				}
 			} else if !slices.Equal(first, canon) {
 				p.addf("authorizations.policies[%d].resources differ from authorizations.policies[0].resources: "+
@@ -94,9 +106,16 @@ func APIKey(req *model.APIKeyRequest, account string, now time.Time) (APIKeyGran
 	return g, nil
 }
 
+// policyReach is what a policy's resources reach beyond function ids.
+type policyReach struct {
+	shared bool // every function shared with the account
+	noOwn  bool // none of the account's own functions, except listed ids
+}
+
 // checkPolicy checks one policy, normalising its scopes, and returns its
-// scopes and function ids, or all when it reaches every function.
-func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account string) (scopes, functions []string, all bool) {
+// scopes and function ids, or all when it reaches every own function, and
+// whether it reaches the functions shared with the account.
+func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account string) (scopes, functions []string, all bool, reach policyReach) {
 	checkText(p, field+".aud", pol.Aud, MaxKeyTextLen, false)
 	checkTextList(p, field+".auds", pol.Auds)
 	checkText(p, field+".product", pol.Product, MaxKeyTextLen, false)
@@ -118,9 +137,11 @@ func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account str
 	}
 	if len(pol.Resources) > MaxKeyResources {
 		p.addf("%s.resources has %d entries: at most %d are allowed", field, len(pol.Resources), MaxKeyResources)
-		return scopes, nil, false
+		return scopes, nil, false, reach
 	}
 	all = len(pol.Resources) == 0
+	reach.shared = all
+	ownAll := all
 	for i, r := range pol.Resources {
 		rf := field + ".resources[" + itoa(i) + "]"
 		switch r.Type {
@@ -128,7 +149,12 @@ func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account str
 			if r.ID != "*" && r.ID != account {
 				p.addf(`%s.id %s is invalid for type %s: use "*" (every function of your account)`, rf, quote(r.ID), r.Type)
 			}
-			all = true
+			ownAll = true
+		case model.ResourceAuthorizedFunctions:
+			if r.ID != "*" {
+				p.addf(`%s.id %s is invalid for type %s: use "*" (every function other accounts share with yours)`, rf, quote(r.ID), r.Type)
+			}
+			reach.shared = true
 		case model.ResourceFunction:
 			if ID("function id", r.ID) != nil {
 				p.addf("%s.id %s is not a function id: use 1-%d letters, digits and '-', such as a UUID", rf, quote(r.ID), MaxIDLen)
@@ -136,16 +162,19 @@ func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account str
 			}
 			functions = append(functions, r.ID)
 		case "":
-			p.addf("%s.type is required: use %s or %s", rf, model.ResourceAccountFunctions, model.ResourceFunction)
+			p.addf("%s.type is required: use %s, %s or %s", rf, model.ResourceAccountFunctions, model.ResourceAuthorizedFunctions, model.ResourceFunction)
 		default:
-			p.addf("%s.type %s is not a resource type Gantry knows: use %s (id \"*\") or %s (id = a function id)",
-				rf, quote(r.Type), model.ResourceAccountFunctions, model.ResourceFunction)
+			p.addf("%s.type %s is not a resource type Gantry knows: use %s (id \"*\"), %s (id \"*\") or %s (id = a function id)",
+				rf, quote(r.Type), model.ResourceAccountFunctions, model.ResourceAuthorizedFunctions, model.ResourceFunction)
 		}
 	}
+	all = ownAll
 	if all {
 		functions = nil
+	} else if len(functions) == 0 {
+		reach.noOwn = true
 	}
-	return scopes, functions, all
+	return scopes, functions, all, reach
 }
 
 // AdminKey checks the optional body of POST /v1/admin/keys at time now and

@@ -21,7 +21,10 @@ func fnRes(id string) model.APIKeyResource {
 	return model.APIKeyResource{ID: id, Type: model.ResourceFunction}
 }
 
-var allFns = model.APIKeyResource{ID: "*", Type: model.ResourceAccountFunctions}
+var (
+	allFns    = model.APIKeyResource{ID: "*", Type: model.ResourceAccountFunctions}
+	sharedFns = model.APIKeyResource{ID: "*", Type: model.ResourceAuthorizedFunctions}
+)
 
 func TestAPIKey(t *testing.T) {
 	t.Parallel()
@@ -31,13 +34,19 @@ func TestAPIKey(t *testing.T) {
 		req  *model.APIKeyRequest
 		want APIKeyGrant
 	}{
-		{"no body", nil, APIKeyGrant{}},
-		{"empty body", &model.APIKeyRequest{}, APIKeyGrant{}},
+		{"no body", nil, APIKeyGrant{Shared: true}},
+		{"empty body", &model.APIKeyRequest{}, APIKeyGrant{Shared: true}},
 		{"expiry and description", &model.APIKeyRequest{Description: "ci key", ExpiresAt: "2026-03-02T00:00:00+01:00"},
-			APIKeyGrant{ExpiresAt: time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)}},
+			APIKeyGrant{ExpiresAt: time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC), Shared: true}},
 		{"scopes in both forms", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
 			policy([]string{"apikey:invoke_function", "list_functions", "invoke_function"})}}},
-			APIKeyGrant{Scopes: []string{"invoke_function", "list_functions"}}},
+			APIKeyGrant{Scopes: []string{"invoke_function", "list_functions"}, Shared: true}},
+		{"account and authorized functions, as nvcf-cli sends", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
+			policy(invoke, allFns, sharedFns)}}}, APIKeyGrant{Scopes: invoke, Shared: true}},
+		{"authorized functions only", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
+			policy(invoke, sharedFns)}}}, APIKeyGrant{Scopes: invoke, Shared: true, NoOwn: true}},
+		{"a function and authorized functions", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
+			policy(invoke, fnRes("fn-a"), sharedFns)}}}, APIKeyGrant{Scopes: invoke, Functions: []string{"fn-a"}, Shared: true}},
 		{"account-functions", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
 			policy(invoke, allFns)}}}, APIKeyGrant{Scopes: invoke}},
 		{"account-functions by account id", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
@@ -50,7 +59,7 @@ func TestAPIKey(t *testing.T) {
 		{"two policies, same resources", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
 			policy(invoke, fnRes("fn-a")), policy([]string{"queue_details"}, fnRes("fn-a"))}}},
 			APIKeyGrant{Scopes: []string{"invoke_function", "queue_details"}, Functions: []string{"fn-a"}}},
-		{"audience service ids", &model.APIKeyRequest{AudienceServiceIDs: []string{"nvidia-cloud-functions-ncp-service-id-aketm"}}, APIKeyGrant{}},
+		{"audience service ids", &model.APIKeyRequest{AudienceServiceIDs: []string{"nvidia-cloud-functions-ncp-service-id-aketm"}}, APIKeyGrant{Shared: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,7 +67,8 @@ func TestAPIKey(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !got.ExpiresAt.Equal(tc.want.ExpiresAt) || !slices.Equal(got.Scopes, tc.want.Scopes) || !slices.Equal(got.Functions, tc.want.Functions) {
+			if !got.ExpiresAt.Equal(tc.want.ExpiresAt) || !slices.Equal(got.Scopes, tc.want.Scopes) || !slices.Equal(got.Functions, tc.want.Functions) ||
+				got.Shared != tc.want.Shared || got.NoOwn != tc.want.NoOwn {
 				t.Fatalf("grant %+v, want %+v", got, tc.want)
 			}
 			if tc.req != nil && tc.req.Authorizations != nil {
@@ -101,6 +111,10 @@ func TestAPIKeyInvalid(t *testing.T) {
 		{"bad function id", model.APIKeyRequest{Authorizations: pol(policy(invoke, fnRes("../etc")))}, `resources[0].id "../etc" is not a function id`},
 		{"account-functions of another account", model.APIKeyRequest{Authorizations: pol(policy(invoke,
 			model.APIKeyResource{ID: "other", Type: model.ResourceAccountFunctions}))}, `id "other" is invalid for type account-functions`},
+		{"authorized-functions of one account", model.APIKeyRequest{Authorizations: pol(policy(invoke,
+			model.APIKeyResource{ID: "other", Type: model.ResourceAuthorizedFunctions}))}, `id "other" is invalid for type authorized-functions`},
+		{"policies that differ in sharing", model.APIKeyRequest{Authorizations: pol(policy(invoke, allFns), policy(invoke, allFns, sharedFns))},
+			"authorizations.policies[1].resources differ"},
 		{"policies with different resources", model.APIKeyRequest{Authorizations: pol(policy(invoke, fnRes("fn-a")), policy(invoke, allFns))},
 			"authorizations.policies[1].resources differ"},
 		{"too many policies", model.APIKeyRequest{Authorizations: pol(slices.Repeat([]model.APIKeyPolicy{policy(invoke)}, MaxKeyPolicies+1)...)},
