@@ -24,6 +24,7 @@ import (
 // Store is what the management API reads and writes.
 type Store interface {
 	PolicyStore
+	ShareStore
 	CreateFunction(ctx context.Context, f *model.Function, secrets []store.SealedSecret) error
 	GetFunction(ctx context.Context, fnID, versionID string) (model.Function, error)
 	ListFunctions(ctx context.Context) ([]model.Function, error)
@@ -135,6 +136,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	NewPolicies(a.st, a.guard).Register(mux)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)
 	registerRegistryCredentials(mux, a.st, a.seal, a.guard)
+	a.registerAuthorizations(route)
 }
 
 // pathIDs validates the path ids a route has, so that a malformed id is a
@@ -151,28 +153,105 @@ func pathIDs(r *http.Request, names ...string) ([]string, error) {
 	return out, nil
 }
 
-// ownVersion reads a function version of the caller's account; another
-// account's version, or one the caller's API key is not for, is reported as
-// missing, never as forbidden.
+// ownVersion reads a function version of the caller's account, to change
+// it. Another account's version, or one the caller's API key is not for, is
+// reported as missing, never as forbidden; one shared with the caller's
+// account is forbidden, saying why.
 func (a *API) ownVersion(ctx context.Context, p auth.Principal, fnID, versionID string) (model.Function, error) {
-	if !p.CanUseFunction(fnID) {
-		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
-	}
 	f, err := a.st.GetFunction(ctx, fnID, versionID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && f.NCAID != p.Account) {
+	if errors.Is(err, store.ErrNotFound) {
 		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
 	}
-	return f, err
+	if err != nil {
+		return f, err
+	}
+	if f.NCAID != p.Account || !p.CanUseFunction(fnID) {
+		if a.sharedWith(ctx, p, f) {
+			return model.Function{}, sharedReadOnly(f)
+		}
+		return model.Function{}, problem.NotFound("function %s version %s not found", fnID, versionID)
+	}
+	return f, nil
 }
 
-// ownVersions reads every version of a function of the caller's account.
+// ownVersions reads every version of a function of the caller's account,
+// to change it, as ownVersion does for one.
 func (a *API) ownVersions(ctx context.Context, p auth.Principal, fnID string) ([]model.Function, error) {
-	if !p.CanUseFunction(fnID) {
-		return nil, problem.NotFound("function %s not found", fnID)
-	}
 	fs, err := a.st.ListFunctionVersions(ctx, fnID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (len(fs) == 0 || fs[0].NCAID != p.Account)) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && len(fs) == 0) {
 		return nil, problem.NotFound("function %s not found", fnID)
 	}
-	return fs, err
+	if err != nil {
+		return nil, err
+	}
+	if fs[0].NCAID != p.Account || !p.CanUseFunction(fnID) {
+		for _, f := range fs {
+			if a.sharedWith(ctx, p, f) {
+				return nil, sharedReadOnly(f)
+			}
+		}
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
+	return fs, nil
+}
+
+// visibleVersions reads the versions of a function the caller may list: all
+// of one its account owns, or those another account shares with it (marked
+// ownedByDifferentAccount). None is a 404.
+func (a *API) visibleVersions(ctx context.Context, p auth.Principal, fnID string) ([]model.Function, error) {
+	fs, err := a.st.ListFunctionVersions(ctx, fnID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && len(fs) == 0) {
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fs[0].NCAID == p.Account {
+		if !p.CanUseFunction(fnID) {
+			return nil, problem.NotFound("function %s not found", fnID)
+		}
+		return fs, nil
+	}
+	share, err := a.st.GetAuthorization(ctx, fnID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := sharedVersions(fs, share, p)
+	if len(out) == 0 {
+		return nil, problem.NotFound("function %s not found", fnID)
+	}
+	return out, nil
+}
+
+// sharedVersions keeps the versions of fs that share lets p reach, marked
+// as another account's.
+func sharedVersions(fs []model.Function, share model.FunctionAuthorization, p auth.Principal) []model.Function {
+	var out []model.Function
+	for _, f := range fs {
+		if share.NCAID == f.NCAID && share.Allows(p.Account, f.VersionID) && p.CanUse(f.ID, f.NCAID, true) {
+			f.OwnedByDifferentAccount = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// sharedWith reports whether f's owner shares it with p's account and p's
+// credential reaches it.
+func (a *API) sharedWith(ctx context.Context, p auth.Principal, f model.Function) bool {
+	if f.NCAID == p.Account {
+		return false
+	}
+	share, err := a.st.GetAuthorization(ctx, f.ID)
+	return err == nil && len(sharedVersions([]model.Function{f}, share, p)) == 1
+}
+
+// sharedReadOnly is the answer to a change of a function shared with the
+// caller's account.
+func sharedReadOnly(f model.Function) error {
+	return problem.Errorf(http.StatusForbidden,
+		"function %s belongs to account %s, which shares it with yours to list and invoke only; ask its owner to change it", f.ID, f.NCAID)
 }

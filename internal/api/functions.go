@@ -116,15 +116,41 @@ func (a *API) withStatus(ctx context.Context, fs []model.Function) ([]model.Func
 	return fs, nil
 }
 
+// listFunctions answers the versions of the functions the caller may list,
+// by NVCF's visibility query: private (its account's own, the default),
+// authorized (shared with it by other accounts), public (none: Gantry has no
+// public functions); several may be given, comma-separated or repeated.
 func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	vis, err := validate.Visibility(r.URL.Query()["visibility"])
+	if err != nil {
+		return err
+	}
 	all, err := a.st.ListFunctions(r.Context())
 	if err != nil {
 		return err
 	}
 	own := make([]model.Function, 0, len(all))
+	var shares map[string]model.FunctionAuthorization
+	if vis.Authorized {
+		list, err := a.st.ListAuthorizations(r.Context())
+		if err != nil {
+			return err
+		}
+		shares = make(map[string]model.FunctionAuthorization, len(list))
+		for _, sh := range list {
+			shares[sh.FunctionID] = sh
+		}
+	}
 	for _, f := range all {
-		if f.NCAID == p.Account && p.CanUseFunction(f.ID) {
-			own = append(own, f)
+		switch {
+		case f.NCAID == p.Account:
+			if vis.Private && p.CanUseFunction(f.ID) {
+				own = append(own, f)
+			}
+		case vis.Authorized:
+			if sh, ok := shares[f.ID]; ok {
+				own = append(own, sharedVersions([]model.Function{f}, sh, p)...)
+			}
 		}
 	}
 	own, err = a.withStatus(r.Context(), own)
@@ -155,7 +181,7 @@ func (a *API) listVersions(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err != nil {
 		return err
 	}
-	fs, err := a.ownVersions(r.Context(), p, ids[0])
+	fs, err := a.visibleVersions(r.Context(), p, ids[0])
 	if err != nil {
 		return err
 	}
@@ -171,15 +197,19 @@ func (a *API) getVersion(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err != nil {
 		return err
 	}
-	f, err := a.ownVersion(r.Context(), p, ids[0], ids[1])
+	vs, err := a.visibleVersions(r.Context(), p, ids[0])
 	if err != nil {
 		return err
 	}
-	fs, err := a.withStatus(r.Context(), []model.Function{f})
+	i := slices.IndexFunc(vs, func(f model.Function) bool { return f.VersionID == ids[1] })
+	if i < 0 {
+		return problem.NotFound("function %s version %s not found", ids[0], ids[1])
+	}
+	fs, err := a.withStatus(r.Context(), vs[i:i+1])
 	if err != nil {
 		return err
 	}
-	f = fs[0]
+	f := fs[0]
 	if f.ActiveInstances, err = a.activeInstances(r.Context(), f.VersionID); err != nil {
 		return err
 	}
@@ -235,6 +265,9 @@ func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p auth.Princ
 			ids[0], ids[1], ids[0], ids[1])
 	}
 	if err != nil {
+		return err
+	}
+	if err := a.forgetShares(r.Context(), ids[0], ids[1]); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -25,6 +25,7 @@ type Source interface {
 	Watch(ctx context.Context, sub string, rev int64) <-chan []store.Event
 	ListFunctionVersions(ctx context.Context, fnID string) ([]model.Function, error)
 	GetDeployment(ctx context.Context, versionID string) (model.Deployment, error)
+	GetAuthorization(ctx context.Context, fnID string) (model.FunctionAuthorization, error)
 }
 
 // Entry is one function version with its deployment, if any.
@@ -48,8 +49,9 @@ type Catalog struct {
 	log *slog.Logger
 
 	mu          sync.RWMutex
-	functions   map[string]map[string]model.Function // fnID -> versionID -> version
-	deployments map[string]model.Deployment          // versionID -> deployment
+	functions   map[string]map[string]model.Function   // fnID -> versionID -> version
+	deployments map[string]model.Deployment            // versionID -> deployment
+	shares      map[string]model.FunctionAuthorization // fnID -> who else may use it
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -64,6 +66,7 @@ func New(src Source, log *slog.Logger) *Catalog {
 		src: src, log: log,
 		functions:   map[string]map[string]model.Function{},
 		deployments: map[string]model.Deployment{},
+		shares:      map[string]model.FunctionAuthorization{},
 		ready:       make(chan struct{}),
 	}
 }
@@ -95,11 +98,17 @@ func (c *Catalog) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	aevs, arev, err := c.src.Snapshot(ctx, store.PrefixAuthorizations)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.functions = map[string]map[string]model.Function{}
 	c.deployments = map[string]model.Deployment{}
+	c.shares = map[string]model.FunctionAuthorization{}
 	c.applyLocked(fevs)
 	c.applyLocked(devs)
+	c.applyLocked(aevs)
 	c.mu.Unlock()
 	c.readyOnce.Do(func() { close(c.ready) })
 
@@ -107,12 +116,14 @@ func (c *Catalog) follow(ctx context.Context) error {
 	defer cancel()
 	fch := c.src.Watch(wctx, "functions/", frev)
 	dch := c.src.Watch(wctx, "deployments/", drev)
+	ach := c.src.Watch(wctx, store.PrefixAuthorizations, arev)
 	for {
 		var evs []store.Event
 		var ok bool
 		select {
 		case evs, ok = <-fch:
 		case evs, ok = <-dch:
+		case evs, ok = <-ach:
 		}
 		if !ok {
 			return ctx.Err()
@@ -159,28 +170,49 @@ func (c *Catalog) applyLocked(evs []store.Event) {
 				continue
 			}
 			c.deployments[verID] = d
+		case strings.HasPrefix(e.Key, store.PrefixAuthorizations):
+			fnID := strings.TrimPrefix(e.Key, store.PrefixAuthorizations)
+			if e.Deleted {
+				delete(c.shares, fnID)
+				continue
+			}
+			var a model.FunctionAuthorization
+			if err := json.Unmarshal(e.Value, &a); err != nil {
+				c.log.Error("catalog: undecodable authorization", "key", e.Key, "err", err)
+				continue
+			}
+			c.shares[fnID] = a
 		}
 	}
 }
 
-// Lookup returns one version of an account's function.
+// visible reports whether account may see version f: it owns it, or the
+// owner shares it (all versions or this one) with account.
+func visible(f model.Function, share model.FunctionAuthorization, account string) bool {
+	return f.NCAID == account || (share.NCAID == f.NCAID && share.Allows(account, f.VersionID))
+}
+
+// Lookup returns one version of a function account owns or that is shared
+// with account; Entry.Function.NCAID tells which.
 func (c *Catalog) Lookup(account, fnID, versionID string) (Entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	f, ok := c.functions[fnID][versionID]
-	if !ok || f.NCAID != account {
+	if !ok || !visible(f, c.shares[fnID], account) {
 		return Entry{}, false
 	}
 	return c.entryLocked(f), true
 }
 
-// Versions returns every version of an account's function, newest first.
+// Versions returns every version of a function that account owns or that is
+// shared with it, newest first.
 func (c *Catalog) Versions(account, fnID string) []Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	var out []Entry
+	share := c.shares[fnID]
 	for _, f := range c.functions[fnID] {
-		if f.NCAID == account {
+		if visible(f, share, account) {
 			out = append(out, c.entryLocked(f))
 		}
 	}
@@ -235,9 +267,13 @@ func (c *Catalog) Fresh(ctx context.Context, account, fnID string) ([]Entry, err
 	if err != nil {
 		return nil, err
 	}
+	share, err := c.src.GetAuthorization(ctx, fnID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
 	var out []Entry
 	for _, f := range fs {
-		if f.NCAID != account {
+		if !visible(f, share, account) {
 			continue
 		}
 		e := Entry{Function: f}

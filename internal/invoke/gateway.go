@@ -291,11 +291,6 @@ func (g *Gateway) passthrough(w http.ResponseWriter, r *http.Request, p auth.Pri
 func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID string) (catalog.Entry, error) {
 	var e catalog.Entry
 	var ok bool
-	if !p.CanUseFunction(fnID) {
-		// An API key limited to other functions: missing, as for another
-		// account's function.
-		return e, functionNotFound(fnID, versionID)
-	}
 	if versionID != "" {
 		e, ok = g.cfg.Catalog.Lookup(p.Account, fnID, versionID)
 	} else {
@@ -308,8 +303,11 @@ func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID 
 		}
 		e, ok = catalog.Pick(fresh, versionID)
 	}
-	if !ok {
-		return e, functionNotFound(fnID, versionID)
+	if !ok || !p.CanUse(fnID, e.Function.NCAID, e.Function.NCAID != p.Account) {
+		// Another account's function that is not shared, or an API key
+		// limited to other functions: missing either way, so a caller
+		// learns nothing about functions it cannot reach.
+		return catalog.Entry{}, functionNotFound(fnID, versionID)
 	}
 	f := e.Function
 	switch st := e.Status(); st {
@@ -326,6 +324,15 @@ func (g *Gateway) target(ctx context.Context, p auth.Principal, fnID, versionID 
 	default:
 		return e, problem.Unavailable(60, "function %s version %s cannot take work (status %s); see healthInfo in gantry deploy get %s", f.ID, f.VersionID, st, f.ID)
 	}
+}
+
+// reaches reports whether p's credential reaches a version its account
+// called: one of its own functions, or one shared with it.
+func (g *Gateway) reaches(p auth.Principal, fnID, versionID string) bool {
+	if e, ok := g.cfg.Catalog.Lookup(p.Account, fnID, versionID); ok {
+		return p.CanUse(fnID, e.Function.NCAID, e.Function.NCAID != p.Account)
+	}
+	return p.CanUseFunction(fnID)
 }
 
 func functionNotFound(fnID, versionID string) error {

@@ -56,7 +56,7 @@ func (g *Gateway) position(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return err
 	}
 	res, err := bus.DecodeResult(entry.Value())
-	if err != nil || res.Account != p.Account || !p.CanUseFunction(res.Function) {
+	if err != nil || res.Account != p.Account || !g.reaches(p, res.Function, res.Version) {
 		return notFound
 	}
 	out := model.QueuePosition{FunctionID: res.Function, FunctionVersionID: res.Version}

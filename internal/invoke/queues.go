@@ -33,7 +33,7 @@ func (g *Gateway) queues(w http.ResponseWriter, r *http.Request, p auth.Principa
 	} else {
 		entries = g.cfg.Catalog.Versions(p.Account, fnID)
 	}
-	if len(entries) == 0 || !p.CanUseFunction(fnID) {
+	if len(entries) == 0 || !p.CanUse(fnID, entries[0].Function.NCAID, entries[0].Function.NCAID != p.Account) {
 		return problem.NotFound("function %s not found", fnID)
 	}
 	out := model.QueueResponse{FunctionID: fnID, Queues: []model.Queue{}}

@@ -70,6 +70,9 @@ type Function struct {
 	SecretsGeneration int64            `json:"secretsGeneration,omitempty"`
 	CreatedAt         time.Time        `json:"createdAt"`
 	ActiveInstances   []InstanceDetail `json:"activeInstances,omitempty"`
+	// OwnedByDifferentAccount is set on reads of a function another account
+	// owns and shares with the caller's (ncaId is the owner's then).
+	OwnedByDifferentAccount bool `json:"ownedByDifferentAccount,omitempty"`
 
 	// Revision is the store revision this copy was read at, for optimistic
 	// concurrency. It never leaves the server.

@@ -102,6 +102,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	depBody := `{"deploymentSpecifications":[{"gpu":"H100","minInstances":1,"maxInstances":1}]}`
 	fv := fn.ID + "/versions/" + fn.VersionID
 	acct := "/v1/accounts/" + account + "/clusters"
+	const shares = "/v2/nvcf/authorizations/functions/"
 	const bad = `{"malformed`
 	const unknown = "00000000-0000-0000-0000-000000000000"
 	routes := []route{
@@ -143,6 +144,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "GET", real: "/v2/nvcf/queues/functions/" + fn.ID, scope: auth.ScopeQueueDetails},
 		{method: "GET", real: "/v2/nvcf/queues/functions/" + fv, scope: auth.ScopeQueueDetails},
 		{method: "GET", real: "/v2/nvcf/queues/" + reqID + "/position", scope: auth.ScopeQueueDetails},
+		{method: "GET", real: "/v2/nvcf/authorizations/functions", scope: auth.ScopeAuthorizeClients, listing: true},
+		{method: "POST", real: shares + fn.ID, body: `{"authorizedParties":[]}`, scope: auth.ScopeAuthorizeClients},
+		{method: "GET", real: shares + fn.ID, scope: auth.ScopeAuthorizeClients},
+		{method: "DELETE", real: shares + fn.ID, safe: shares + unknown, scope: auth.ScopeAuthorizeClients},
+		{method: "PATCH", real: shares + fn.ID + "/add", body: `{"authorizedParty":{"ncaId":"other-account"}}`, scope: auth.ScopeAuthorizeClients},
+		{method: "PATCH", real: shares + fn.ID + "/remove", body: `{"authorizedParty":{"ncaId":"other-account"}}`, scope: auth.ScopeAuthorizeClients},
+		{method: "POST", real: shares + fv, body: `{"authorizedParties":[]}`, scope: auth.ScopeAuthorizeClients},
+		{method: "GET", real: shares + fv, scope: auth.ScopeAuthorizeClients},
+		{method: "DELETE", real: shares + fv, safe: shares + unknown + "/versions/" + unknown, scope: auth.ScopeAuthorizeClients},
+		{method: "PATCH", real: shares + fv + "/add", body: `{"authorizedParty":{"ncaId":"other-account"}}`, scope: auth.ScopeAuthorizeClients},
+		{method: "PATCH", real: shares + fv + "/remove", body: `{"authorizedParty":{"ncaId":"other-account"}}`, scope: auth.ScopeAuthorizeClients},
 		{method: "POST", real: "/v1/keys", body: `{"description":"x"}`, listing: true},
 		{method: "GET", real: "/v1/keys", listing: true},
 		{method: "DELETE", real: "/v1/keys/" + standing.ID, safe: "/v1/keys/" + unknown},
