@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 //	           instance's pid on stdout, then waits to be killed.
 //
 // GANTRY_TEST_IGNORE_TERM=1 makes serve ignore SIGTERM.
+// GANTRY_TEST_LISTEN_PORT=N makes serve ignore $PORT and listen on N, like a
+// function that binds its inferencePort.
 func runHelper(mode string) int {
 	switch mode {
 	case "exit":
@@ -141,7 +143,11 @@ func serveHelper(sick bool) int {
 		go func() { _ = cmd.Wait() }()
 		writeJSON(w, cmd.Process.Pid)
 	})
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", os.Getenv("PORT")))
+	port := os.Getenv("PORT")
+	if p := os.Getenv("GANTRY_TEST_LISTEN_PORT"); p != "" {
+		port = p
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		return 1

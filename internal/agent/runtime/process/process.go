@@ -3,11 +3,32 @@
 // single GPU box gets real instances (own port, GPU env vars, health checks,
 // crash restarts) without a container engine.
 //
-// Each instance gets its own free TCP port on 127.0.0.1, passed as $PORT, so
-// many instances of one function can share a machine. Because of that there
-// is exactly one port per instance: the function's inferencePort and a
-// distinct health port are both mapped onto $PORT, and a function must serve
-// its inference and health endpoints there.
+// Each instance has exactly one port on 127.0.0.1, passed as $PORT, and must
+// serve its inference and health endpoints there (a distinct health port in
+// the spec is mapped onto $PORT too). Which port that is:
+//
+//   - the function's inferencePort, when it has one and that port is free on
+//     the host and not held by another instance of this runtime;
+//   - otherwise a free port the kernel picks, so many instances of a function
+//     that honours $PORT share a machine.
+//
+// So a function that ignores $PORT and binds its inferencePort (e.g. :8000,
+// as NVIDIA's own load-test function does) runs unchanged, one instance per
+// port per host: a second one gets another $PORT, fails to come up, and its
+// status names the instance (or program) holding the port and what to do
+// about it. When the holder goes, its next restart takes the port. NVCF
+// functions are not told to honour $PORT, so no opt-in flag can tell the two
+// kinds apart, and guessing from what a process tree listens on would be
+// fragile; the rule above needs no guess. The cost is that an instance of a
+// $PORT-honouring function may take a well-known port on the host.
+//
+// A network namespace per instance (unshare -Urn works unprivileged on many
+// hosts) would let every such instance bind its port, but is not used: a
+// fresh namespace has only loopback, so the function could not pull models or
+// call out anywhere without veth and NAT (root) or a slirp4netns-style helper,
+// and an unprivileged agent cannot setns into it to reach the port (that
+// needs CAP_SYS_ADMIN in the agent's own user namespace), so it would also
+// need a relay process inside.
 //
 // Lifecycle of an instance: STARTING until the first healthy probe, then
 // RUNNING. An exit, or three failed probes in a row while RUNNING, restarts
@@ -30,6 +51,7 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -406,14 +428,22 @@ func (r *Runtime) update(ctx context.Context, in *instance, fn func(*runtime.Sta
 	}
 }
 
-// allocPort returns the port for in's next start: its previous port while
-// that is still free, so the endpoint stays stable across restarts, otherwise
-// a new one the kernel picks. Ports held by other instances are never handed
-// out twice, even in the window before a process binds its port.
+// allocPort returns the port for in's next start: the function's
+// inferencePort if it has one and nobody holds it (see the package comment),
+// else its previous port while that is still free, so the endpoint stays
+// stable across restarts, else a new one the kernel picks. Ports held by
+// other instances are never handed out twice, even in the window before a
+// process binds its port.
 func (r *Runtime) allocPort(in *instance) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := in.spec.InstanceID
+	if p := in.spec.InferencePort; p > 0 && p <= 65535 {
+		if owner, taken := r.ports[p]; (!taken || owner == id) && portFreeAll(p) {
+			r.claimPort(in, p)
+			return p, nil
+		}
+	}
 	if in.port != 0 && portFree(in.port) {
 		return in.port, nil
 	}
@@ -427,14 +457,71 @@ func (r *Runtime) allocPort(in *instance) (int, error) {
 		if owner, taken := r.ports[port]; taken && owner != id {
 			continue
 		}
-		if in.port != 0 && r.ports[in.port] == id {
-			delete(r.ports, in.port)
-		}
-		r.ports[port] = id
-		in.port = port
+		r.claimPort(in, port)
 		return port, nil
 	}
 	return 0, errors.New("process: allocate port: no free port found")
+}
+
+// claimPort records that in holds port, releasing the port it held before.
+// Callers hold r.mu.
+func (r *Runtime) claimPort(in *instance, port int) {
+	id := in.spec.InstanceID
+	if in.port != 0 && in.port != port && r.ports[in.port] == id {
+		delete(r.ports, in.port)
+	}
+	r.ports[port] = id
+	in.port = port
+}
+
+// inferencePortHolder returns the other instance holding in's inferencePort
+// when in starts on port instead, or "".
+func (r *Runtime) inferencePortHolder(in *instance, port int) string {
+	p := in.spec.InferencePort
+	if p <= 0 || p == port {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if owner := r.ports[p]; owner != in.spec.InstanceID {
+		return owner
+	}
+	return ""
+}
+
+// portReleased reports whether the instance heldBy, which held in's
+// inferencePort when in started on port, has let it go since.
+func (r *Runtime) portReleased(in *instance, port int, heldBy string) bool {
+	if heldBy == "" {
+		return false
+	}
+	return r.inferencePortHolder(in, port) != heldBy
+}
+
+// portHint explains, for the status of an instance that failed to start on
+// port, why it did not get its inferencePort, since a function that binds
+// that port instead of $PORT fails for that reason. It is empty when the
+// instance got its inferencePort or has none.
+func (r *Runtime) portHint(in *instance, port int) string {
+	p := in.spec.InferencePort
+	if p <= 0 || p > 65535 || p == port {
+		return ""
+	}
+	r.mu.Lock()
+	owner, taken := r.ports[p]
+	r.mu.Unlock()
+	var holder string
+	switch {
+	case taken && owner != in.spec.InstanceID:
+		holder = fmt.Sprintf("already used by instance %s on this host", owner)
+	case !portFreeAll(p):
+		holder = "in use by another program on this host"
+	default:
+		return "" // free again: the next start takes it
+	}
+	return fmt.Sprintf("port %d, the function's inferencePort, is %s, so this instance got $PORT=%d; "+
+		"a function that binds its inferencePort instead of $PORT runs only one instance per host: "+
+		"make it listen on $PORT, or deploy at most one instance of it per host (a process-runtime cluster is one host)", p, holder, port)
 }
 
 // portFree reports whether port can be bound on 127.0.0.1 right now.
@@ -445,6 +532,17 @@ func portFree(port int) bool {
 	}
 	_ = ln.Close()
 	return true
+}
+
+// portFreeAll reports whether port can be bound on every address right now,
+// which is what a function binding 0.0.0.0 or 127.0.0.1 needs.
+func portFreeAll(port int) bool {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	_ = ln.Close()
+	return portFree(port)
 }
 
 // logPath is where an instance's output goes.

@@ -29,6 +29,7 @@ const (
 	outcomeFailedStart                    // it never became healthy
 	outcomeCrashed                        // it exited or went unhealthy after being healthy
 	outcomePermanent                      // it can never start; wait for Stop
+	outcomeRetake                         // its inferencePort came free; start again on it
 )
 
 // outcome is the result of one run, with the words for Status.Reason.
@@ -36,6 +37,7 @@ type outcome struct {
 	kind   outcomeKind
 	reason string        // e.g. "process exited with code 3 after 0.01s"
 	tail   string        // last lines of the process's output, if any
+	hint   string        // what to do about it, appended after the tail
 	fatal  bool          // a failed start that is ERRORED at once (command not found)
 	ranFor time.Duration // time spent RUNNING, for outcomeCrashed
 }
@@ -61,6 +63,11 @@ func (r *Runtime) supervise(ctx context.Context, in *instance) {
 			return
 		}
 		switch out.kind {
+		case outcomeRetake:
+			r.log.Info("instance restarting on its inferencePort", "instance", id, "reason", out.reason)
+			r.update(ctx, in, func(s *runtime.Status) {
+				s.State, s.Reason, s.Endpoint = runtime.StateStarting, out.reason, ""
+			})
 		case outcomePermanent:
 			r.log.Warn("instance cannot start", "instance", id, "reason", out.reason)
 			r.update(ctx, in, func(s *runtime.Status) {
@@ -93,6 +100,9 @@ func (r *Runtime) supervise(ctx context.Context, in *instance) {
 			default:
 				reason = withTail(fmt.Sprintf("restarting: %s (%s)", out.reason, countFailed(failedStarts)), out.tail)
 			}
+			if out.hint != "" {
+				reason += "; " + out.hint
+			}
 			r.log.Warn("instance failed to start", "instance", id, "state", state, "reason", reason)
 			r.update(ctx, in, func(s *runtime.Status) {
 				s.State, s.Reason, s.Endpoint = state, reason, ""
@@ -119,6 +129,7 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 	if err != nil {
 		return outcome{kind: outcomeFailedStart, reason: strings.TrimPrefix(err.Error(), "process: ")}
 	}
+	heldBy := r.inferencePortHolder(in, port)
 	logFile, err := r.openLog(spec.InstanceID)
 	if err != nil {
 		return outcome{kind: outcomeFailedStart, reason: strings.TrimPrefix(err.Error(), "process: ")}
@@ -173,6 +184,11 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 		o := outcome{kind: outcomeFailedStart, reason: describeExit(cmd.ProcessState, waitErr, time.Since(started)), tail: tail()}
 		if healthy {
 			o.kind, o.ranFor = outcomeCrashed, time.Since(runningSince)
+		} else if o.hint = r.portHint(in, port); o.hint != "" && addrInUse(o.tail) {
+			// It almost surely binds its inferencePort: say so at once
+			// rather than after FailureThreshold starts. Restarts go on, so
+			// it takes the port when the holder is gone.
+			o.fatal = true
 		}
 		fmt.Fprintf(logFile, "--- gantry: %s ---\n", o.reason)
 		return o
@@ -218,6 +234,13 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 				r.log.Info("instance running", "instance", spec.InstanceID, "endpoint", endpoint,
 					"startup", time.Since(started).Round(time.Millisecond))
 			}
+		case !healthy && r.portReleased(in, port, heldBy):
+			// A function that binds its inferencePort may now have bound
+			// it, where nobody probes: start again on that port.
+			kill()
+			reason := fmt.Sprintf("port %d, the function's inferencePort, came free; restarting on it", spec.InferencePort)
+			fmt.Fprintf(logFile, "--- gantry: %s ---\n", reason)
+			return outcome{kind: outcomeRetake, reason: reason}
 		case healthy:
 			probeFails++
 			if probeFails >= unhealthyThreshold {
@@ -230,7 +253,7 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 			kill()
 			reason := fmt.Sprintf("not healthy within the startup timeout of %s (last probe: %v)", r.cfg.StartupTimeout, perr)
 			fmt.Fprintf(logFile, "--- gantry: %s; killed ---\n", reason)
-			return outcome{kind: outcomeFailedStart, reason: reason, tail: tail()}
+			return outcome{kind: outcomeFailedStart, reason: reason, tail: tail(), hint: r.portHint(in, port)}
 		}
 		if healthy {
 			timer.Reset(r.cfg.HealthInterval)
@@ -417,6 +440,14 @@ func withTail(reason, tail string) string {
 		return reason
 	}
 	return reason + ": " + tail
+}
+
+// addrInUse reports whether a process's output tail says a bind failed
+// because the address was taken, in the words of the common runtimes (Go,
+// Python, Node, Rust).
+func addrInUse(tail string) bool {
+	t := strings.ToLower(tail)
+	return strings.Contains(t, "address already in use") || strings.Contains(t, "eaddrinuse")
 }
 
 // countFailed words a failed start count.
