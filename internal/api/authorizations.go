@@ -55,10 +55,8 @@ type partiesChange func(parties []model.AuthorizedParty) ([]model.AuthorizedPart
 // changeShares applies change to the function-level list (versionID empty)
 // or to one version's list of a function the caller owns, and stores the
 // result, retrying when another writer got there first.
+// The caller has checked ownership (ownShareTarget).
 func (a *API) changeShares(ctx context.Context, p auth.Principal, fnID, versionID string, change partiesChange) (model.FunctionAuthorization, error) {
-	if err := a.ownShareTarget(ctx, p, fnID, versionID); err != nil {
-		return model.FunctionAuthorization{}, err
-	}
 	for ctx.Err() == nil {
 		share, err := a.readShares(ctx, p.Account, fnID)
 		if err != nil {

@@ -157,10 +157,6 @@ func (p Principal) CanUse(fnID, owner string, shared bool) bool {
 	return !p.noShared
 }
 
-// ReachesShared reports whether the credential reaches every function other
-// accounts share with its account.
-func (p Principal) ReachesShared() bool { return !p.noShared }
-
 // CanUseFunction reports whether the credential reaches function fnID of its
 // account. Callers answer 404 when it does not, as for another account's
 // function, so a restricted key learns nothing about the others.
