@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -194,20 +195,24 @@ func InstanceTypeName(model string, count int) string {
 	return fmt.Sprintf("ON-PREM.GPU.%s_%dx", model, count)
 }
 
-// ParseInstanceTypeName splits ON-PREM.GPU.<MODEL>_<N>x into model and count.
+// ParseInstanceTypeName splits an NVCF instance type name,
+// <PREFIX>.GPU.<MODEL>_<N>x, into GPU model and count. The prefix names the
+// provider (ON-PREM, NCP, OCI, ...) and may be left out (GPU.H100_1x, as NVCF
+// task examples write it); it does not change the shape, so NCP.GPU.H100_1x
+// maps onto the same cluster inventory as ON-PREM.GPU.H100_1x.
 func ParseInstanceTypeName(name string) (model string, count int, ok bool) {
-	const prefix = "ON-PREM.GPU."
-	if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
-		return "", 0, false
-	}
-	rest := name[len(prefix):]
-	us := -1
-	for i := len(rest) - 1; i >= 0; i-- {
-		if rest[i] == '_' {
-			us = i
-			break
+	const gpu = "GPU."
+	rest, found := strings.CutPrefix(name, gpu)
+	if !found {
+		prefix, after, cut := strings.Cut(name, "."+gpu)
+		if !cut || prefix == "" || strings.ContainsFunc(prefix, func(r rune) bool {
+			return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}) {
+			return "", 0, false
 		}
+		rest = after
 	}
+	us := strings.LastIndexByte(rest, '_')
 	if us <= 0 || us == len(rest)-1 || rest[len(rest)-1] != 'x' {
 		return "", 0, false
 	}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -18,14 +19,21 @@ func TestInstanceTypeNames(t *testing.T) {
 		{"ON-PREM.GPU.H100_0x", "", 0, false},
 		{"ON-PREM.GPU.H100_x", "", 0, false},
 		{"ON-PREM.GPU.H100", "", 0, false},
-		{"GPU.H100_1x", "", 0, false},
 		{"ON-PREM.GPU._1x", "", 0, false},
+		// Other providers' prefixes, and none, name the same shapes.
+		{"NCP.GPU.H100_1x", "H100", 1, true},
+		{"OCI.GPU.H100_8x", "H100", 8, true},
+		{"GPU.H100_1x", "H100", 1, true},
+		{".GPU.H100_1x", "", 0, false},
+		{"NCP.X.GPU.H100_1x", "", 0, false},
+		{"NCP GPU.H100_1x", "", 0, false},
+		{"NCP.CPU.H100_1x", "", 0, false},
 	} {
 		m, n, ok := ParseInstanceTypeName(tc.name)
 		if m != tc.model || n != tc.n || ok != tc.ok {
 			t.Errorf("ParseInstanceTypeName(%q) = %q, %d, %v", tc.name, m, n, ok)
 		}
-		if ok && InstanceTypeName(m, n) != tc.name {
+		if ok && strings.HasPrefix(tc.name, "ON-PREM.") && InstanceTypeName(m, n) != tc.name {
 			t.Errorf("round trip of %q gave %q", tc.name, InstanceTypeName(m, n))
 		}
 	}
@@ -61,6 +69,9 @@ func TestSpecShapeAndNodeOffers(t *testing.T) {
 	}{
 		{GPUSpec{GPU: "H100"}, "ON-PREM.GPU.H100_1x", 1},
 		{GPUSpec{GPU: "H100", InstanceType: "ON-PREM.GPU.H100_4x"}, "ON-PREM.GPU.H100_4x", 4},
+		// nvcf-cli's default; the cluster offers it under its own name.
+		{GPUSpec{GPU: "H100", InstanceType: "NCP.GPU.H100_1x"}, "ON-PREM.GPU.H100_1x", 1},
+		{GPUSpec{GPU: "A10G", InstanceType: "GPU.A10G_2x"}, "ON-PREM.GPU.A10G_2x", 2},
 	} {
 		if it, n := tc.spec.Shape(); it != tc.itype || n != tc.n {
 			t.Errorf("Shape(%+v) = %s, %d", tc.spec, it, n)

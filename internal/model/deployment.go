@@ -67,11 +67,13 @@ func (s GPUSpec) Concurrency() int {
 // maxRequestConcurrency, where an explicit value must differ from "not set".
 func Int(v int) *int { return &v }
 
-// Shape resolves the spec to its instance type name and GPUs per instance:
-// an instanceType names its count; without one, one GPU of the spec's model.
+// Shape resolves the spec to the instance type clusters offer and the GPUs
+// per instance: an instanceType names its count, whatever its provider
+// prefix (NCP.GPU.H100_1x is ON-PREM.GPU.H100_1x); without one, one GPU of
+// the spec's model. The spec keeps the name as the caller sent it.
 func (s GPUSpec) Shape() (instanceType string, gpuCount int) {
-	if _, n, ok := ParseInstanceTypeName(s.InstanceType); ok {
-		return s.InstanceType, n
+	if m, n, ok := ParseInstanceTypeName(s.InstanceType); ok {
+		return InstanceTypeName(m, n), n
 	}
 	return InstanceTypeName(s.GPU, 1), 1
 }

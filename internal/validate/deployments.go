@@ -42,6 +42,10 @@ func Deployment(req *model.DeploymentRequest) error {
 		prefix := "deploymentSpecifications[" + itoa(i) + "]."
 		checkSpec(&p, prefix, s, "")
 		k := key{s.GPU, s.InstanceType, s.Backend}
+		if s.InstanceType != "" {
+			// NCP.GPU.H100_1x and ON-PREM.GPU.H100_1x are one shape.
+			k.instanceType, _ = s.Shape()
+		}
 		if j, dup := seen[k]; dup {
 			p.addf("deploymentSpecifications[%d] repeats deploymentSpecifications[%d] (gpu %s, instanceType %s, backend %s): "+
 				"two specifications with the same gpu, instanceType and backend could not be told apart; merge them into one",
@@ -137,7 +141,8 @@ func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) 
 		m, _, ok := model.ParseInstanceTypeName(s.InstanceType)
 		switch {
 		case !ok:
-			p.addf("%sinstanceType %s is invalid: use ON-PREM.GPU.<gpu>_<count>x, e.g. %q, or leave it out for the default",
+			p.addf("%sinstanceType %s is invalid: use <provider>.GPU.<gpu>_<count>x (NCP, ON-PREM or any other provider prefix), "+
+				"e.g. %q, or leave it out for the default",
 				prefix, quote(s.InstanceType), example)
 		case gpuOK && m != s.GPU:
 			p.addf("%sinstanceType %s is for GPU %s but gpu is %s: they must name the same GPU, e.g. %q",

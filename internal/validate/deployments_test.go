@@ -64,6 +64,9 @@ func TestDeploymentValid(t *testing.T) {
 			r.Specs[1].InstanceType = ""
 		}},
 		{"null configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage("null") }},
+		{"nvcf-cli's default instance type", func(r *model.DeploymentRequest) {
+			r.Specs = []model.GPUSpec{{GPU: "H100", InstanceType: "NCP.GPU.H100_1x", MinInstances: 1, MaxInstances: 1}}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestDeploymentRules(t *testing.T) {
 		{"gpu too long", func(r *model.DeploymentRequest) { r.Specs[1].GPU = strings.Repeat("g", 65) },
 			"deploymentSpecifications[1].gpu \"ggg"},
 		{"instanceType malformed", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "H100x2" },
-			`deploymentSpecifications[0].instanceType "H100x2" is invalid: use ON-PREM.GPU.<gpu>_<count>x, e.g. "ON-PREM.GPU.H100_1x"`},
+			`deploymentSpecifications[0].instanceType "H100x2" is invalid: use <provider>.GPU.<gpu>_<count>x`},
 		{"instanceType zero count", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "ON-PREM.GPU.H100_0x" },
 			`instanceType "ON-PREM.GPU.H100_0x" is invalid`},
 		{"instanceType for another gpu", func(r *model.DeploymentRequest) { r.Specs[0].InstanceType = "ON-PREM.GPU.A100_1x" },
@@ -126,6 +129,10 @@ func TestDeploymentRules(t *testing.T) {
 		{"duplicate specs", func(r *model.DeploymentRequest) { r.Specs = append(r.Specs, validSpec()) },
 			`deploymentSpecifications[2] repeats deploymentSpecifications[0] (gpu "H100", instanceType "ON-PREM.GPU.H100_2x", backend "lab"): ` +
 				"two specifications with the same gpu, instanceType and backend could not be told apart"},
+		{"one shape under two provider prefixes", func(r *model.DeploymentRequest) {
+			r.Specs = append(r.Specs, validSpec())
+			r.Specs[2].InstanceType = "NCP.GPU.H100_2x"
+		}, `deploymentSpecifications[2] repeats deploymentSpecifications[0] (gpu "H100", instanceType "NCP.GPU.H100_2x", backend "lab")`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
