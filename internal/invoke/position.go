@@ -66,6 +66,7 @@ func (g *Gateway) position(w http.ResponseWriter, r *http.Request, p auth.Princi
 			return err
 		}
 		out.PositionInQueue = min(n, maxPosition)
+		out.Position = out.PositionInQueue
 	}
 	return web.JSON(w, http.StatusOK, out)
 }

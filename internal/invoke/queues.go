@@ -49,8 +49,8 @@ func (g *Gateway) queues(w http.ResponseWriter, r *http.Request, p auth.Principa
 		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
-		out.Queues = append(out.Queues, model.Queue{FunctionVersionID: e.Function.VersionID,
-			FunctionName: e.Function.Name, FunctionStatus: e.Status(), QueueDepth: depth})
+		out.Queues = append(out.Queues, model.Queue{FunctionID: fnID, FunctionVersionID: e.Function.VersionID,
+			FunctionName: e.Function.Name, FunctionStatus: e.Status(), QueueDepth: depth, Size: depth})
 	}
 	return web.JSON(w, http.StatusOK, out)
 }

@@ -91,19 +91,25 @@ type QueueResponse struct {
 	Queues     []Queue `json:"queues"`
 }
 
-// Queue is the depth of one function version's work queue.
+// Queue is the depth of one function version's work queue. NVCF's API
+// names the depth queueDepth; nvcf-cli reads it as size, next to the
+// function id, so both are sent.
 type Queue struct {
+	FunctionID        string         `json:"functionId"`
 	FunctionVersionID string         `json:"functionVersionId"`
 	FunctionName      string         `json:"functionName"`
 	FunctionStatus    FunctionStatus `json:"functionStatus"`
 	QueueDepth        int            `json:"queueDepth"`
+	Size              int            `json:"size"`
 }
 
 // QueuePosition is the body of GET /v2/nvcf/queues/{requestId}/position.
+// Position repeats PositionInQueue under the name nvcf-cli reads.
 type QueuePosition struct {
 	FunctionID        string `json:"functionId"`
 	FunctionVersionID string `json:"functionVersionId"`
 	PositionInQueue   int    `json:"positionInQueue"`
+	Position          int    `json:"position"`
 }
 
 // ClusterRequest is the body of POST /v1/accounts/{ncaId}/clusters (NVCF's

@@ -56,7 +56,7 @@ func TestQueuePosition(t *testing.T) {
 	}
 	for i, id := range reqIDs {
 		got := p.position(t, id, p.AdminToken(), http.StatusOK)
-		want := model.QueuePosition{FunctionID: f.ID, FunctionVersionID: f.VersionID, PositionInQueue: i + 1}
+		want := model.QueuePosition{FunctionID: f.ID, FunctionVersionID: f.VersionID, PositionInQueue: i + 1, Position: i + 1}
 		if got != want {
 			t.Errorf("call %d: position %+v, want %+v", i, got, want)
 		}
