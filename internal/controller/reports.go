@@ -27,6 +27,11 @@ type AgentStore interface {
 	GetInstance(ctx context.Context, id string) (model.Instance, error)
 	PutInstanceState(ctx context.Context, st model.InstanceState) error
 	ListSecrets(ctx context.Context, fnID, versionID string) ([]store.SealedSecret, error)
+	// Image pull configs: the function's image and account, and the
+	// account's registry credentials (listed by account only).
+	GetFunction(ctx context.Context, fnID, versionID string) (model.Function, error)
+	ListRegistryCredentials(ctx context.Context, account string) ([]model.RegistryCredential, error)
+	GetRegistrySecret(ctx context.Context, id string) (store.SealedSecret, error)
 }
 
 // Opener decrypts sealed secrets.
@@ -172,21 +177,25 @@ func sameState(a, b model.InstanceState) bool {
 	return a.Status == b.Status && a.Reason == b.Reason && a.Restarts == b.Restarts && slices.Equal(a.GPUs, b.GPUs)
 }
 
-// SecretsRequest is what an agent sends to fetch an instance's secrets.
-type SecretsRequest struct {
-	InstanceID string `json:"instanceId"`
-}
-
+// handleSecrets answers an agent starting an instance: the secret values
+// alone, or, when it asks for the image pull config too, both as
+// model.InstanceSecrets. Only the instance's own cluster is answered, on
+// its agent's inbox (bus.FromAgent), which no other agent can read.
 func (a *Agents) handleSecrets(msg *nats.Msg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var req SecretsRequest
+	var req model.InstanceSecretsRequest
 	if err := json.Unmarshal(msg.Data, &req); err != nil {
 		reply(msg, nil, errors.New("controller: undecodable secrets request"))
 		return
 	}
 	clusterID, ok := bus.FromAgent(msg)
 	if !ok || clusterID != bus.ClusterFromSubject(msg.Subject) {
+		return
+	}
+	if req.ImagePull {
+		out, err := a.InstanceSecrets(ctx, clusterID, req.InstanceID)
+		reply(msg, out, err)
 		return
 	}
 	vals, err := a.Secrets(ctx, clusterID, req.InstanceID)
@@ -211,10 +220,52 @@ func (a *Agents) openAll(ctx context.Context, inst model.Instance, sealed []stor
 // Secrets opens the secrets of the function an instance runs, for the agent
 // of the cluster the instance is placed on and no other.
 func (a *Agents) Secrets(ctx context.Context, clusterID, instanceID string) (map[string]string, error) {
+	inst, err := a.placed(ctx, clusterID, instanceID)
+	if err != nil {
+		return nil, err
+	}
+	return a.openSecrets(ctx, inst)
+}
+
+// InstanceSecrets opens everything secret an instance starts with: its
+// function's secrets and the docker config its image is pulled with (see
+// imagePullConfig), for the agent of the cluster the instance is placed on
+// and no other.
+func (a *Agents) InstanceSecrets(ctx context.Context, clusterID, instanceID string) (model.InstanceSecrets, error) {
+	inst, err := a.placed(ctx, clusterID, instanceID)
+	if err != nil {
+		return model.InstanceSecrets{}, err
+	}
+	vals, err := a.openSecrets(ctx, inst)
+	if err != nil {
+		return model.InstanceSecrets{}, err
+	}
+	f, err := a.st.GetFunction(ctx, inst.FunctionID, inst.FunctionVersionID)
+	if err != nil {
+		return model.InstanceSecrets{}, fmt.Errorf("controller: function %s version %s of instance %s: %w",
+			inst.FunctionID, inst.FunctionVersionID, instanceID, err)
+	}
+	pull, err := a.imagePullConfig(ctx, f, inst)
+	if err != nil {
+		return model.InstanceSecrets{}, err
+	}
+	if vals == nil {
+		vals = map[string]string{}
+	}
+	return model.InstanceSecrets{Secrets: vals, DockerConfigJSON: pull}, nil
+}
+
+// placed reads an instance, refusing it to any cluster but its own.
+func (a *Agents) placed(ctx context.Context, clusterID, instanceID string) (model.Instance, error) {
 	inst, err := a.st.GetInstance(ctx, instanceID)
 	if err != nil || inst.ClusterID != clusterID {
-		return nil, fmt.Errorf("controller: instance %s is not placed on cluster %s", instanceID, clusterID)
+		return model.Instance{}, fmt.Errorf("controller: instance %s is not placed on cluster %s", instanceID, clusterID)
 	}
+	return inst, nil
+}
+
+// openSecrets opens the secrets of the function version an instance runs.
+func (a *Agents) openSecrets(ctx context.Context, inst model.Instance) (map[string]string, error) {
 	// A NEK rotation may re-encrypt a secret and erase the key it was sealed
 	// with between the read and the open; reading again then finds it under
 	// the new key. Only a ciphertext that fails on fresh reads is an error.

@@ -38,6 +38,29 @@ type DesiredInstance struct {
 	SecretNames []string `json:"secretNames,omitempty"`
 }
 
+// InstanceSecretsRequest is what an agent sends on its secrets subject when
+// it starts an instance.
+type InstanceSecretsRequest struct {
+	InstanceID string `json:"instanceId"`
+	// ImagePull asks for the image pull config too, and for the answer as
+	// InstanceSecrets. Without it the answer is the bare map of secret
+	// values, which is all agents from before image pull secrets read.
+	ImagePull bool `json:"imagePull,omitempty"`
+}
+
+// InstanceSecrets answers an InstanceSecretsRequest with ImagePull. It only
+// ever travels as a NATS reply to the agent's own inbox; nothing stores it.
+type InstanceSecrets struct {
+	// Secrets are the function's secret values by name; never null, so
+	// the answer cannot be mistaken for a bare map.
+	Secrets map[string]string `json:"secrets"`
+	// DockerConfigJSON is a docker config ({"auths":{"<host>":{"auth":
+	// "<base64 user:password>"}}}) holding the account's registry
+	// credential for the image's registry host, or empty when it has
+	// none. It is as secret as Secrets.
+	DockerConfigJSON []byte `json:"dockerConfigJson,omitempty"`
+}
+
 // AgentReport is an agent's heartbeat: its inventory and the observed state of
 // every instance it runs. It is complete, never a delta.
 type AgentReport struct {
