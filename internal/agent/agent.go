@@ -9,7 +9,6 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -307,7 +306,7 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 			return err
 		}
 	}
-	secrets, err := a.fetchSecrets(ctx, in)
+	secrets, pull, err := a.fetchSecrets(ctx, in)
 	if err != nil {
 		return err
 	}
@@ -320,7 +319,7 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 		Image: in.ContainerImage, Args: in.ContainerArgs, Env: in.ContainerEnvironment, Secrets: secrets,
 		InferencePort: in.InferencePort, GPUs: gpus, GPUModel: in.GPU, GPUCount: in.GPUCount,
 		FunctionName: in.FunctionName, NCAID: in.NCAID, Backend: in.Backend, InstanceType: in.InstanceType,
-		Region: in.Region,
+		Region: in.Region, DockerConfigJSON: pull,
 		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
 			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
 	}
@@ -329,29 +328,6 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 	}
 	a.log.Info("agent: instance starting", "instance", in.InstanceID, "function", in.FunctionID, "gpus", gpus)
 	return nil
-}
-
-// fetchSecrets asks the control plane for an instance's secret values. They
-// live only in memory and in the instance's environment.
-func (a *Agent) fetchSecrets(ctx context.Context, in model.DesiredInstance) (map[string]string, error) {
-	if len(in.SecretNames) == 0 {
-		return nil, nil
-	}
-	req, _ := json.Marshal(map[string]string{"instanceId": in.InstanceID})
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	msg, err := a.cfg.Conn.RequestWithContext(rctx, bus.SecretsSubject(a.cfg.ClusterID), req)
-	if err != nil {
-		return nil, fmt.Errorf("agent: fetching secrets: %w", err)
-	}
-	var out map[string]string
-	if err := json.Unmarshal(msg.Data, &out); err != nil {
-		return nil, errors.New("agent: undecodable secrets answer")
-	}
-	if e, ok := out["error"]; ok && len(out) == 1 {
-		return nil, fmt.Errorf("agent: control plane refused secrets: %s", e)
-	}
-	return out, nil
 }
 
 // stopInstance stops an instance in the background; its worker stops first so

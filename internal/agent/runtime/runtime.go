@@ -38,9 +38,17 @@ type Spec struct {
 	Env               []model.EnvVar
 	// Secrets are handed to the instance as environment variables. Runtimes
 	// must never write them to disk or logs.
-	Secrets       map[string]string
-	InferencePort int
-	Health        HealthCheck
+	Secrets map[string]string
+	// DockerConfigJSON, when set, is a docker config ({"auths":{"<host>":
+	// {"auth":"<base64 user:password>"}}}) holding the function account's
+	// registry credential for Image's registry. It is as secret as
+	// Secrets: runtimes hand it only to the cluster's own secret store
+	// (the kube runtime makes it the pod's image pull Secret) and never
+	// write it to disk or logs. The process runtime ignores it: processes
+	// have no images to pull.
+	DockerConfigJSON []byte
+	InferencePort    int
+	Health           HealthCheck
 	// GPUModel and GPUCount are the instance type (ON-PREM.GPU.H100_2x is
 	// H100 and 2). Runtimes on a cluster manager ask it for that many GPUs
 	// of that model; GPUs is empty for them.

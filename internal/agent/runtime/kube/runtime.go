@@ -1,7 +1,9 @@
 // Package kube runs function instances as Kubernetes workloads: one
-// Deployment per instance (plus a Secret when it has secrets), placed on the
-// nodes whose GPUs match its instance type. It is the runtime behind
-// container images on a cluster that has the NVIDIA GPU Operator.
+// Deployment per instance (plus a Secret when it has secrets, and an image
+// pull Secret when its account has a registry credential for its image's
+// registry), placed on the nodes whose GPUs match its instance type. It is
+// the runtime behind container images on a cluster that has the NVIDIA GPU
+// Operator.
 //
 // Everything the runtime knows comes from informers on the API server, so its
 // view survives an agent restart: instances live in Kubernetes, not in the
@@ -290,7 +292,7 @@ func (r *Runtime) adopt() {
 	}
 }
 
-// Start creates the instance's Deployment (and Secret) and returns; the pod
+// Start creates the instance's Deployment (and Secrets) and returns; the pod
 // starts in the background and its progress shows up in List. Starting a
 // known instance, or one whose Deployment already exists, does nothing.
 func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
@@ -328,9 +330,11 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	return nil
 }
 
-// create makes the instance's objects: the Deployment, then the Secret owned
-// by it. If the Secret cannot be made, the Deployment is deleted again so a
-// retry starts clean.
+// create makes the instance's objects: the Deployment, then the Secrets
+// owned by it (its secrets, its image pull Secret). If a Secret cannot be
+// made, the Deployment is deleted again so a retry starts clean. The pod
+// may be created before its Secrets; the kubelet retries a pull or a start
+// that misses them, and they follow within one API call.
 func (r *Runtime) create(ctx context.Context, spec runtime.Spec) error {
 	var p placement
 	if spec.GPUCount > 0 {
@@ -358,22 +362,36 @@ func (r *Runtime) create(ctx context.Context, spec runtime.Spec) error {
 	if err != nil {
 		return fmt.Errorf("kube: create Deployment %s/%s: %w", r.cfg.Namespace, d.Name, err)
 	}
-	if len(spec.Secrets) == 0 {
-		return nil
+	var secrets []*corev1.Secret
+	if len(spec.Secrets) > 0 {
+		s, err := r.buildSecret(created, spec)
+		if err != nil {
+			return r.undoCreate(ctx, created, err)
+		}
+		secrets = append(secrets, s)
 	}
-	s, err := r.buildSecret(created, spec)
-	if err == nil {
-		err = r.putSecret(ctx, s)
+	if len(spec.DockerConfigJSON) > 0 {
+		secrets = append(secrets, r.buildPullSecret(created, spec))
 	}
-	if err != nil {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = deployments.Delete(dctx, created.Name, metav1.DeleteOptions{
-			PropagationPolicy: ptr.To(metav1.DeletePropagationForeground),
-			Preconditions:     &metav1.Preconditions{UID: &created.UID}})
-		return fmt.Errorf("kube: create Secret %s/%s for instance %s: %w", r.cfg.Namespace, s.Name, spec.InstanceID, err)
+	for _, s := range secrets {
+		if err := r.putSecret(ctx, s); err != nil {
+			return r.undoCreate(ctx, created, fmt.Errorf("kube: create Secret %s/%s for instance %s: %w",
+				r.cfg.Namespace, s.Name, spec.InstanceID, err))
+		}
 	}
 	return nil
+}
+
+// undoCreate deletes a Deployment whose Secrets could not be made (with
+// those that were, which it owns), so a retry starts clean, and returns
+// err.
+func (r *Runtime) undoCreate(ctx context.Context, created *appsv1.Deployment, err error) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = r.cfg.Client.AppsV1().Deployments(r.cfg.Namespace).Delete(dctx, created.Name, metav1.DeleteOptions{
+		PropagationPolicy: ptr.To(metav1.DeletePropagationForeground),
+		Preconditions:     &metav1.Preconditions{UID: &created.UID}})
+	return err
 }
 
 // putSecret creates s, or replaces the data and owner of a Secret of that

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -245,6 +246,48 @@ func TestRuntime(t *testing.T) {
 		})
 		if err := kai.Stop(ctx, spec.InstanceID); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("registry credential becomes the pod's image pull Secret", func(t *testing.T) {
+		spec := testSpec("inst-pull", "A100", 1)
+		spec.Image = "registry.example.com:5000/team/llm:2"
+		spec.Secrets = map[string]string{"TOKEN": "t"}
+		spec.DockerConfigJSON = []byte(`{"auths":{"registry.example.com:5000":{"auth":"cm9ib3Q6aHVudGVyMg=="}}}`)
+		if err := rt.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		d, err := deployments.Get(ctx, deploymentName(spec.InstanceID), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []corev1.LocalObjectReference{{Name: pullSecretName(d.Name)}}
+		if got := d.Spec.Template.Spec.ImagePullSecrets; !slices.Equal(got, want) {
+			t.Errorf("imagePullSecrets = %v, want %v", got, want)
+		}
+		s, err := env.Client.CoreV1().Secrets(ns).Get(ctx, pullSecretName(d.Name), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Type != corev1.SecretTypeDockerConfigJson || len(s.Data) != 1 ||
+			string(s.Data[corev1.DockerConfigJsonKey]) != string(spec.DockerConfigJSON) {
+			t.Errorf("pull Secret type %s, data %v", s.Type, slices.Sorted(maps.Keys(s.Data)))
+		}
+		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != d.UID || !*s.OwnerReferences[0].BlockOwnerDeletion ||
+			s.Labels[InstanceLabel] != spec.InstanceID || s.Labels[ClusterLabel] != testCluster {
+			t.Errorf("pull Secret owner %+v, labels %v", s.OwnerReferences, s.Labels)
+		}
+		waitStatus(t, rt, spec.InstanceID, isRunning)
+		if got := objectsOf(ctx, t, env, ns, spec.InstanceID); len(got) != 5 {
+			t.Fatalf("objects = %v, want a Deployment, ReplicaSet, pod, and the secrets and pull Secrets", got)
+		}
+		// Stop waits for the Secrets too: the garbage collector deletes
+		// them with their owner.
+		if err := rt.Stop(ctx, spec.InstanceID); err != nil {
+			t.Fatal(err)
+		}
+		if got := objectsOf(ctx, t, env, ns, spec.InstanceID); len(got) != 0 {
+			t.Errorf("left after Stop: %v", got)
 		}
 	})
 

@@ -267,6 +267,11 @@ func (r *Runtime) buildDeployment(spec runtime.Spec, p placement) (*appsv1.Deplo
 		Tolerations: []corev1.Toleration{{Key: string(GPUResource), Operator: corev1.TolerationOpExists,
 			Effect: corev1.TaintEffectNoSchedule}},
 	}
+	// The instance's own pull Secret (its account's registry credential)
+	// comes first, then the agent's: the kubelet tries them in order.
+	if len(spec.DockerConfigJSON) > 0 {
+		pod.ImagePullSecrets = append(pod.ImagePullSecrets, corev1.LocalObjectReference{Name: pullSecretName(name)})
+	}
 	for _, s := range r.cfg.ImagePullSecrets {
 		pod.ImagePullSecrets = append(pod.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
 	}
@@ -346,9 +351,37 @@ func secretEnvKey(k string) bool {
 	return k != SecretsFile && len(validation.IsConfigMapKey(k)) == 0
 }
 
+// pullSecretName names the image pull Secret of the instance whose
+// Deployment is deploymentName: Secret names may be longer than the
+// Deployment's 63 characters, so the suffix always fits.
+func pullSecretName(deploymentName string) string { return deploymentName + "-pull" }
+
+// ownedBy makes an object of an instance a dependent of its Deployment, so
+// Kubernetes deletes it with the Deployment (also on uninstall, which
+// deletes the Deployments). BlockOwnerDeletion makes a foreground deletion
+// of the Deployment, which Stop does, wait for it.
+func ownedBy(d *appsv1.Deployment) []metav1.OwnerReference {
+	return []metav1.OwnerReference{{
+		APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID,
+		Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
+	}}
+}
+
+// buildPullSecret returns the kubernetes.io/dockerconfigjson Secret the
+// instance's pod pulls its image with (the function account's registry
+// credential), owned by its Deployment.
+func (r *Runtime) buildPullSecret(d *appsv1.Deployment, spec runtime.Spec) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: pullSecretName(d.Name), Namespace: d.Namespace, Labels: d.Labels, OwnerReferences: ownedBy(d),
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: spec.DockerConfigJSON},
+	}
+}
+
 // buildSecret returns the Secret holding an instance's secrets, owned by its
-// Deployment so Kubernetes deletes it with the Deployment. BlockOwnerDeletion
-// makes a foreground deletion of the Deployment wait for it.
+// Deployment (see ownedBy).
 func (r *Runtime) buildSecret(d *appsv1.Deployment, spec runtime.Spec) (*corev1.Secret, error) {
 	all, err := json.Marshal(spec.Secrets)
 	if err != nil {
@@ -362,11 +395,7 @@ func (r *Runtime) buildSecret(d *appsv1.Deployment, spec runtime.Spec) (*corev1.
 	}
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: d.Name, Namespace: d.Namespace, Labels: d.Labels,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion: "apps/v1", Kind: "Deployment", Name: d.Name, UID: d.UID,
-				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
-			}},
+			Name: d.Name, Namespace: d.Namespace, Labels: d.Labels, OwnerReferences: ownedBy(d),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,

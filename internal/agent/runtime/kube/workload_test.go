@@ -269,3 +269,54 @@ func TestInstanceDirsMounted(t *testing.T) {
 		})
 	}
 }
+
+// TestImagePullSecrets checks which Secrets an instance's pod pulls with:
+// its own (its account's registry credential) first, then the agent's.
+func TestImagePullSecrets(t *testing.T) {
+	t.Parallel()
+	config := []byte(`{"auths":{"nvcr.io":{"auth":"cm9ib3Q6aHVudGVyMg=="}}}`)
+	tests := []struct {
+		name   string
+		agent  []string
+		config []byte
+		want   []string
+	}{
+		{name: "none"},
+		{name: "the agent's only", agent: []string{"regcred"}, want: []string{"regcred"}},
+		{name: "the instance's only", config: config, want: []string{"gantry-inst-1-pull"}},
+		{name: "the instance's, then the agent's", agent: []string{"regcred"}, config: config,
+			want: []string{"gantry-inst-1-pull", "regcred"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := &Runtime{cfg: Config{Namespace: "gantry", ClusterID: "c1", ImagePullSecrets: tc.agent}}
+			spec := runtime.Spec{InstanceID: "inst-1", FunctionID: "fn-1", FunctionVersionID: "ver-1",
+				Image: "nvcr.io/example/echo:1", InferencePort: 8000, DockerConfigJSON: tc.config}
+			d, err := r.buildDeployment(spec, placement{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range d.Spec.Template.Spec.ImagePullSecrets {
+				got = append(got, s.Name)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("imagePullSecrets = %v, want %v", got, tc.want)
+			}
+			if tc.config == nil {
+				return
+			}
+			d.UID = "uid-1"
+			s := r.buildPullSecret(d, spec)
+			if s.Name != tc.want[0] || s.Namespace != "gantry" || s.Type != corev1.SecretTypeDockerConfigJson ||
+				string(s.Data[corev1.DockerConfigJsonKey]) != string(config) || len(s.Data) != 1 {
+				t.Errorf("pull Secret %s/%s type %s keys %v", s.Namespace, s.Name, s.Type, slices.Collect(maps.Keys(s.Data)))
+			}
+			if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != "uid-1" || s.OwnerReferences[0].Kind != "Deployment" ||
+				s.Labels[InstanceLabel] != "inst-1" {
+				t.Errorf("owner %+v, labels %v", s.OwnerReferences, s.Labels)
+			}
+		})
+	}
+}
