@@ -79,14 +79,17 @@ func (s GPUSpec) Shape() (instanceType string, gpuCount int) {
 }
 
 // Allows reports whether the spec lets an instance be placed on c: c takes
-// placements, and it satisfies the spec's own backend, clusters, regions and
-// availabilityZones. Schedulers and policies only ever narrow this further.
+// placements, and it satisfies the spec's own backend, clusters, regions,
+// availabilityZones and attributes. Schedulers and policies only ever
+// narrow this further.
 func (s GPUSpec) Allows(c Cluster) bool {
 	return c.Schedulable() && s.Selects(c)
 }
 
 // Selects reports whether c satisfies the spec's own backend, clusters,
-// regions and availabilityZones, whatever c's state.
+// regions, availabilityZones and attributes, whatever c's state. An
+// attribute is a capability the cluster must have been registered with
+// (NVCF's attributes select clusters the same way).
 func (s GPUSpec) Selects(c Cluster) bool {
 	if s.Backend != "" && s.Backend != c.GroupName && s.Backend != c.GroupID {
 		return false
@@ -100,7 +103,19 @@ func (s GPUSpec) Selects(c Cluster) bool {
 	if len(s.AvailabilityZones) > 0 && !slices.Contains(s.AvailabilityZones, c.Zone) {
 		return false
 	}
-	return true
+	return len(s.MissingCapabilities(c)) == 0
+}
+
+// MissingCapabilities returns the spec's attributes that are not among c's
+// capabilities, in the spec's order; none when c has them all.
+func (s GPUSpec) MissingCapabilities(c Cluster) []string {
+	var out []string
+	for _, a := range s.Attributes {
+		if !slices.Contains(c.Capabilities, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // HealthInfo explains why part of a deployment is not healthy, for example an

@@ -138,7 +138,7 @@ func (p *Policy) plan(spec model.GPUSpec, clusters []model.Cluster, used map[str
 	}
 	switch {
 	case len(ready) == 0:
-		return plan{why: "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches " + describeSpec(spec)}
+		return plan{why: Unmatched(spec, clusters, false)}
 	case len(allowed) == 0:
 		return plan{why: fmt.Sprintf("its clusterSelector %s matches none of the %d schedulable clusters the deployment allows",
 			p.ClusterSelector, len(ready))}
@@ -353,7 +353,7 @@ func EverFits(spec model.GPUSpec, clusters []model.Cluster) (ok bool, why string
 	case len(clusters) == 0:
 		return false, "no cluster is registered; register one (gantry cluster register) with GPUs of model " + spec.GPU
 	case selected == 0:
-		return false, fmt.Sprintf("no registered cluster matches %s", describeSpec(spec))
+		return false, Unmatched(spec, clusters, true)
 	}
 	return false, fmt.Sprintf("none of the %d registered clusters it allows has a node offering instance type %s", selected, itype)
 }
@@ -382,6 +382,45 @@ func capacity(spec model.GPUSpec, tiers [][]model.Cluster, used map[string]map[s
 		n, spec.GPU, mostFree)
 }
 
+// Unmatched says why no cluster of clusters takes spec when the spec's own
+// fields rule them all out: model.GPUSpec.Allows does (schedulable clusters
+// only), or with registered, model.GPUSpec.Selects (any state). It names
+// what the spec asks for and, when its attributes are what rules out
+// clusters that match everything else, the capabilities those lack and how
+// to add them. Both placement's pending reason and a call at zero
+// instances (through EverFits) say it.
+func Unmatched(spec model.GPUSpec, clusters []model.Cluster, registered bool) string {
+	allows, which := model.GPUSpec.Allows, "schedulable cluster (READY, not cordoned, draining or in maintenance)"
+	if registered {
+		allows, which = model.GPUSpec.Selects, "registered cluster"
+	}
+	why := "no " + which + " matches " + describeSpec(spec)
+	if len(spec.Attributes) == 0 {
+		return why
+	}
+	others := spec
+	others.Attributes = nil
+	n := 0
+	var missing []string
+	for _, c := range clusters {
+		if !allows(others, c) {
+			continue
+		}
+		n++
+		for _, a := range spec.MissingCapabilities(c) {
+			if !slices.Contains(missing, a) {
+				missing = append(missing, a)
+			}
+		}
+	}
+	if n == 0 {
+		return why
+	}
+	return fmt.Sprintf("%s: of the %d that its other placement fields allow, none has every capability its attributes name (missing: %s); "+
+		"add them to a cluster's capabilities (PUT /v1/accounts/{ncaId}/clusters/{clusterId}) or remove them from attributes",
+		why, n, strings.Join(missing, ", "))
+}
+
 func describeSpec(spec model.GPUSpec) string {
 	var parts []string
 	if spec.Backend != "" {
@@ -395,6 +434,9 @@ func describeSpec(spec model.GPUSpec) string {
 	}
 	if len(spec.AvailabilityZones) > 0 {
 		parts = append(parts, "zones "+strings.Join(spec.AvailabilityZones, ","))
+	}
+	if len(spec.Attributes) > 0 {
+		parts = append(parts, "attributes "+strings.Join(spec.Attributes, ",")+" (cluster capabilities)")
 	}
 	if len(parts) == 0 {
 		return "(no cluster is READY)"

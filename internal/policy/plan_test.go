@@ -247,7 +247,8 @@ func TestNarrowing(t *testing.T) {
 	down := h100("d1", "us-west", "b", 8)
 	down.Status = model.ClusterNotReady
 	cordoned := h100("k1", "us-west", "b", 8)
-	cordoned.Cordoned = true
+	cordoned.Cordoned, cordoned.Capabilities = true, []string{"nvlink", "gpudirect"}
+	west.Capabilities = []string{"nvlink"}
 	all := []model.Cluster{down, east, l40s, west, cordoned}
 	gpuH100 := &policy.Selector{MatchExpressions: []policy.Requirement{{Key: policy.LabelGPUProduct, Operator: policy.OpIn, Values: []string{"H100"}}}}
 	spec := func(mod func(*model.GPUSpec)) model.GPUSpec {
@@ -275,6 +276,13 @@ func TestNarrowing(t *testing.T) {
 			spec(func(s *model.GPUSpec) { s.Regions = []string{"us-west"} }), [][]string{{"l1", "w1"}}, ""},
 		{"no READY cluster in the spec's regions", &policy.Policy{Name: "h"},
 			spec(func(s *model.GPUSpec) { s.Regions = []string{"mars"} }), [][]string{}, `policy "h": no schedulable cluster (READY, not cordoned, draining or in maintenance) matches regions mars`},
+		{"spec attributes narrow to clusters with the capabilities", nil,
+			spec(func(s *model.GPUSpec) { s.Attributes = []string{"nvlink"} }), [][]string{{"w1"}}, ""},
+		{"no schedulable cluster has the spec's attributes", &policy.Policy{Name: "h"},
+			spec(func(s *model.GPUSpec) { s.Attributes = []string{"nvlink", "gpudirect"} }), [][]string{},
+			`policy "h": no schedulable cluster (READY, not cordoned, draining or in maintenance) matches attributes nvlink,gpudirect (cluster capabilities): ` +
+				"of the 3 that its other placement fields allow, none has every capability its attributes name (missing: nvlink, gpudirect); " +
+				"add them to a cluster's capabilities"},
 		{"fill-and-spill tiers match nothing", &policy.Policy{Name: "fs", FillAndSpill: []policy.Selector{regionSel("mars")}},
 			oneH100, [][]string{}, `none of its fillAndSpill tiers (region=mars) matches`},
 	}

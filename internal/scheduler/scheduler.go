@@ -69,7 +69,7 @@ func Choose(spec model.GPUSpec, clusters []model.Cluster, used map[string]map[st
 	case best != "":
 		return best, ""
 	case !anyFilter:
-		return "", "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches " + describeFilter(spec)
+		return "", policy.Unmatched(spec, clusters, false)
 	case !anyShape:
 		return "", fmt.Sprintf("no matching cluster offers instance type %s (gpus offered: %s)",
 			itype, strings.Join(offeredModels(spec, clusters), ", "))
@@ -92,26 +92,6 @@ func offeredModels(spec model.GPUSpec, clusters []model.Cluster) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-func describeFilter(spec model.GPUSpec) string {
-	parts := []string{}
-	if spec.Backend != "" {
-		parts = append(parts, "backend "+spec.Backend)
-	}
-	if len(spec.Clusters) > 0 {
-		parts = append(parts, "clusters "+strings.Join(spec.Clusters, ","))
-	}
-	if len(spec.Regions) > 0 {
-		parts = append(parts, "regions "+strings.Join(spec.Regions, ","))
-	}
-	if len(spec.AvailabilityZones) > 0 {
-		parts = append(parts, "zones "+strings.Join(spec.AvailabilityZones, ","))
-	}
-	if len(parts) == 0 {
-		return "(no cluster is READY)"
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Scheduler commits placements.

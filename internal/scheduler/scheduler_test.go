@@ -19,6 +19,7 @@ func TestChoose(t *testing.T) {
 		cluster("eu", "research", "eu", model.ClusterReady, "H100", 8),
 		cluster("down", "prod", "us-east", model.ClusterNotReady, "H100", 8),
 	}
+	clusters[2].Capabilities = []string{"nvlink"}
 	tests := []struct {
 		name      string
 		spec      model.GPUSpec
@@ -40,6 +41,9 @@ func TestChoose(t *testing.T) {
 		{name: "unknown gpu says what is offered", spec: model.GPUSpec{GPU: "A100"}, reasonHas: "gpus offered: H100, L40S"},
 		{name: "not-ready clusters are skipped", spec: model.GPUSpec{GPU: "H100", Clusters: []string{"down"}},
 			reasonHas: "no schedulable cluster (READY, not cordoned, draining or in maintenance) matches clusters down"},
+		{name: "attributes filter by capability", spec: model.GPUSpec{GPU: "H100", Attributes: []string{"nvlink"}}, want: "eu"},
+		{name: "attributes no cluster has say which", spec: model.GPUSpec{GPU: "H100", Attributes: []string{"gpudirect"}},
+			reasonHas: "matches attributes gpudirect (cluster capabilities): of the 3 that its other placement fields allow, none has every capability its attributes name (missing: gpudirect)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
