@@ -79,7 +79,7 @@ func TestAPIKeyScopes(t *testing.T) {
 		{"plain", []string{"register_function", "deploy_function"}, []string{"register_function", "deploy_function"}, nil},
 		{"apikey form", []string{"apikey:invoke_function", "apikey:queue_details"}, []string{"invoke_function", "queue_details"}, nil},
 		{"mixed forms repeat once", []string{"apikey:invoke_function", "invoke_function"}, []string{"invoke_function"}, nil},
-		{"unknown", []string{"invoke_function", "launch_task"}, nil, ErrUnknownScope},
+		{"unknown", []string{"invoke_function", "launch_rocket"}, nil, ErrUnknownScope},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

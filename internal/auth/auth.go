@@ -28,11 +28,17 @@ const (
 	ScopeQueueDetails         = "queue_details"
 	ScopeClusterManagement    = "cluster-management"
 	ScopeAuthorizeClients     = "authorize_clients"
-	// Gantry checks these two on no route yet; admin tokens carry them, and
-	// API keys may, so NVCF clients that ask for them are not refused.
+	// Gantry checks manage_telemetries on no route yet; admin tokens carry
+	// it, and API keys may, so NVCF clients that ask for it are not refused.
 	ScopeManageTelemetries         = "manage_telemetries"
 	ScopeManageRegistryCredentials = "manage_registry_credentials"
 )
+
+// TaskScopes are NVIDIA Cloud Tasks' (NVCT) scopes, besides update_secrets.
+// Gantry serves no task route, but nvcf-cli's `api-key generate` asks for a
+// task key next to the function key by default and fails when refused, so
+// a key may carry them; they open nothing (see ParseScope).
+var TaskScopes = []string{"launch_task", "list_tasks", "task_details", "cancel_task", "delete_task", "list_events", "list_results"}
 
 // AdminScopes are the scopes an admin token carries: every scope Gantry knows.
 var AdminScopes = []string{
@@ -50,10 +56,10 @@ var DefaultAPIKeyScopes = []string{ScopeInvokeFunction, ScopeListFunctions, Scop
 const ScopePrefix = "apikey:"
 
 // ParseScope returns the plain name of s, which may carry ScopePrefix, and
-// whether it is a scope Gantry knows.
+// whether it is a scope Gantry knows: one of AdminScopes or TaskScopes.
 func ParseScope(s string) (string, bool) {
 	name := strings.TrimPrefix(s, ScopePrefix)
-	return name, slices.Contains(AdminScopes, name)
+	return name, slices.Contains(AdminScopes, name) || slices.Contains(TaskScopes, name)
 }
 
 // Errors an Authenticator returns. Both become 401.

@@ -46,7 +46,8 @@ func TestParseScope(t *testing.T) {
 		{"apikey:invoke_function", "invoke_function", true},
 		{"cluster-management", "cluster-management", true},
 		{"apikey:apikey:invoke_function", "apikey:invoke_function", false},
-		{"launch_task", "launch_task", false},
+		{"launch_rocket", "launch_rocket", false},
+		{"launch_task", "launch_task", true}, // NVCT's: known, opens nothing
 		{"", "", false},
 	}
 	for _, tc := range tests {

@@ -125,7 +125,7 @@ func TestAPIKeyCommands(t *testing.T) {
 		{"unknown key", admin.Value, []string{"apikey", "revoke", "0123abcd"}, []string{"404", "gantry apikey list"}},
 		{"bad lifetime", admin.Value, []string{"apikey", "create", "--expires-in", "0d"}, []string{"--expires-in", "must be positive"}},
 		{"junk lifetime", admin.Value, []string{"apikey", "create", "--expires-in", "soon"}, []string{"want a duration such as 24h or 90d"}},
-		{"unknown scope", admin.Value, []string{"apikey", "create", "--scopes", "launch_task"}, []string{"400", "launch_task", "is not a scope Gantry knows"}},
+		{"unknown scope", admin.Value, []string{"apikey", "create", "--scopes", "launch_rocket"}, []string{"400", "launch_rocket", "is not a scope Gantry knows"}},
 		{"an API key cannot manage keys", value, []string{"apikey", "list"}, []string{"403", "needs an admin token"}},
 	}
 	for _, tc := range tests {

@@ -6,11 +6,13 @@ import "time"
 // (id "*") reaches every function of its account; one for
 // "authorized-functions" (id "*") every function other accounts share with
 // its account; one for "function" the function whose id is given, own or
-// shared.
+// shared. "account-tasks" (id "*") is NVIDIA Cloud Tasks': Gantry runs no
+// tasks, so it reaches nothing, and a key for it alone reaches no function.
 const (
 	ResourceAccountFunctions    = "account-functions"
 	ResourceAuthorizedFunctions = "authorized-functions"
 	ResourceFunction            = "function"
+	ResourceAccountTasks        = "account-tasks"
 )
 
 // API key statuses as the API reports them.

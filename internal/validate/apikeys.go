@@ -161,6 +161,11 @@ func checkPolicy(p *problems, field string, pol *model.APIKeyPolicy, account str
 				continue
 			}
 			functions = append(functions, r.ID)
+		case model.ResourceAccountTasks:
+			// nvcf-cli asks for a task key by default; it reaches no function.
+			if r.ID != "*" {
+				p.addf(`%s.id %s is invalid for type %s: use "*"`, rf, quote(r.ID), r.Type)
+			}
 		case "":
 			p.addf("%s.type is required: use %s, %s or %s", rf, model.ResourceAccountFunctions, model.ResourceAuthorizedFunctions, model.ResourceFunction)
 		default:

@@ -47,6 +47,10 @@ func TestAPIKey(t *testing.T) {
 			policy(invoke, sharedFns)}}}, APIKeyGrant{Scopes: invoke, Shared: true, NoOwn: true}},
 		{"a function and authorized functions", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
 			policy(invoke, fnRes("fn-a"), sharedFns)}}}, APIKeyGrant{Scopes: invoke, Functions: []string{"fn-a"}, Shared: true}},
+		{"a task key, as nvcf-cli asks for next to the function key: it reaches no function", &model.APIKeyRequest{
+			Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{policy([]string{"launch_task", "list_tasks", "update_secrets"},
+				model.APIKeyResource{ID: "*", Type: model.ResourceAccountTasks})}}},
+			APIKeyGrant{Scopes: []string{"launch_task", "list_tasks", "update_secrets"}, NoOwn: true}},
 		{"account-functions", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
 			policy(invoke, allFns)}}}, APIKeyGrant{Scopes: invoke}},
 		{"account-functions by account id", &model.APIKeyRequest{Authorizations: &model.APIKeyAuthorizations{Policies: []model.APIKeyPolicy{
@@ -101,8 +105,10 @@ func TestAPIKeyInvalid(t *testing.T) {
 		{"expiry without zone", model.APIKeyRequest{ExpiresAt: "2030-01-01T00:00:00"}, "RFC 3339"},
 		{"description too long", model.APIKeyRequest{Description: strings.Repeat("é", MaxKeyDescriptionLen+1)}, "description is 257 characters long"},
 		{"description with a newline", model.APIKeyRequest{Description: "a\nb"}, "description \"a\\nb\" must not contain"},
-		{"unknown scope", model.APIKeyRequest{Authorizations: pol(policy([]string{"invoke_function", "launch_task"}))},
-			`authorizations.policies[0].scopes[1] "launch_task" is not a scope Gantry knows`},
+		{"unknown scope", model.APIKeyRequest{Authorizations: pol(policy([]string{"invoke_function", "launch_rocket"}))},
+			`authorizations.policies[0].scopes[1] "launch_rocket" is not a scope Gantry knows`},
+		{"account-tasks of one task", model.APIKeyRequest{Authorizations: pol(policy(invoke,
+			model.APIKeyResource{ID: "t-1", Type: model.ResourceAccountTasks}))}, `id "t-1" is invalid for type account-tasks: use "*"`},
 		{"double prefix", model.APIKeyRequest{Authorizations: pol(policy([]string{"apikey:apikey:invoke_function"}))}, "is not a scope Gantry knows"},
 		{"no scopes", model.APIKeyRequest{Authorizations: pol(policy(nil))}, "authorizations.policies[0].scopes is empty"},
 		{"unknown resource type", model.APIKeyRequest{Authorizations: pol(policy(invoke, model.APIKeyResource{ID: "x", Type: "task"}))},
