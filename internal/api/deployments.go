@@ -184,7 +184,8 @@ func (a *API) patchGPUSpec(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err := validate.Decode(r.Body, maxBody, &patch); err != nil {
 		return err
 	}
-	return a.modify(w, r.Context(), func() (model.Deployment, error) {
+	patched := -1
+	return a.modifyAnd(w, r.Context(), func() (model.Deployment, error) {
 		return a.ownDeploymentByID(r.Context(), p, ids[0])
 	}, func(d *model.Deployment) error {
 		for i, s := range d.Specs {
@@ -194,16 +195,35 @@ func (a *API) patchGPUSpec(w http.ResponseWriter, r *http.Request, p auth.Princi
 					return err
 				}
 				d.Specs[i] = next
+				patched = i
 				return nil
 			}
 		}
 		return problem.NotFound("deployment %s has no gpu specification %s", ids[0], ids[1])
+	}, func(d model.Deployment) any {
+		return gpuSpecResponse{GPUSpec: d.Specs[patched], Deployment: d}
 	})
 }
 
+// gpuSpecResponse answers a PATCH of one specification: NVCF's body is the
+// specification ({"gpuSpecification": ...}, which nvcf-cli reads); the
+// whole deployment comes with it, for clients that show the rest.
+type gpuSpecResponse struct {
+	GPUSpec    model.GPUSpec    `json:"gpuSpecification"`
+	Deployment model.Deployment `json:"deployment"`
+}
+
 // modify applies change to a freshly read deployment and writes it, retrying
-// when another writer (the controller updating status) got there first.
+// when another writer (the controller updating status) got there first, and
+// answers with the deployment.
 func (a *API) modify(w http.ResponseWriter, ctx context.Context, read func() (model.Deployment, error), change func(*model.Deployment) error) error {
+	return a.modifyAnd(w, ctx, read, change, func(d model.Deployment) any { return model.DeploymentResponse{Deployment: d} })
+}
+
+// modifyAnd is modify answering with the body answer builds from the
+// written deployment.
+func (a *API) modifyAnd(w http.ResponseWriter, ctx context.Context, read func() (model.Deployment, error),
+	change func(*model.Deployment) error, answer func(model.Deployment) any) error {
 	for attempt := 0; ; attempt++ {
 		d, err := read()
 		if err != nil {
@@ -220,7 +240,7 @@ func (a *API) modify(w http.ResponseWriter, ctx context.Context, read func() (mo
 			return err
 		}
 		a.showScale(ctx, &d)
-		return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+		return web.JSON(w, http.StatusOK, answer(d))
 	}
 }
 

@@ -23,7 +23,8 @@ import (
 	"github.com/gantry-dev/gantry/internal/model"
 )
 
-// LocalCluster is the id, name and group of the dev cluster.
+// LocalCluster is the id and name of the dev cluster, and its group unless
+// Config.ClusterGroup names another.
 const LocalCluster = "local"
 
 // Config configures a dev platform.
@@ -33,7 +34,11 @@ type Config struct {
 	GPUs        int    // simulated GPU count (default 8)
 	GPUModel    string // default H100
 	GPUMemoryGB int    // default 80
-	Logger      *slog.Logger
+	// ClusterGroup is the dev cluster's group, the deployments' backend
+	// (default "local"); NVCF's self-hosted examples deploy to
+	// "nvcf-default".
+	ClusterGroup string
+	Logger       *slog.Logger
 	// Process tunes the process runtime (tests shorten backoffs); Dir,
 	// Notify and Logger are filled in.
 	Process process.Config
@@ -71,6 +76,9 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.GPUMemoryGB == 0 {
 		cfg.GPUMemoryGB = 80
 	}
+	if cfg.ClusterGroup == "" {
+		cfg.ClusterGroup = LocalCluster
+	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
 		Invocation: cfg.Invocation, Autoscale: cfg.Autoscale, Logger: cfg.Logger})
 	if err != nil {
@@ -86,7 +94,7 @@ func (p *Platform) Start(ctx context.Context) error {
 		return err
 	}
 	cred, err := p.cp.EnsureCluster(ctx, model.Cluster{ID: LocalCluster, Name: LocalCluster,
-		GroupName: LocalCluster, Region: "local", CloudProvider: "ON-PREM"})
+		GroupName: p.cfg.ClusterGroup, Region: "local", CloudProvider: "ON-PREM"})
 	if err != nil {
 		p.cp.Close()
 		return err

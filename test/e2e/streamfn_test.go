@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -21,7 +23,8 @@ import (
 //
 // A request with Stream-Events n streams n events Stream-Interval apart
 // (Stream-Exit-After k: the process dies after event k); one with Call-Id
-// answers the id after Call-Delay.
+// answers the id after Call-Delay; any other call to /generate answers
+// {"path": ..., "body": ...} in JSON, as the echo helper does.
 const streamLogEnv = "STREAM_LOG"
 
 func serveStream() {
@@ -45,6 +48,12 @@ func serveStream() {
 			case <-r.Context().Done():
 			}
 			fmt.Fprint(w, id)
+			return
+		}
+		if r.URL.Path == "/generate" && r.Header.Get("Stream-Events") == "" {
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]string{"path": r.URL.Path, "body": string(body)})
 			return
 		}
 		n, _ := strconv.Atoi(r.Header.Get("Stream-Events"))
