@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,6 +35,12 @@ type keysRig struct {
 
 func newKeysRig(t *testing.T) *keysRig {
 	t.Helper()
+	return newKeysRigWithGate(t, auth.InstallLoopback, "")
+}
+
+// newKeysRigWithGate is newKeysRig with the installation gate in mode.
+func newKeysRigWithGate(t *testing.T, mode auth.InstallMode, bootstrapSecret string) *keysRig {
+	t.Helper()
 	st := testutil.StartEtcd(t)
 	ctx := testutil.Context(t)
 	iss := auth.NewIssuer(st, testutil.NewKeySealer(t), auth.IssuerConfig{Issuer: "https://gantry.test", MaxTTL: 48 * time.Hour})
@@ -41,7 +48,7 @@ func newKeysRig(t *testing.T) *keysRig {
 		t.Fatal(err)
 	}
 	keys := auth.NewAPIKeys(st, auth.APIKeysConfig{})
-	gate, err := auth.NewInstallGate(auth.InstallLoopback, "", nil)
+	gate, err := auth.NewInstallGate(mode, bootstrapSecret, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,11 +285,10 @@ func TestAPIKeysRouteRefusals(t *testing.T) {
 		status            int
 		detail            string
 	}{
-		{"no credential", "", "{}", nil, http.StatusUnauthorized, "missing credential"},
 		{"bad credential", "nvapi-nope", "{}", nil, http.StatusUnauthorized, "not accepted"},
 		{"expiry in the past", admin, `{"expires_at":"2020-01-01T00:00:00Z"}`, nil, http.StatusBadRequest, "is in the past"},
-		{"unknown scope", admin, `{"authorizations":{"policies":[{"scopes":["launch_task"]}]}}`, nil, http.StatusBadRequest,
-			`scopes[0] "launch_task" is not a scope Gantry knows`},
+		{"unknown scope", admin, `{"authorizations":{"policies":[{"scopes":["launch_rocket"]}]}}`, nil, http.StatusBadRequest,
+			`scopes[0] "launch_rocket" is not a scope Gantry knows`},
 		{"bad resource type", admin, `{"authorizations":{"policies":[{"scopes":["invoke_function"],"resources":[{"id":"x","type":"cluster"}]}]}}`,
 			nil, http.StatusBadRequest, `type "cluster" is not a resource type`},
 		{"another account's functions", admin, `{"authorizations":{"policies":[{"scopes":["invoke_function"],"resources":[{"id":"team-b","type":"account-functions"}]}]}}`,
@@ -366,4 +372,40 @@ func kid(t *testing.T, token string) string {
 		t.Fatalf("header %q: %v", head, err)
 	}
 	return h.Kid
+}
+
+// TestAPIKeyWithoutCredential: NVCF's self-hosted docs create the first API
+// key with no Authorization header. Where the installation gate admits the
+// caller without a credential (loopback, open), that makes a key of the
+// default account, as an admin token the caller could mint would; in
+// bootstrap mode it is a 401 that says to send a token.
+func TestAPIKeyWithoutCredential(t *testing.T) {
+	for _, tc := range []struct {
+		mode   auth.InstallMode
+		status int
+		detail string
+	}{
+		{auth.InstallLoopback, http.StatusOK, ""},
+		{auth.InstallOpen, http.StatusOK, ""},
+		{auth.InstallBootstrap, http.StatusUnauthorized, "missing credential"},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			r := newKeysRigWithGate(t, tc.mode, strings.Repeat("s", auth.MinBootstrapSecretLen))
+			code, b := r.do("POST", "/v1/keys", "", `{"description":"first key"}`, "Key-Issuer-Service", "nvcf-api")
+			if tc.status != http.StatusOK {
+				wantProblem(t, code, b, tc.status, tc.detail)
+				return
+			}
+			var k model.APIKey
+			if code != http.StatusOK || json.Unmarshal(b, &k) != nil || k.NCAID != "gantry-local" || !strings.HasPrefix(k.Value, "nvapi-") {
+				t.Fatalf("%d %s", code, b)
+			}
+			if code, b := r.do("GET", "/v2/nvcf/functions", k.Value, ""); code != http.StatusOK {
+				t.Fatalf("the key does not work: %d %s", code, b)
+			}
+			// A credential that is sent is checked as ever.
+			code, b = r.do("POST", "/v1/keys", "nvapi-nope", "{}")
+			wantProblem(t, code, b, http.StatusUnauthorized, "not accepted")
+		})
+	}
 }
