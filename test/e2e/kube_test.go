@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -105,6 +106,19 @@ func TestKubernetesRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The account's registry credential for the image's host becomes the
+	// pod's image pull Secret.
+	const pullMarker = "kube-pull-marker-6e2a"
+	pullAuth := base64.StdEncoding.EncodeToString([]byte("robot:" + pullMarker))
+	credReq := newRequest(t, "POST", f.cp.URL()+"/v2/nvcf/registry-credentials", f.cp.AdminToken())
+	credReq.Header.Set("Content-Type", "application/json")
+	credReq.Body = ioNop(`{"registryHostname":"registry.example.com","artifactTypes":["CONTAINER"],` +
+		`"secret":{"name":"credentials","value":"` + pullAuth + `"}}`)
+	credResp, err := http.DefaultClient.Do(credReq)
+	if err != nil || credResp.StatusCode != http.StatusOK {
+		t.Fatalf("registry credential: %v %v", err, credResp)
+	}
+	credResp.Body.Close()
 	functions := "gantry-functions"
 	t.Run("deploy 2 H100", func(t *testing.T) {
 		if _, err := f.c.CreateDeployment(ctx, fn.ID, fn.VersionID, model.DeploymentRequest{Specs: []model.GPUSpec{{
@@ -140,14 +154,38 @@ func TestKubernetesRuntime(t *testing.T) {
 		if !slices.Contains(d.Finalizers, "gantry.dev/instance-cleanup") {
 			t.Errorf("finalizers %v", d.Finalizers)
 		}
-		// The secret reaches the pod through a Secret owned by the Deployment.
+		// The secret reaches the pod through a Secret owned by the
+		// Deployment, and the registry credential through another.
 		secs, err := kc.CoreV1().Secrets(functions).List(ctx, metav1.ListOptions{LabelSelector: "gantry.dev/function=" + fn.ID})
-		if err != nil || len(secs.Items) != 1 {
+		if err != nil || len(secs.Items) != 2 {
 			t.Fatalf("function Secrets: %v %v", secs, err)
 		}
-		s := secs.Items[0]
-		if !strings.Contains(string(s.Data["secrets.json"]), secretMarker) || len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != d.UID {
-			t.Errorf("secret %s: owners %+v, keys %v", s.Name, s.OwnerReferences, keys(s.Data))
+		for _, s := range secs.Items {
+			if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].UID != d.UID {
+				t.Errorf("secret %s: owners %+v", s.Name, s.OwnerReferences)
+			}
+			switch s.Type {
+			case corev1.SecretTypeOpaque:
+				if !strings.Contains(string(s.Data["secrets.json"]), secretMarker) {
+					t.Errorf("secret %s: keys %v", s.Name, keys(s.Data))
+				}
+			case corev1.SecretTypeDockerConfigJson:
+				var cfg struct {
+					Auths map[string]struct{ Auth string } `json:"auths"`
+				}
+				if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil ||
+					len(cfg.Auths) != 1 || cfg.Auths["registry.example.com"].Auth != pullAuth {
+					t.Errorf("pull secret %s: auths for %v (%v)", s.Name, keys(cfg.Auths), err)
+				}
+				if len(pod.ImagePullSecrets) == 0 || pod.ImagePullSecrets[0].Name != s.Name {
+					t.Errorf("imagePullSecrets %v, want %s first", pod.ImagePullSecrets, s.Name)
+				}
+			default:
+				t.Errorf("secret %s of type %s", s.Name, s.Type)
+			}
+		}
+		if out := ag.output(); strings.Contains(out, pullMarker) || strings.Contains(out, pullAuth) {
+			t.Error("the agent's output holds the registry credential")
 		}
 		pods := functionPods(t, env, functions, fn.ID)
 		if len(pods) != 1 || pods[0].Spec.NodeName != "h100-a" || pods[0].Status.Phase != corev1.PodRunning ||
