@@ -39,6 +39,17 @@ type GPUSpec struct {
 	Attributes            []string        `json:"attributes,omitempty"`
 	AvailabilityZones     []string        `json:"availabilityZones,omitempty"`
 	Configuration         json.RawMessage `json:"configuration,omitempty"`
+	// PreferredOrder, CPUArch, OS, DriverVersion, Storage, SystemMemory and
+	// GPUMemory are NVCF's, as configuration (Helm values) is: Gantry does
+	// not support them yet, and decodes them only so that validate refuses
+	// them rather than drop them, so no stored spec has them set.
+	PreferredOrder int    `json:"preferredOrder,omitempty"`
+	CPUArch        string `json:"cpuArch,omitempty"`
+	OS             string `json:"os,omitempty"`
+	DriverVersion  string `json:"driverVersion,omitempty"`
+	Storage        string `json:"storage,omitempty"`
+	SystemMemory   string `json:"systemMemory,omitempty"`
+	GPUMemory      string `json:"gpuMemory,omitempty"`
 	// AutoscalingPolicy and Autoscaling are NVCF's: the platform's scaling
 	// defaults (empty or PLATFORM_CONFIGURATION), or the spec's own.
 	AutoscalingPolicy AutoscalingPolicy         `json:"autoscalingConfigurationPolicy,omitempty"`

@@ -42,6 +42,10 @@ const ProcessImagePrefix = "process://"
 // Function is one version of a function. NVCF has no separate "function"
 // object: a function is the set of versions sharing an id, and every read
 // returns versions.
+//
+// Models, Resources, HelmChart and HelmChartServiceName are refused on
+// create (Gantry runs containerImage only); a version stored by an earlier
+// release may still hold them, and cannot be deployed.
 type Function struct {
 	ID                   string         `json:"id"`
 	VersionID            string         `json:"versionId"`
@@ -99,6 +103,15 @@ type Artifact struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	URI     string `json:"uri"`
+}
+
+// Telemetries names the telemetry endpoints NVCF exports a function's logs,
+// metrics and traces to. Gantry has no telemetry endpoints yet: it decodes
+// them only to refuse them.
+type Telemetries struct {
+	LogsTelemetryID    string `json:"logsTelemetryId,omitempty"`
+	MetricsTelemetryID string `json:"metricsTelemetryId,omitempty"`
+	TracesTelemetryID  string `json:"tracesTelemetryId,omitempty"`
 }
 
 // RateLimit is NVCF's per-function invocation rate limit.

@@ -26,6 +26,13 @@ type CreateFunctionRequest struct {
 	Secrets              []Secret   `json:"secrets,omitempty"`
 	FunctionType         string     `json:"functionType,omitempty"`
 	RateLimit            *RateLimit `json:"rateLimit,omitempty"`
+	// Telemetries, LLMInvocationConfig and UtilsContainerImage (a field
+	// NVCF does not document) are NVCF's and not supported by Gantry yet,
+	// like models, resources and helmChart: they are decoded only so that
+	// validate refuses them rather than drop them.
+	Telemetries         *Telemetries    `json:"telemetries,omitempty"`
+	LLMInvocationConfig json.RawMessage `json:"llmInvocationConfig,omitempty"`
+	UtilsContainerImage string          `json:"utilsContainerImage,omitempty"`
 }
 
 // DeploymentRequest is the body of POST and PUT
@@ -43,6 +50,27 @@ type GPUSpecPatch struct {
 	MaxRequestConcurrency *int                      `json:"maxRequestConcurrency,omitempty"`
 	AutoscalingPolicy     AutoscalingPolicy         `json:"autoscalingConfigurationPolicy,omitempty"`
 	Autoscaling           *AutoscalingConfiguration `json:"autoscalingConfiguration,omitempty"`
+	// The other deploymentSpecification fields cannot change in place
+	// (NVCF marks gpu, instanceType, backend, clusters, availabilityZones
+	// and preferredOrder immutable; regions and attributes would need the
+	// instances placed again) or are not supported (configuration and the
+	// instance selectors). They are decoded only so that sending one is a
+	// 400 rather than ignored; a value equal to the spec's is no change.
+	GPU               string          `json:"gpu,omitempty"`
+	InstanceType      string          `json:"instanceType,omitempty"`
+	Backend           string          `json:"backend,omitempty"`
+	Clusters          []string        `json:"clusters,omitempty"`
+	Regions           []string        `json:"regions,omitempty"`
+	Attributes        []string        `json:"attributes,omitempty"`
+	AvailabilityZones []string        `json:"availabilityZones,omitempty"`
+	PreferredOrder    int             `json:"preferredOrder,omitempty"`
+	Configuration     json.RawMessage `json:"configuration,omitempty"`
+	CPUArch           string          `json:"cpuArch,omitempty"`
+	OS                string          `json:"os,omitempty"`
+	DriverVersion     string          `json:"driverVersion,omitempty"`
+	Storage           string          `json:"storage,omitempty"`
+	SystemMemory      string          `json:"systemMemory,omitempty"`
+	GPUMemory         string          `json:"gpuMemory,omitempty"`
 }
 
 // MetadataRequest is the body of PUT /v2/nvcf/metadata/functions/{id}/versions/{vid}.

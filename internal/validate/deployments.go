@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"encoding/json"
 	"slices"
 
 	"github.com/gantry-dev/gantry/internal/model"
@@ -28,6 +29,10 @@ const gpuRule = "use 1-64 characters of letters, digits, '-', '_' and '.'"
 // instanceType and backend: the scheduler and the PATCH endpoint could not
 // tell them apart. An empty instanceType is kept as sent (the scheduler picks
 // the default shape), so it does not collide with an explicit one.
+// NVCF fields Gantry does not support yet (configuration, preferredOrder and
+// the instance selectors cpuArch, os, driverVersion, storage, systemMemory
+// and gpuMemory) are refused, never stored and ignored; attributes are
+// honoured by placement (model.GPUSpec.Selects).
 // Specification ids are the caller's to assign; Deployment changes nothing.
 func Deployment(req *model.DeploymentRequest) error {
 	if req == nil || len(req.Specs) == 0 {
@@ -41,6 +46,8 @@ func Deployment(req *model.DeploymentRequest) error {
 		s := &req.Specs[i]
 		prefix := "deploymentSpecifications[" + itoa(i) + "]."
 		checkSpec(&p, prefix, s, "")
+		unsupportedSpec(&p, prefix, specExtras{s.PreferredOrder, s.Configuration, s.CPUArch, s.OS,
+			s.DriverVersion, s.Storage, s.SystemMemory, s.GPUMemory})
 		k := key{s.GPU, s.InstanceType, s.Backend}
 		if s.InstanceType != "" {
 			// NCP.GPU.H100_1x and ON-PREM.GPU.H100_1x are one shape.
@@ -61,14 +68,21 @@ func Deployment(req *model.DeploymentRequest) error {
 // /v2/nvcf/deployments/{deploymentId}/gpu-specifications/{gpuSpecId} to
 // current and checks the result with Deployment's per-specification rules.
 // Only minInstances, maxInstances, maxRequestConcurrency and the autoscaling
-// policy and configuration may change, and at least one must be sent. The result shares nothing with current; on error it
-// is the zero GPUSpec.
+// policy and configuration may change, and at least one must be sent; any
+// other specification field sent with a value other than current's is a
+// problem naming it (see fixedInPlace), never ignored. The result shares
+// nothing with current; on error it is the zero GPUSpec.
 func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, error) {
 	if p == nil || (p.MinInstances == nil && p.MaxInstances == nil && p.MaxRequestConcurrency == nil &&
 		p.AutoscalingPolicy == "" && p.Autoscaling == nil) {
-		return model.GPUSpec{}, problem.BadRequest("send at least one of minInstances, maxInstances, maxRequestConcurrency, " +
+		var probs problems
+		if p != nil {
+			fixedInPlace(&probs, p, current)
+		}
+		probs.addf("send at least one of minInstances, maxInstances, maxRequestConcurrency, " +
 			"autoscalingConfigurationPolicy or autoscalingConfiguration; only these change in place " +
 			"(to change gpu, instanceType or placement, PUT the whole deployment)")
+		return model.GPUSpec{}, probs.err()
 	}
 	out := current
 	out.Clusters = slices.Clone(current.Clusters)
@@ -112,6 +126,7 @@ func GPUSpecPatch(p *model.GPUSpecPatch, current model.GPUSpec) (model.GPUSpec, 
 		probs.addf("maxRequestConcurrency cannot change in place (it is %d): its instances were started with that many slots; "+
 			"PUT the deployment with the new value to replace them", current.Concurrency())
 	}
+	fixedInPlace(&probs, p, current)
 	if err := probs.err(); err != nil {
 		return model.GPUSpec{}, err
 	}
@@ -184,7 +199,86 @@ func checkSpec(p *problems, prefix string, s *model.GPUSpec, minMaxHint string) 
 	checkAutoscaling(p, prefix, s)
 	// Read-only: what the autoscaler wants is shown, never set.
 	s.DesiredInstances, s.RunningInstances, s.ScalingDecisions = nil, nil, nil
-	if c := bytes.TrimSpace(s.Configuration); len(c) > 0 && !bytes.Equal(c, []byte("null")) && c[0] != '{' {
-		p.addf("%sconfiguration must be a JSON object ({...}) of settings, or left out", prefix)
+}
+
+// fixedInPlace records a problem for each field of p that would change
+// current but cannot change in place: the spec's shape and placement, which
+// its running instances were placed for (PUT replaces them), and the fields
+// Gantry does not support at all.
+func fixedInPlace(probs *problems, p *model.GPUSpecPatch, current model.GPUSpec) {
+	// An instanceType names a shape; the default one and another provider
+	// prefix of the same shape are no change.
+	sameShape := func(sent string) bool {
+		t, _ := model.GPUSpec{GPU: current.GPU, InstanceType: sent}.Shape()
+		cur, _ := current.Shape()
+		return t == cur
+	}
+	for _, f := range []struct {
+		field, sent, is string
+		same            bool
+	}{
+		{"gpu", p.GPU, current.GPU, p.GPU == current.GPU},
+		{"instanceType", p.InstanceType, current.InstanceType, p.InstanceType == current.InstanceType || sameShape(p.InstanceType)},
+		{"backend", p.Backend, current.Backend, p.Backend == current.Backend},
+	} {
+		if f.sent == "" || f.same {
+			continue
+		}
+		is := "unset"
+		if f.is != "" {
+			is = quote(f.is)
+		}
+		probs.addf("%s cannot change in place (it is %s): PUT the deployment with the new %s, which replaces its instances",
+			f.field, is, f.field)
+	}
+	for _, f := range []struct {
+		field    string
+		sent, is []string
+	}{{"clusters", p.Clusters, current.Clusters}, {"regions", p.Regions, current.Regions},
+		{"attributes", p.Attributes, current.Attributes}, {"availabilityZones", p.AvailabilityZones, current.AvailabilityZones}} {
+		if len(f.sent) > 0 && !slices.Equal(f.sent, f.is) {
+			probs.addf("%s cannot change in place (its instances were placed by it): PUT the deployment with the new %s",
+				f.field, f.field)
+		}
+	}
+	unsupportedSpec(probs, "", specExtras{p.PreferredOrder, p.Configuration, p.CPUArch, p.OS,
+		p.DriverVersion, p.Storage, p.SystemMemory, p.GPUMemory})
+}
+
+// specExtras are the deploymentSpecification fields NVCF has and Gantry
+// does not support yet.
+type specExtras struct {
+	preferredOrder int
+	configuration  json.RawMessage
+	cpuArch        string
+	os             string
+	driverVersion  string
+	storage        string
+	systemMemory   string
+	gpuMemory      string
+}
+
+// unsupportedSpec refuses each of x that is set, saying what to do instead.
+func unsupportedSpec(p *problems, prefix string, x specExtras) {
+	if x.preferredOrder != 0 {
+		p.addf("%spreferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and "+
+			"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies)", prefix)
+	}
+	if jsonSet(x.configuration) {
+		p.addf("%sconfiguration is not supported: Gantry does not support Helm configuration yet (it runs container images, not charts); "+
+			"remove it and configure the container with containerEnvironment or containerArgs", prefix)
+	}
+	for _, f := range []struct{ field, value, what string }{
+		{"cpuArch", x.cpuArch, "CPU architecture"},
+		{"os", x.os, "operating system"},
+		{"driverVersion", x.driverVersion, "driver version"},
+		{"storage", x.storage, "storage"},
+		{"systemMemory", x.systemMemory, "system memory"},
+		{"gpuMemory", x.gpuMemory, "GPU memory"},
+	} {
+		if f.value != "" {
+			p.addf("%s%s is not supported: Gantry does not select instances by %s yet; remove it, and choose the hardware "+
+				"with gpu and instanceType, or give the clusters that have it a capability and name that in attributes", prefix, f.field, f.what)
+		}
 	}
 }

@@ -21,7 +21,6 @@ func validSpec() model.GPUSpec {
 		Regions:               []string{"eu"},
 		Attributes:            []string{"fast"},
 		AvailabilityZones:     []string{"eu-1a"},
-		Configuration:         json.RawMessage(`{"replicas":1}`),
 	}
 }
 
@@ -64,6 +63,7 @@ func TestDeploymentValid(t *testing.T) {
 			r.Specs[1].InstanceType = ""
 		}},
 		{"null configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage("null") }},
+		{"empty configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage(" {} ") }},
 		{"nvcf-cli's default instance type", func(r *model.DeploymentRequest) {
 			r.Specs = []model.GPUSpec{{GPU: "H100", InstanceType: "NCP.GPU.H100_1x", MinInstances: 1, MaxInstances: 1}}
 		}},
@@ -124,8 +124,6 @@ func TestDeploymentRules(t *testing.T) {
 			"deploymentSpecifications[0].attributes[0] is empty"},
 		{"empty availability zone", func(r *model.DeploymentRequest) { r.Specs[0].AvailabilityZones = []string{""} },
 			"deploymentSpecifications[0].availabilityZones[0] is empty"},
-		{"configuration not an object", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage(`[1]`) },
-			"deploymentSpecifications[0].configuration must be a JSON object"},
 		{"duplicate specs", func(r *model.DeploymentRequest) { r.Specs = append(r.Specs, validSpec()) },
 			`deploymentSpecifications[2] repeats deploymentSpecifications[0] (gpu "H100", instanceType "ON-PREM.GPU.H100_2x", backend "lab"): ` +
 				"two specifications with the same gpu, instanceType and backend could not be told apart"},
@@ -140,6 +138,52 @@ func TestDeploymentRules(t *testing.T) {
 			r := validDeployment()
 			tc.mutate(r)
 			wantProblem(t, Deployment(r), 400, tc.want)
+		})
+	}
+}
+
+// TestDeploymentRefusesUnsupported: every NVCF specification field Gantry
+// has nothing behind is a 400 saying so and what to do instead.
+func TestDeploymentRefusesUnsupported(t *testing.T) {
+	t.Parallel()
+	selector := func(field, what string) string {
+		return "deploymentSpecifications[1]." + field + " is not supported: Gantry does not select instances by " + what +
+			" yet; remove it, and choose the hardware with gpu and instanceType, or give the clusters that have it a capability and name that in attributes"
+	}
+	tests := []struct {
+		name   string
+		mutate func(s *model.GPUSpec)
+		want   string // the whole detail
+	}{
+		{"configuration", func(s *model.GPUSpec) { s.Configuration = json.RawMessage(`{"replicas":1}`) },
+			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
+				"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs"},
+		{"configuration not an object", func(s *model.GPUSpec) { s.Configuration = json.RawMessage(`[1]`) },
+			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
+				"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs"},
+		{"preferredOrder", func(s *model.GPUSpec) { s.PreferredOrder = 2 },
+			"deploymentSpecifications[1].preferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and " +
+				"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies)"},
+		{"cpuArch", func(s *model.GPUSpec) { s.CPUArch = "arm64" }, selector("cpuArch", "CPU architecture")},
+		{"os", func(s *model.GPUSpec) { s.OS = "linux" }, selector("os", "operating system")},
+		{"driverVersion", func(s *model.GPUSpec) { s.DriverVersion = "550" }, selector("driverVersion", "driver version")},
+		{"storage", func(s *model.GPUSpec) { s.Storage = "100Gi" }, selector("storage", "storage")},
+		{"systemMemory", func(s *model.GPUSpec) { s.SystemMemory = "512Gi" }, selector("systemMemory", "system memory")},
+		{"gpuMemory", func(s *model.GPUSpec) { s.GPUMemory = "80GB" }, selector("gpuMemory", "GPU memory")},
+		{"all at once, in field order", func(s *model.GPUSpec) {
+			s.PreferredOrder, s.Configuration, s.CPUArch, s.GPUMemory = 1, json.RawMessage(`{"a":1}`), "x86_64", "80GB"
+		}, "deploymentSpecifications[1].preferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and " +
+			"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies); " +
+			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
+			"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs; " +
+			selector("cpuArch", "CPU architecture") + "; " + selector("gpuMemory", "GPU memory")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := validDeployment()
+			tc.mutate(&r.Specs[1])
+			wantDetail(t, Deployment(r), tc.want)
 		})
 	}
 }
@@ -195,6 +239,29 @@ func TestGPUSpecPatch(t *testing.T) {
 			"maxInstances 3 is less than minInstances 4: maxInstances must be at least minInstances"},
 		{"negative min", &model.GPUSpecPatch{MinInstances: n(-1)}, nil, "minInstances -1 is invalid: use 0 or more"},
 		{"concurrency too big", &model.GPUSpecPatch{MaxRequestConcurrency: n(1 << 20)}, nil, "maxRequestConcurrency 1048576 is invalid: use 1-16384"},
+		{"fixed fields at their values", &model.GPUSpecPatch{MinInstances: n(0), GPU: "H100", InstanceType: "NCP.GPU.H100_2x", Backend: "lab",
+			Clusters: []string{"c1"}, Regions: []string{"eu"}, Attributes: []string{"fast"}, AvailabilityZones: []string{"eu-1a"},
+			Configuration: json.RawMessage("null")},
+			func(s *model.GPUSpec) { s.MinInstances = 0 }, ""},
+		{"gpu", &model.GPUSpecPatch{MinInstances: n(2), GPU: "A100"}, nil,
+			`gpu cannot change in place (it is "H100"): PUT the deployment with the new gpu, which replaces its instances`},
+		{"instanceType", &model.GPUSpecPatch{MinInstances: n(2), InstanceType: "ON-PREM.GPU.H100_4x"}, nil,
+			`instanceType cannot change in place (it is "ON-PREM.GPU.H100_2x"): PUT the deployment with the new instanceType, which replaces its instances`},
+		{"backend", &model.GPUSpecPatch{MinInstances: n(2), Backend: "other"}, nil,
+			`backend cannot change in place (it is "lab"): PUT the deployment with the new backend, which replaces its instances`},
+		{"clusters", &model.GPUSpecPatch{MinInstances: n(2), Clusters: []string{"c2"}}, nil,
+			"clusters cannot change in place (its instances were placed by it): PUT the deployment with the new clusters"},
+		{"regions", &model.GPUSpecPatch{MinInstances: n(2), Regions: []string{"us"}}, nil, "regions cannot change in place"},
+		{"attributes", &model.GPUSpecPatch{MinInstances: n(2), Attributes: []string{"fast", "nvlink"}}, nil, "attributes cannot change in place"},
+		{"availabilityZones", &model.GPUSpecPatch{MinInstances: n(2), AvailabilityZones: []string{"eu-1b"}}, nil, "availabilityZones cannot change in place"},
+		{"preferredOrder", &model.GPUSpecPatch{MinInstances: n(2), PreferredOrder: 1}, nil, "preferredOrder is not supported"},
+		{"configuration", &model.GPUSpecPatch{MinInstances: n(2), Configuration: json.RawMessage(`{"a":1}`)}, nil, "configuration is not supported"},
+		{"gpuMemory", &model.GPUSpecPatch{MinInstances: n(2), GPUMemory: "80GB"}, nil, "gpuMemory is not supported"},
+		{"gpu alone", &model.GPUSpecPatch{GPU: "A100"}, nil,
+			`gpu cannot change in place (it is "H100"): PUT the deployment with the new gpu, which replaces its instances; send at least one of minInstances`},
+		{"every problem at once", &model.GPUSpecPatch{MinInstances: n(-1), GPU: "A100", Regions: []string{"us"}, OS: "linux"}, nil,
+			`minInstances -1 is invalid: use 0 or more; gpu cannot change in place (it is "H100"): PUT the deployment with the new gpu, which replaces its instances; ` +
+				"regions cannot change in place (its instances were placed by it): PUT the deployment with the new regions; os is not supported"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

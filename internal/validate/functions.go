@@ -1,6 +1,8 @@
 package validate
 
 import (
+	"bytes"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -36,9 +38,8 @@ const (
 )
 
 const (
-	nameRule    = "use 1-128 characters of letters, digits, '_' and '-', starting with a letter or digit"
-	envKeyRule  = "use letters, digits and '_', not starting with a digit"
-	serviceRule = "use 1-63 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit (a Kubernetes Service name)"
+	nameRule   = "use 1-128 characters of letters, digits, '_' and '-', starting with a letter or digit"
+	envKeyRule = "use letters, digits and '_', not starting with a digit"
 )
 
 // Function normalises req in place and checks it against the function rules
@@ -53,14 +54,15 @@ const (
 // MaxContainerArgsLen bytes or holding NUL (it becomes a process's argv);
 // more than MaxContainerEnv containerEnvironment entries, or values holding
 // NUL; paths (inferenceUrl, health.uri) that do not start with "/", hold
-// spaces or control characters, or exceed MaxPathLen; containerImage or
-// helmChart with spaces or control characters; helmChartServiceName that is
-// not a Kubernetes Service name, or set without helmChart; healthUri and
-// health.uri both set and different; a rateLimit that is not "<count>-<S|M|H|D>".
+// spaces or control characters, or exceed MaxPathLen; containerImage with
+// spaces or control characters; healthUri and health.uri both set and
+// different; a rateLimit that is not "<count>-<S|M|H|D>".
 //
-// containerImage and models may be combined (NVCF mounts models into the
-// container); helmChart may not be combined with containerImage,
-// containerArgs or containerEnvironment.
+// Every NVCF field is honoured or refused, never stored and ignored: Gantry
+// runs containerImage only, so models, resources, helmChart,
+// helmChartServiceName, telemetries, llmInvocationConfig,
+// utilsContainerImage and functionType LLM are refused with what to do
+// instead (see unsupportedFunction), and containerImage is required.
 func Function(req *model.CreateFunctionRequest) error {
 	if req == nil {
 		return problem.BadRequest("request body is empty; send a JSON object")
@@ -73,11 +75,9 @@ func Function(req *model.CreateFunctionRequest) error {
 	checkPort(&p, "inferencePort", req.InferencePort)
 	checkHealth(&p, req)
 	checkContainer(&p, req)
-	checkArtifacts(&p, "models", req.Models)
-	checkArtifacts(&p, "resources", req.Resources)
-	checkHelm(&p, req)
-	if req.ContainerImage == "" && len(req.Models) == 0 && req.HelmChart == "" {
-		p.addf(`one of containerImage, models or helmChart is required: give the image to run, e.g. "nvcr.io/org/server:1.0"`)
+	unsupportedArtifacts(&p, req)
+	if req.ContainerImage == "" && req.HelmChart == "" {
+		p.addf(`containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`)
 	}
 	switch req.APIBodyFormat {
 	case model.BodyFormatCustom, model.BodyFormatPredictV2:
@@ -90,12 +90,68 @@ func Function(req *model.CreateFunctionRequest) error {
 	}
 	checkSecrets(&p, req.Secrets)
 	switch req.FunctionType {
-	case model.FunctionTypeDefault, model.FunctionTypeStreaming, model.FunctionTypeLLM:
+	case model.FunctionTypeDefault, model.FunctionTypeStreaming:
+	case model.FunctionTypeLLM:
+		p.addf(`functionType "LLM" is not supported: Gantry does not support LLM functions yet (NVCF builds them from models); ` +
+			`use "DEFAULT" or "STREAMING" and serve the model from containerImage`)
 	default:
-		p.addf(`functionType %s is invalid: use "DEFAULT" (the default), "STREAMING" or "LLM"`, quote(req.FunctionType))
+		p.addf(`functionType %s is invalid: use "DEFAULT" (the default) or "STREAMING"`, quote(req.FunctionType))
 	}
 	checkRateLimit(&p, req.RateLimit)
+	unsupportedFunction(&p, req)
 	return p.err()
+}
+
+// unsupportedArtifacts refuses what a function could run instead of, or
+// beside, its containerImage: Gantry runs container and process:// images
+// only.
+func unsupportedArtifacts(p *problems, req *model.CreateFunctionRequest) {
+	if len(req.Models) > 0 {
+		p.addf("models is not supported: Gantry does not support model artifacts yet; " +
+			"bake the model into containerImage or have the container fetch it at start-up, and remove models")
+	}
+	if len(req.Resources) > 0 {
+		p.addf("resources is not supported: Gantry does not support resource artifacts yet; " +
+			"bake them into containerImage or have the container fetch them at start-up, and remove resources")
+	}
+	switch {
+	case req.HelmChart != "" && req.HelmChartServiceName != "":
+		p.addf("helmChart is not supported: Gantry does not run Helm charts yet; " +
+			"build the function as a container image, send it as containerImage, and remove helmChart and helmChartServiceName")
+	case req.HelmChart != "":
+		p.addf("helmChart is not supported: Gantry does not run Helm charts yet; " +
+			"build the function as a container image, send it as containerImage, and remove helmChart")
+	case req.HelmChartServiceName != "":
+		p.addf("helmChartServiceName is not supported: it names a Helm chart's Service, and Gantry does not run Helm charts yet; remove it")
+	}
+}
+
+// unsupportedFunction refuses the NVCF function fields Gantry has nothing
+// behind yet.
+func unsupportedFunction(p *problems, req *model.CreateFunctionRequest) {
+	if t := req.Telemetries; t != nil && (t.LogsTelemetryID != "" || t.MetricsTelemetryID != "" || t.TracesTelemetryID != "") {
+		p.addf("telemetries is not supported: Gantry has no telemetry endpoints yet; " +
+			"remove telemetries and export logs, metrics and traces from the container itself")
+	}
+	if jsonSet(req.LLMInvocationConfig) {
+		p.addf("llmInvocationConfig is not supported: Gantry does not support LLM functions yet; " +
+			"remove it and serve the model behind inferenceUrl")
+	}
+	if req.UtilsContainerImage != "" {
+		p.addf("utilsContainerImage is not supported: Gantry runs no utility container beside the function yet; " +
+			"remove it and build what it does into containerImage")
+	}
+}
+
+// jsonSet reports whether raw carries something: it is neither absent, nor
+// null, nor an empty object.
+func jsonSet(raw json.RawMessage) bool {
+	c := bytes.TrimSpace(raw)
+	if len(c) == 0 || bytes.Equal(c, []byte("null")) {
+		return false
+	}
+	var obj map[string]json.RawMessage
+	return json.Unmarshal(c, &obj) != nil || len(obj) > 0
 }
 
 // normaliseFunction fills in defaults. The one conflict it can meet, healthUri
@@ -227,54 +283,6 @@ func checkContainer(p *problems, req *model.CreateFunctionRequest) {
 			p.addf("containerEnvironment[%d].value must not contain NUL characters", i)
 		}
 	}
-}
-
-// checkArtifacts checks models or resources entries.
-func checkArtifacts(p *problems, field string, list []model.Artifact) {
-	for i, a := range list {
-		for _, f := range []struct{ name, value string }{{"name", a.Name}, {"version", a.Version}, {"uri", a.URI}} {
-			if f.value == "" {
-				p.addf("%s[%d].%s is required: each entry needs name, version and uri", field, i, f.name)
-			}
-		}
-	}
-}
-
-func checkHelm(p *problems, req *model.CreateFunctionRequest) {
-	if req.HelmChart == "" {
-		if req.HelmChartServiceName != "" {
-			p.addf("helmChartServiceName is set but helmChart is not: add helmChart or remove helmChartServiceName")
-		}
-		return
-	}
-	if hasSpaceOrControl(req.HelmChart) {
-		p.addf("helmChart %s is invalid: it must not contain spaces or control characters", quote(req.HelmChart))
-	}
-	const excl = "helmChart excludes %s: a Helm function's containers come from the chart; remove %s"
-	if req.ContainerImage != "" {
-		p.addf(excl, "containerImage", "containerImage")
-	}
-	if req.ContainerArgs != "" {
-		p.addf(excl, "containerArgs", "containerArgs")
-	}
-	if len(req.ContainerEnvironment) > 0 {
-		p.addf(excl, "containerEnvironment", "containerEnvironment")
-	}
-	switch s := req.HelmChartServiceName; {
-	case s == "":
-		p.addf("helmChartServiceName is required with helmChart: name the chart's Service that serves inferenceUrl; %s", serviceRule)
-	case !validServiceName(s):
-		p.addf("helmChartServiceName %s is invalid: %s", quote(s), serviceRule)
-	}
-}
-
-// validServiceName reports whether s is a DNS-1035 label, the form Kubernetes
-// requires of Service names.
-func validServiceName(s string) bool {
-	if s == "" || len(s) > 63 || !(s[0] >= 'a' && s[0] <= 'z') || s[len(s)-1] == '-' {
-		return false
-	}
-	return allBytes(s, func(c byte) bool { return c >= 'a' && c <= 'z' || isDigit(c) || c == '-' })
 }
 
 // MaxRateLimitCount is the largest count a rateLimit may give.

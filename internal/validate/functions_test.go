@@ -1,11 +1,13 @@
 package validate
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/gantry-dev/gantry/internal/model"
+	"github.com/gantry-dev/gantry/internal/problem"
 )
 
 // validFunction returns a fresh request that passes every rule.
@@ -21,7 +23,6 @@ func validFunction() *model.CreateFunctionRequest {
 			{Key: "LOG_LEVEL", Value: "debug"},
 			{Key: "_PRIVATE", Value: ""},
 		},
-		Models:        []model.Artifact{{Name: "m", Version: "1", URI: "ngc://m/1"}},
 		APIBodyFormat: model.BodyFormatCustom,
 		Tags:          []string{"team:vision", "env=prod", "a_b-c"},
 		Description:   "echoes",
@@ -43,13 +44,6 @@ func TestFunctionValid(t *testing.T) {
 		}},
 		{"name of 128 characters", func(r *model.CreateFunctionRequest) { r.Name = strings.Repeat("a", 128) }},
 		{"name starting with a digit", func(r *model.CreateFunctionRequest) { r.Name = "9lives" }},
-		{"models only", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
-		}},
-		{"helm chart", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment, r.Models = "", "", nil, nil
-			r.HelmChart, r.HelmChartServiceName = "https://helm.ngc.nvidia.com/org/charts/echo-1.0.tgz", "echo-svc"
-		}},
 		{"process image", func(r *model.CreateFunctionRequest) { r.ContainerImage = "process:///usr/bin/echo-server" }},
 		{"process image on PATH", func(r *model.CreateFunctionRequest) { r.ContainerImage = "process://echo-server" }},
 		{"grpc health", func(r *model.CreateFunctionRequest) {
@@ -63,7 +57,12 @@ func TestFunctionValid(t *testing.T) {
 		{"PREDICT_V2 streaming", func(r *model.CreateFunctionRequest) {
 			r.APIBodyFormat, r.FunctionType = model.BodyFormatPredictV2, model.FunctionTypeStreaming
 		}},
-		{"LLM", func(r *model.CreateFunctionRequest) { r.FunctionType = model.FunctionTypeLLM }},
+		{"empty unsupported fields carry nothing", func(r *model.CreateFunctionRequest) {
+			r.Models, r.Resources = []model.Artifact{}, []model.Artifact{}
+			r.Telemetries = &model.Telemetries{}
+			r.LLMInvocationConfig = json.RawMessage(" null ")
+		}},
+		{"empty llmInvocationConfig object", func(r *model.CreateFunctionRequest) { r.LLMInvocationConfig = json.RawMessage("{ }") }},
 		{"64 tags of 128 characters", func(r *model.CreateFunctionRequest) {
 			r.Tags = make([]string, MaxTags)
 			for i := range r.Tags {
@@ -105,10 +104,6 @@ func TestFunctionRules(t *testing.T) {
 			out = append(out, model.EnvVar{Key: kv[i], Value: kv[i+1]})
 		}
 		return out
-	}
-	helm := func(r *model.CreateFunctionRequest) {
-		r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment, r.Models = "", "", nil, nil
-		r.HelmChart, r.HelmChartServiceName = "oci://charts/echo", "echo"
 	}
 	tests := []struct {
 		name   string
@@ -163,23 +158,8 @@ func TestFunctionRules(t *testing.T) {
 			"health.expectedStatusCode 600 is invalid"},
 		{"expectedStatusCode negative", func(r *model.CreateFunctionRequest) { r.Health.ExpectedStatusCode = -200 },
 			"health.expectedStatusCode -200 is invalid"},
-		{"no image, models or chart", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.Models = "", nil
-		}, "one of containerImage, models or helmChart is required"},
-		{"helmChart with containerImage", func(r *model.CreateFunctionRequest) { helm(r); r.ContainerImage = "img" },
-			"helmChart excludes containerImage"},
-		{"helmChart with containerArgs", func(r *model.CreateFunctionRequest) { helm(r); r.ContainerArgs = "-v" },
-			"helmChart excludes containerArgs"},
-		{"helmChart with containerEnvironment", func(r *model.CreateFunctionRequest) { helm(r); r.ContainerEnvironment = env("A", "1") },
-			"helmChart excludes containerEnvironment"},
-		{"helmChart without service name", func(r *model.CreateFunctionRequest) { helm(r); r.HelmChartServiceName = "" },
-			"helmChartServiceName is required with helmChart"},
-		{"helmChart service name invalid", func(r *model.CreateFunctionRequest) { helm(r); r.HelmChartServiceName = "Echo_Svc" },
-			`helmChartServiceName "Echo_Svc" is invalid: use 1-63 lower-case letters`},
-		{"helmChart with space", func(r *model.CreateFunctionRequest) { helm(r); r.HelmChart = "oci://a b" },
-			`helmChart "oci://a b" is invalid`},
-		{"service name without helmChart", func(r *model.CreateFunctionRequest) { r.HelmChartServiceName = "echo" },
-			"helmChartServiceName is set but helmChart is not"},
+		{"no image", func(r *model.CreateFunctionRequest) { r.ContainerImage = "" },
+			`containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`},
 		{"process image without command", func(r *model.CreateFunctionRequest) { r.ContainerImage = "process://" },
 			`containerImage "process://" is invalid: name the command after process://`},
 		{"image with space", func(r *model.CreateFunctionRequest) { r.ContainerImage = "img --flag" },
@@ -204,16 +184,10 @@ func TestFunctionRules(t *testing.T) {
 			`containerEnvironment[2].key "A" repeats containerEnvironment[0]: each key may appear once`},
 		{"env value with NUL", func(r *model.CreateFunctionRequest) { r.ContainerEnvironment = env("A", "x\x00") },
 			"containerEnvironment[0].value must not contain NUL characters"},
-		{"model without uri", func(r *model.CreateFunctionRequest) { r.Models[0].URI = "" },
-			"models[0].uri is required: each entry needs name, version and uri"},
-		{"model without name", func(r *model.CreateFunctionRequest) { r.Models[0].Name = "" }, "models[0].name is required"},
-		{"resource without version", func(r *model.CreateFunctionRequest) {
-			r.Resources = []model.Artifact{{Name: "r", URI: "u"}}
-		}, "resources[0].version is required"},
 		{"apiBodyFormat unknown", func(r *model.CreateFunctionRequest) { r.APIBodyFormat = "JSON" },
 			`apiBodyFormat "JSON" is invalid: use "CUSTOM" (the default) or "PREDICT_V2"`},
 		{"functionType unknown", func(r *model.CreateFunctionRequest) { r.FunctionType = "BATCH" },
-			`functionType "BATCH" is invalid: use "DEFAULT" (the default), "STREAMING" or "LLM"`},
+			`functionType "BATCH" is invalid: use "DEFAULT" (the default) or "STREAMING"`},
 		{"too many tags", func(r *model.CreateFunctionRequest) { r.Tags = make([]string, 65); fill(r.Tags, "t") },
 			"tags has 65 entries: at most 64 tags are allowed"},
 		{"tag empty", func(r *model.CreateFunctionRequest) { r.Tags = []string{"ok", ""} },
@@ -256,6 +230,101 @@ func TestFunctionRules(t *testing.T) {
 			tc.mutate(r)
 			wantProblem(t, Function(r), 400, tc.want)
 		})
+	}
+}
+
+// TestFunctionRefusesUnsupported: every NVCF function field Gantry has
+// nothing behind is a 400 saying so and what to do instead, never stored
+// and ignored.
+func TestFunctionRefusesUnsupported(t *testing.T) {
+	t.Parallel()
+	const (
+		models = "models is not supported: Gantry does not support model artifacts yet; " +
+			"bake the model into containerImage or have the container fetch it at start-up, and remove models"
+		helm = "helmChart is not supported: Gantry does not run Helm charts yet; " +
+			"build the function as a container image, send it as containerImage, and remove helmChart"
+	)
+	tests := []struct {
+		name   string
+		mutate func(r *model.CreateFunctionRequest)
+		want   string // the whole detail
+	}{
+		{"models", func(r *model.CreateFunctionRequest) {
+			r.Models = []model.Artifact{{Name: "m", Version: "1", URI: "ngc://m/1"}}
+		}, models},
+		{"models instead of an image", func(r *model.CreateFunctionRequest) {
+			r.ContainerImage, r.Models = "", []model.Artifact{{Name: "m"}}
+		}, models + `; containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`},
+		{"resources", func(r *model.CreateFunctionRequest) { r.Resources = []model.Artifact{{Name: "r", Version: "1", URI: "u"}} },
+			"resources is not supported: Gantry does not support resource artifacts yet; " +
+				"bake them into containerImage or have the container fetch them at start-up, and remove resources"},
+		{"helmChart", func(r *model.CreateFunctionRequest) {
+			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
+			r.HelmChart = "oci://charts/echo"
+		}, helm},
+		{"helmChart and its service", func(r *model.CreateFunctionRequest) {
+			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
+			r.HelmChart, r.HelmChartServiceName = "oci://charts/echo", "echo"
+		}, helm + " and helmChartServiceName"},
+		{"helmChartServiceName alone", func(r *model.CreateFunctionRequest) { r.HelmChartServiceName = "echo" },
+			"helmChartServiceName is not supported: it names a Helm chart's Service, and Gantry does not run Helm charts yet; remove it"},
+		{"functionType LLM", func(r *model.CreateFunctionRequest) { r.FunctionType = model.FunctionTypeLLM },
+			`functionType "LLM" is not supported: Gantry does not support LLM functions yet (NVCF builds them from models); ` +
+				`use "DEFAULT" or "STREAMING" and serve the model from containerImage`},
+		{"telemetries", func(r *model.CreateFunctionRequest) { r.Telemetries = &model.Telemetries{TracesTelemetryID: "t-1"} },
+			"telemetries is not supported: Gantry has no telemetry endpoints yet; " +
+				"remove telemetries and export logs, metrics and traces from the container itself"},
+		{"llmInvocationConfig", func(r *model.CreateFunctionRequest) {
+			r.LLMInvocationConfig = json.RawMessage(`{"chatTemplate":"x"}`)
+		}, "llmInvocationConfig is not supported: Gantry does not support LLM functions yet; remove it and serve the model behind inferenceUrl"},
+		{"llmInvocationConfig not an object", func(r *model.CreateFunctionRequest) { r.LLMInvocationConfig = json.RawMessage(`[1]`) },
+			"llmInvocationConfig is not supported: Gantry does not support LLM functions yet; remove it and serve the model behind inferenceUrl"},
+		{"utilsContainerImage", func(r *model.CreateFunctionRequest) { r.UtilsContainerImage = "nvcr.io/nvidia/utils:1" },
+			"utilsContainerImage is not supported: Gantry runs no utility container beside the function yet; " +
+				"remove it and build what it does into containerImage"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := validFunction()
+			tc.mutate(r)
+			wantDetail(t, Function(r), tc.want)
+		})
+	}
+}
+
+// TestFunctionRefusesEveryUnsupportedFieldAtOnce: one answer lists them all,
+// in the order of the request type.
+func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
+	t.Parallel()
+	r := validFunction()
+	r.Models = []model.Artifact{{Name: "m"}}
+	r.Resources = []model.Artifact{{Name: "r"}}
+	r.HelmChart = "oci://c"
+	r.FunctionType = model.FunctionTypeLLM
+	r.Telemetries = &model.Telemetries{LogsTelemetryID: "l"}
+	r.LLMInvocationConfig = json.RawMessage(`{"a":1}`)
+	r.UtilsContainerImage = "u"
+	err := Function(r)
+	wantProblem(t, err, 400, "")
+	var fields []string
+	for _, part := range strings.Split(err.(*problem.Error).Detail, "; ") {
+		if f, ok := strings.CutSuffix(strings.SplitN(part, ":", 2)[0], " is not supported"); ok {
+			fields = append(fields, f)
+		}
+	}
+	want := []string{"models", "resources", "helmChart", `functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
+	if !reflect.DeepEqual(fields, want) {
+		t.Errorf("refused %q, want %q (detail %q)", fields, want, err)
+	}
+}
+
+// wantDetail fails unless err is a 400 whose detail is exactly want.
+func wantDetail(t *testing.T, err error, want string) {
+	t.Helper()
+	wantProblem(t, err, 400, want)
+	if pe, ok := err.(*problem.Error); ok && pe.Detail != want {
+		t.Errorf("detail %q, want exactly %q", pe.Detail, want)
 	}
 }
 
