@@ -95,24 +95,26 @@ const adminSubject = "admin"
 // Register adds the credential routes to mux.
 func (k *Keys) Register(mux *http.ServeMux) {
 	mux.Handle("POST /v1/admin/keys", k.cfg.Gate.Gate(web.Unguarded(k.log, k.mintAdmin)))
-	mux.Handle("POST /v1/keys", k.keyless(k.cfg.Guard.Route("", adminOnly(k.createKey))))
+	mux.Handle("POST /v1/keys", k.keyless(k.createKey))
 	mux.Handle("GET /v1/keys", k.cfg.Guard.Route("", adminOnly(k.listKeys)))
 	mux.Handle("GET /v1/keys/{keyId}", k.cfg.Guard.Route("", adminOnly(k.getKey)))
-	mux.Handle("DELETE /v1/keys/{keyId}", k.cfg.Guard.Route("", adminOnly(k.revokeKey)))
+	mux.Handle("DELETE /v1/keys/{keyId}", k.keyless(k.revokeKey))
 	mux.Handle("POST /v1/introspect", k.cfg.Guard.Route("", adminOnly(k.introspect)))
 	mux.Handle("POST /v1/gantry/keys/signing/rotate", k.cfg.Gate.Gate(web.Unguarded(k.log, k.rotateSigning)))
 	mux.Handle("GET /v1/jwks", web.Unguarded(k.log, k.jwks))
 	mux.Handle("GET /.well-known/jwks.json", web.Unguarded(k.log, k.jwks))
 }
 
-// keyless lets POST /v1/keys without an Authorization header through the
-// installation gate, as the admin of the default account: NVCF's
-// self-hosted docs create the first API key with no credential at all. It
-// grants nothing the gate does not already grant, since whoever passes the
-// gate may mint an admin token (POST /v1/admin/keys). In bootstrap mode,
-// where passing the gate takes the bootstrap secret, the request is told to
-// send an admin token instead.
-func (k *Keys) keyless(guarded http.Handler) http.Handler {
+// keyless serves h for admin tokens, and lets a request without an
+// Authorization header through the installation gate as the admin of the
+// default account: NVCF's self-hosted docs create the first API key with no
+// credential at all (POST /v1/keys), and nvcf-cli revokes keys without one
+// (DELETE /v1/keys/{id}). It grants nothing the gate does not already
+// grant, since whoever passes the gate may mint an admin token (POST
+// /v1/admin/keys). In bootstrap mode, where passing the gate takes the
+// bootstrap secret, the request is told to send an admin token instead.
+func (k *Keys) keyless(h web.HandlerFunc) http.Handler {
+	guarded := k.cfg.Guard.Route("", adminOnly(h))
 	anonymous := k.cfg.Gate.Gate(web.Unguarded(k.log, func(w http.ResponseWriter, r *http.Request) error {
 		account := k.cfg.DefaultAccount
 		if err := k.cfg.Accounts.EnsureAccount(r.Context(), store.Account{ID: account, Name: account, CreatedAt: k.cfg.Now().UTC()}); err != nil {
@@ -120,7 +122,7 @@ func (k *Keys) keyless(guarded http.Handler) http.Handler {
 		}
 		p := auth.NewPrincipal(account, adminSubject, auth.AdminScopes)
 		p.Kind = auth.KindAdminToken
-		return k.createKey(w, r, p)
+		return h(w, r, p)
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "" || k.cfg.Gate.Mode() == auth.InstallBootstrap {

@@ -375,7 +375,8 @@ func kid(t *testing.T, token string) string {
 }
 
 // TestAPIKeyWithoutCredential: NVCF's self-hosted docs create the first API
-// key with no Authorization header. Where the installation gate admits the
+// key with no Authorization header, and nvcf-cli revokes keys without one.
+// Where the installation gate admits the
 // caller without a credential (loopback, open), that makes a key of the
 // default account, as an admin token the caller could mint would; in
 // bootstrap mode it is a 401 that says to send a token.
@@ -394,6 +395,8 @@ func TestAPIKeyWithoutCredential(t *testing.T) {
 			code, b := r.do("POST", "/v1/keys", "", `{"description":"first key"}`, "Key-Issuer-Service", "nvcf-api")
 			if tc.status != http.StatusOK {
 				wantProblem(t, code, b, tc.status, tc.detail)
+				code, b = r.do("DELETE", "/v1/keys/0123456789abcdef", "", "")
+				wantProblem(t, code, b, tc.status, tc.detail)
 				return
 			}
 			var k model.APIKey
@@ -406,6 +409,13 @@ func TestAPIKeyWithoutCredential(t *testing.T) {
 			// A credential that is sent is checked as ever.
 			code, b = r.do("POST", "/v1/keys", "nvapi-nope", "{}")
 			wantProblem(t, code, b, http.StatusUnauthorized, "not accepted")
+			// nvcf-cli revokes without a credential too.
+			if code, b := r.do("DELETE", "/v1/keys/"+k.ID, "", ""); code != http.StatusOK {
+				t.Fatalf("revoke without a credential: %d %s", code, b)
+			}
+			if code, _ := r.do("GET", "/v2/nvcf/functions", k.Value, ""); code != http.StatusUnauthorized {
+				t.Fatalf("the revoked key still works: %d", code)
+			}
 		})
 	}
 }

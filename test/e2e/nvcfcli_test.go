@@ -193,7 +193,7 @@ func helperScript(t *testing.T, mode string, env ...string) string {
 
 // TestNVCFCLIDefaults drives every command of nvcf-cli's function workflow
 // with its default flags, in the order its docs walk through: init,
-// api-key generate (both keys, validated), function create / list / get /
+// api-key generate (both keys, validated) / list / revoke, function create / list / get /
 // list-versions, deploy create (instance type NCP.GPU.H100_1x,
 // waiting for ACTIVE the CLI's way) / get, invoke through the invocation
 // host, queue status and position, deploy update, deploy remove, delete.
@@ -243,6 +243,14 @@ func TestNVCFCLIDefaults(t *testing.T) {
 	if len(keys.Keys) != 2 || keys.Keys[0].Value != "" || keys.Keys[1].Value != "" {
 		t.Fatalf("api-key list: %s", a.body)
 	}
+	// api-key revoke sends the Key-* headers and no Authorization; the
+	// task key goes (Gantry runs no tasks).
+	taskKeyID := keys.Keys[1].ID
+	if !strings.Contains(taskKey, taskKeyID) {
+		taskKeyID = keys.Keys[0].ID
+	}
+	cli.do(cliRequest{method: "DELETE", path: "/v1/keys/" + taskKeyID, bearer: "-", accept: []int{200, 204},
+		header: map[string]string{"Key-Issuer-Service": "nvct-api", "Key-Issuer-Id": cliTasksService, "Key-Owner-Id": "svc@nvct-api.local"}})
 
 	// function create --name cli-echo --image ... --inference-url /generate --inference-port 8000
 	log := filepath.Join(t.TempDir(), "function.log")
