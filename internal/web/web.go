@@ -10,6 +10,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -38,6 +40,16 @@ func RequestID(ctx context.Context) string {
 
 // Route returns a handler that requires scope (empty: any valid credential).
 func (g Guard) Route(scope string, h HandlerFunc) http.Handler {
+	if scope == "" {
+		return g.RouteAny(nil, h)
+	}
+	return g.RouteAny([]string{scope}, h)
+}
+
+// RouteAny returns a handler that requires one of scopes (none: any valid
+// credential), for the routes NVCF opens to either of two scopes, such as
+// the function reads (list_functions or list_functions_details).
+func (g Guard) RouteAny(scopes []string, h HandlerFunc) http.Handler {
 	return g.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		p, err := g.Auth.Authenticate(r)
 		if err != nil {
@@ -48,8 +60,11 @@ func (g Guard) Route(scope string, h HandlerFunc) http.Handler {
 			}
 			return problem.Errorf(http.StatusUnauthorized, "%s", detail)
 		}
-		if scope != "" && !p.Has(scope) {
-			return problem.Errorf(http.StatusForbidden, "the credential lacks scope %q that this endpoint needs", scope)
+		if len(scopes) > 0 && !slices.ContainsFunc(scopes, p.Has) {
+			if len(scopes) == 1 {
+				return problem.Errorf(http.StatusForbidden, "the credential lacks scope %q that this endpoint needs", scopes[0])
+			}
+			return problem.Errorf(http.StatusForbidden, "the credential lacks the scope this endpoint needs: one of %s", strings.Join(scopes, ", "))
 		}
 		return h(w, r, p)
 	})
