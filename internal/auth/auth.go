@@ -28,6 +28,7 @@ const (
 	ScopeQueueDetails         = "queue_details"
 	ScopeClusterManagement    = "cluster-management"
 	ScopeAuthorizeClients     = "authorize_clients"
+	ScopeListClusterGroups    = "list_cluster_groups"
 	// Gantry checks manage_telemetries on no route yet; admin tokens carry
 	// it, and API keys may, so NVCF clients that ask for it are not refused.
 	ScopeManageTelemetries         = "manage_telemetries"
@@ -45,7 +46,7 @@ var AdminScopes = []string{
 	ScopeRegisterFunction, ScopeListFunctions, ScopeListFunctionsDetails, ScopeDeployFunction,
 	ScopeUpdateFunction, ScopeUpdateSecrets, ScopeDeleteFunction, ScopeManageTelemetries,
 	ScopeManageRegistryCredentials, ScopeClusterManagement, ScopeInvokeFunction, ScopeQueueDetails,
-	ScopeAuthorizeClients,
+	ScopeAuthorizeClients, ScopeListClusterGroups,
 }
 
 // DefaultAPIKeyScopes are what an API key may do when its request names no
