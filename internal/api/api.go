@@ -109,6 +109,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /v2/nvcf/functions/{functionId}/versions", auth.ScopeRegisterFunction, a.createVersion)
 	route("GET /v2/nvcf/functions/{functionId}/versions", auth.ScopeListFunctions, a.listVersions)
 	route("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeListFunctionsDetails, a.getVersion)
+	route("PUT /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.updateFunction)
 	route("DELETE /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeDeleteFunction, a.deleteVersion)
 	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putMetadata)
 	route("PUT /v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putRateLimit)

@@ -254,6 +254,19 @@ func TestResourceCalls(t *testing.T) {
 			wantMethod: "GET", wantPath: "/v2/nvcf/functions/f%2F1/versions/v%3F1",
 		},
 		{
+			name: "UpdateVersion sends only what changes", respBody: fnJSON,
+			call: func(c *Client) (any, error) {
+				return c.UpdateVersion(ctx, "f/1", "v1", model.UpdateFunctionRequest{Tags: []string{"a", "b"}})
+			},
+			wantMethod: "PUT", wantPath: "/v2/nvcf/functions/f%2F1/versions/v1",
+			wantBody: `{"tags":["a","b"]}`,
+			check: func(t *testing.T, got any) {
+				if f := got.(model.Function); f.ID != "f1" || f.VersionID != "v1" {
+					t.Errorf("function = %+v", f)
+				}
+			},
+		},
+		{
 			name: "DeleteVersion", respBody: "",
 			call:       func(c *Client) (any, error) { return nil, c.DeleteVersion(ctx, "f1", "v1") },
 			wantMethod: "DELETE", wantPath: "/v2/nvcf/functions/f1/versions/v1",

@@ -42,6 +42,14 @@ func (c *Client) GetFunction(ctx context.Context, functionID, versionID string) 
 	return out.Function, err
 }
 
+// UpdateVersion changes a version's tags, description or rate limit (the
+// fields req sets) and returns the updated version.
+func (c *Client) UpdateVersion(ctx context.Context, functionID, versionID string, req model.UpdateFunctionRequest) (model.Function, error) {
+	var out model.FunctionResponse
+	err := c.doJSON(ctx, http.MethodPut, versionPath(functionID, versionID), req, &out)
+	return out.Function, err
+}
+
 // DeleteVersion deletes one function version. The server refuses while the
 // version is deployed.
 func (c *Client) DeleteVersion(ctx context.Context, functionID, versionID string) error {

@@ -116,6 +116,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "POST", real: "/v2/nvcf/functions/" + fn.ID + "/versions", body: string(fnBody), scope: auth.ScopeRegisterFunction},
 		{method: "GET", real: "/v2/nvcf/functions/" + fn.ID + "/versions", scope: auth.ScopeListFunctions},
 		{method: "GET", real: "/v2/nvcf/functions/" + fv, scope: auth.ScopeListFunctionsDetails},
+		{method: "PUT", real: "/v2/nvcf/functions/" + fv, body: `{"tags":["x"]}`, scope: auth.ScopeUpdateFunction},
 		{method: "DELETE", real: "/v2/nvcf/functions/" + fv, safe: "/v2/nvcf/functions/" + unknown + "/versions/" + unknown, scope: auth.ScopeDeleteFunction},
 		{method: "PUT", real: "/v2/nvcf/metadata/functions/" + fv, body: `{"tags":["x"]}`, scope: auth.ScopeUpdateFunction},
 		{method: "PUT", real: "/v2/nvcf/ratelimit/functions/" + fv, body: `{"rateLimit":{"rateLimit":"1000-S"}}`, scope: auth.ScopeUpdateFunction},

@@ -26,6 +26,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"DELETE", "/v2/nvcf/functions/{id}/versions/{vid}"},
 	{"PUT", "/v2/nvcf/ratelimit/functions/{id}/versions/{vid}"},
 	{"GET", "/v2/nvcf/queues/{id}/position"},
+	{"PUT", "/v2/nvcf/functions/{id}/versions/{vid}"},
 }
 
 // FuzzAPINeverFails sends arbitrary bodies, ids and poll headers to the
@@ -58,6 +59,9 @@ func FuzzAPINeverFails(f *testing.F) {
 		{10, false, "%zz", ``, ""},
 		{2, false, "ä", `[]`, ""},
 		{0, false, "", `{"name":` + strings.Repeat(`[`, 10000), ""},
+		{13, true, "", `{"tags":["a","b"]}`, ""},
+		{13, true, "", `{"description":"d","rateLimit":{"rateLimit":"1-S"},"modelUpdates":[{"modelName":"m"}],"llmInvocationConfig":{}}`, ""},
+		{13, false, "x", `{"tags":null}`, ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.route, s.realIDs, s.id, s.body, s.poll)
