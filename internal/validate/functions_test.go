@@ -255,7 +255,9 @@ func TestFunctionRefusesUnsupported(t *testing.T) {
 		{"models instead of an image", func(r *model.CreateFunctionRequest) {
 			r.ContainerImage, r.Models = "", []model.Artifact{{Name: "m"}}
 		}, models + `; containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`},
-		{"resources", func(r *model.CreateFunctionRequest) { r.Resources = []model.Artifact{{Name: "r", Version: "1", URI: "u"}} },
+		{"resources", func(r *model.CreateFunctionRequest) {
+			r.Resources = []model.Artifact{{Name: "r", Version: "1", URI: "u"}}
+		},
 			"resources is not supported: Gantry does not support resource artifacts yet; " +
 				"bake them into containerImage or have the container fetch them at start-up, and remove resources"},
 		{"helmChart", func(r *model.CreateFunctionRequest) {
