@@ -244,12 +244,24 @@ func (a *API) modifyAnd(w http.ResponseWriter, ctx context.Context, read func() 
 	}
 }
 
+// deleteDeployment undeploys a function version. NVCF's graceful=true asks
+// that calls in flight finish first; Gantry always does that (an instance
+// being stopped takes no new call and finishes the ones it has), so both
+// values are accepted and behave alike. The answer is NVCF's
+// {"function": ...}, now INACTIVE, with the removed deployment beside it.
 func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	ids, err := pathIDs(r, "functionId", "versionId")
 	if err != nil {
 		return err
 	}
+	if g := r.URL.Query().Get("graceful"); g != "" && g != "true" && g != "false" {
+		return problem.BadRequest("graceful %q is invalid: use true or false (calls in flight always finish before an instance stops)", g)
+	}
 	d, err := a.ownDeployment(r.Context(), p, ids[0], ids[1])
+	if err != nil {
+		return err
+	}
+	f, err := a.ownVersion(r.Context(), p, ids[0], ids[1])
 	if err != nil {
 		return err
 	}
@@ -258,5 +270,12 @@ func (a *API) deleteDeployment(w http.ResponseWriter, r *http.Request, p auth.Pr
 	}
 	a.log.Info("api: deployment deleted", "function", d.FunctionID, "version", d.FunctionVersionID, "deployment", d.ID)
 	d.FunctionStatus = model.StatusInactive
-	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+	f.Status = model.StatusInactive
+	return web.JSON(w, http.StatusOK, undeployResponse{Function: f, Deployment: d})
+}
+
+// undeployResponse answers DELETE of a deployment.
+type undeployResponse struct {
+	Function   model.Function   `json:"function"`
+	Deployment model.Deployment `json:"deployment"`
 }

@@ -194,7 +194,7 @@ func helperScript(t *testing.T, mode string, env ...string) string {
 // TestNVCFCLIDefaults drives every command of nvcf-cli's function workflow
 // with its default flags, in the order its docs walk through: init,
 // api-key generate (both keys, validated) / list / revoke, function create / list / get /
-// list-versions, deploy create (instance type NCP.GPU.H100_1x,
+// list-versions / update, deploy create (instance type NCP.GPU.H100_1x,
 // waiting for ACTIVE the CLI's way) / get, invoke through the invocation
 // host, queue status and position, deploy update, deploy remove, delete.
 func TestNVCFCLIDefaults(t *testing.T) {
@@ -289,6 +289,12 @@ func TestNVCFCLIDefaults(t *testing.T) {
 	cli.do(cliRequest{method: "GET", path: "/v2/nvcf/functions/" + fn.ID + "/versions", accept: []int{200}}).decode(t, &list)
 	if len(list.Functions) != 1 || list.Functions[0].VersionID != fn.VersionID {
 		t.Fatalf("function list-versions: %+v", list)
+	}
+
+	// function update --tags cli,e2e
+	cli.do(cliRequest{method: "PUT", path: version, body: `{"tags":["cli","e2e"]}`, accept: []int{200}})
+	if got := get(); !slices.Equal(got.Tags, []string{"cli", "e2e"}) {
+		t.Fatalf("after function update: tags %v", got.Tags)
 	}
 
 	// deploy create, defaults: one H100 as NCP.GPU.H100_1x; then the CLI
@@ -432,8 +438,16 @@ func TestNVCFCLIDefaults(t *testing.T) {
 		t.Fatalf("deploy update: %+v", patched.Spec)
 	}
 
-	// deploy remove, then delete: 200, then exactly 204.
-	cli.do(cliRequest{method: "DELETE", path: deployment, accept: []int{200}})
+	// deploy remove, then delete: 200 (NVCF's body: the function, now
+	// INACTIVE), then exactly 204.
+	cli.do(cliRequest{method: "DELETE", path: deployment + "?graceful=maybe", accept: []int{400}})
+	var removed struct {
+		Function cliFunction `json:"function"`
+	}
+	cli.do(cliRequest{method: "DELETE", path: deployment, accept: []int{200}}).decode(t, &removed)
+	if removed.Function.ID != fn.ID || removed.Function.Status != "INACTIVE" {
+		t.Fatalf("deploy remove: %+v", removed.Function)
+	}
 	cli.do(cliRequest{method: "DELETE", path: version, accept: []int{204}})
 	cli.do(cliRequest{method: "GET", path: version, accept: []int{404}})
 }
@@ -505,4 +519,7 @@ func TestNVCFDocumentedCurls(t *testing.T) {
 			t.Errorf("%s: %s", c.name, a.body)
 		}
 	}
+
+	// function delete --deployment-only --graceful
+	curl.do(cliRequest{method: "DELETE", path: deployment + "?graceful=true", host: "api." + gw, bearer: token, accept: []int{200}})
 }
