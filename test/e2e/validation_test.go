@@ -82,12 +82,6 @@ func TestValidationRejectsEachRule(t *testing.T) {
 			m["description"] = long(256)
 			m["secrets"] = []jsonObj{{"name": "K" + long(47), "value": long(32768)}}
 		})},
-		{name: "helm function", method: "POST", path: fnPath, body: fnBody(func(m jsonObj) { helmBody(m); delete(m, "containerImage") })},
-		{name: "models function", method: "POST", path: fnPath, body: fnBody(func(m jsonObj) {
-			delete(m, "containerImage")
-			delete(m, "containerArgs")
-			m["models"] = []jsonObj{{"name": "llama", "version": "1", "uri": "ngc://models/llama:1"}}
-		})},
 		{name: "version", method: "POST", path: versionPath, body: fnBody(nil)},
 		{name: "deployment", method: "PUT", path: liveDeploy, body: deployBody(nil)},
 		{name: "deployment at the limits", method: "POST", path: edgeDeploy, body: deployBody(func(s jsonObj) {
@@ -131,15 +125,11 @@ func TestValidationRejectsEachRule(t *testing.T) {
 		{name: "health.timeout/not ISO-8601", body: fnBody(func(m jsonObj) { m["health"].(jsonObj)["timeout"] = "10s" }), detail: []string{"health.timeout", "ISO-8601"}},
 		{name: "health.timeout/months", body: fnBody(func(m jsonObj) { m["health"].(jsonObj)["timeout"] = "P1M" }), detail: []string{"health.timeout"}},
 		{name: "health.timeout/zero", body: fnBody(func(m jsonObj) { m["health"].(jsonObj)["timeout"] = "PT0S" }), detail: []string{"health.timeout"}},
-		{name: "artifact/none", body: fnBody(func(m jsonObj) { delete(m, "containerImage") }), detail: []string{"one of containerImage, models or helmChart is required"}},
-		{name: "helmChart/excludes containerImage", body: fnBody(func(m jsonObj) { helmBody(m) }), detail: []string{"helmChart excludes containerImage"}},
-		{name: "helmChart/excludes containerArgs", body: fnBody(func(m jsonObj) { helmBody(m); delete(m, "containerImage"); m["containerArgs"] = "serve" }),
-			detail: []string{"helmChart excludes containerArgs"}},
-		{name: "helmChart/excludes containerEnvironment", body: fnBody(func(m jsonObj) {
-			helmBody(m)
+		{name: "containerImage/none", body: fnBody(func(m jsonObj) { delete(m, "containerImage") }), detail: []string{"containerImage is required"}},
+		{name: "helmChart/not run", body: fnBody(func(m jsonObj) {
 			delete(m, "containerImage")
-			m["containerEnvironment"] = []jsonObj{{"key": "A", "value": "b"}}
-		}), detail: []string{"helmChart excludes containerEnvironment"}},
+			m["helmChart"], m["helmChartServiceName"] = "oci://registry.example/charts/echo:1.0", "echo"
+		}), detail: []string{"helmChart is not supported", "send it as containerImage"}},
 		{name: "apiBodyFormat", body: fnBody(func(m jsonObj) { m["apiBodyFormat"] = "XML" }), detail: []string{"apiBodyFormat", "XML"}},
 		{name: "tags/too many", body: fnBody(func(m jsonObj) { m["tags"] = manyTags(65) }), detail: []string{"tags has 65 entries", "64"}},
 		{name: "tags/too long", body: fnBody(func(m jsonObj) { m["tags"] = []string{"ok", long(129)} }), detail: []string{"tags[1]"}},
@@ -189,7 +179,8 @@ func TestValidationRejectsEachRule(t *testing.T) {
 			body:   `{"autoscalingConfiguration":{"scaleDownDetails":{"factor":0.5,"threshold":20,"stickiness":{"size":"PT5M","threshold":"PT10M"}}}}`,
 			detail: []string{"stickiness.threshold \"PT10M\"", "shorter than stickiness.size"}},
 		{name: "patch/nothing to change", method: "PATCH", path: patchPath, body: `{}`, detail: []string{"minInstances", "maxInstances", "maxRequestConcurrency"}},
-		{name: "patch/gpu not patchable", method: "PATCH", path: patchPath, body: `{"gpu":"L40S"}`, detail: []string{"send at least one of"}},
+		{name: "patch/gpu not patchable", method: "PATCH", path: patchPath, body: `{"gpu":"L40S"}`,
+			detail: []string{`gpu cannot change in place (it is "H100")`, "PUT the deployment", "send at least one of"}},
 
 		// Metadata and secrets endpoints apply the same tag and secret rules.
 		{name: "metadata/tags charset", method: "PUT", path: metaPath, body: `{"tags":["ok","no spaces"]}`, detail: []string{"tags[1]"}},
@@ -326,14 +317,6 @@ func fnBody(mod func(jsonObj)) string {
 		mod(m)
 	}
 	return mustJSON(m)
-}
-
-// helmBody turns a function body into a Helm one; the caller decides what
-// else to keep, so each case breaks one exclusion rule.
-func helmBody(m jsonObj) {
-	m["helmChart"] = "oci://registry.example/charts/echo:1.0"
-	m["helmChartServiceName"] = "echo"
-	delete(m, "containerArgs")
 }
 
 // deployBody is a valid deployment body of one spec, changed by mod.
