@@ -174,7 +174,9 @@ func (o *functionCreateOptions) request(cmd *cobra.Command) (model.CreateFunctio
 		return req, usageErrorf(cmd, "--name is required (or name in the -f file)")
 	}
 	if req.ContainerImage == "" && req.HelmChart == "" && len(req.Models) == 0 {
-		return req, usageErrorf(cmd, "--image is required (or containerImage, helmChart or models in the -f file)")
+		// A file with helmChart or models only goes to the server, which
+		// says why it refuses them.
+		return req, usageErrorf(cmd, "--image is required (or containerImage in the -f file): a container image, or process://<program>")
 	}
 	return req, nil
 }
