@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,18 @@ type Cluster struct {
 	IdleInstances    int                 `json:"idleInstances"`
 	StandbyInstances int                 `json:"standbyInstances"`
 	CreatedAt        time.Time           `json:"createdAt"`
+
+	// NVCALastConnected and HealthyHeartbeatReportTime are NVCF's names
+	// for when the cluster's agent last reported (nvcf-cli's cluster list
+	// reads them); Gantry's agents report only while they run, so every
+	// heartbeat is a healthy one and both are its time. K8sVersion repeats
+	// Inventory.KubernetesVersion and GPUs describes the inventory as
+	// NVCF's cluster answers do. The API fills all four in; they are not
+	// stored in the cluster record.
+	NVCALastConnected          time.Time  `json:"nvcaLastConnected,omitzero"`
+	HealthyHeartbeatReportTime time.Time  `json:"healthyHeartbeatReportTime,omitzero"`
+	K8sVersion                 string     `json:"k8sVersion,omitempty"`
+	GPUs                       []GroupGPU `json:"gpus,omitempty"`
 
 	Revision int64 `json:"-"`
 }
@@ -181,18 +194,40 @@ func (inv Inventory) GPUTotals() map[string]int {
 	return out
 }
 
-// InstanceType is one shape of GPUs that an instance can take on a cluster.
+// InstanceType is one shape of GPUs that an instance can take on a
+// cluster, with the fields of NVCF's instance type entries (ICMS's
+// InstanceTypeDetails, NVCA's manual instance configuration). Value,
+// CPUCores, SystemMemory and GPUMemory are set by InstanceTypeDetails only.
 type InstanceType struct {
-	Name        string `json:"name"`
+	Name string `json:"name"`
+	// Value is the name without the GPU count (ON-PREM.GPU.H100), what
+	// NVCA matches against its nodes' instance-type label.
+	Value       string `json:"value,omitempty"`
 	Description string `json:"description"`
 	Default     bool   `json:"default"`
-	GPUModel    string `json:"-"`
-	GPUCount    int    `json:"-"`
+	// CPUCores and SystemMemory are one instance's share of its node's CPU
+	// and memory, in proportion to its GPUs; GPUMemory is the memory of
+	// all its GPUs. Memory is a Kubernetes quantity ("128Gi").
+	CPUCores     int    `json:"cpuCores,omitempty"`
+	SystemMemory string `json:"systemMemory,omitempty"`
+	GPUMemory    string `json:"gpuMemory,omitempty"`
+	GPUCount     int    `json:"gpuCount"`
+	GPUModel     string `json:"-"`
 }
+
+// instanceTypePrefix is the provider part of the instance type names
+// Gantry gives its clusters' shapes.
+const instanceTypePrefix = "ON-PREM.GPU."
 
 // InstanceTypeName names an instance type the NVCF way: ON-PREM.GPU.H100_2x.
 func InstanceTypeName(model string, count int) string {
-	return fmt.Sprintf("ON-PREM.GPU.%s_%dx", model, count)
+	return fmt.Sprintf(instanceTypePrefix+"%s_%dx", model, count)
+}
+
+// InstanceTypeValue is NVCF's value of the instance types of a GPU model,
+// the name without the count: ON-PREM.GPU.H100.
+func InstanceTypeValue(model string) string {
+	return instanceTypePrefix + model
 }
 
 // ParseInstanceTypeName splits an NVCF instance type name,
@@ -263,26 +298,90 @@ func (n Node) InstanceTypes() []InstanceType {
 	return out
 }
 
-// ClusterGroup is the NVCF view of clusters that share a group name (the
-// deployment's "backend").
-type ClusterGroup struct {
-	ID       string         `json:"id"`
-	Name     string         `json:"name"`
-	NCAID    string         `json:"ncaId"`
-	GPUs     []GroupGPU     `json:"gpus"`
-	Clusters []ClusterBrief `json:"clusters"`
+// InstanceTypeDetails lists the instance types the node offers, as
+// InstanceTypes does, each with what one instance of it gets (see
+// InstanceType). The API describes clusters with it; the scheduler, which
+// matches names only, uses the cheaper InstanceTypes.
+func (n Node) InstanceTypeDetails() []InstanceType {
+	ts := n.InstanceTypes()
+	for i := range ts {
+		t := &ts[i]
+		t.Value = InstanceTypeValue(n.GPUModel)
+		t.CPUCores = n.CPUCores * t.GPUCount / n.GPUs // InstanceTypes offers none on a node without GPUs
+		if mem := n.MemoryGiB * t.GPUCount / n.GPUs; mem > 0 {
+			t.SystemMemory = fmt.Sprintf("%dGi", mem)
+		}
+		if n.GPUMemoryGB > 0 {
+			t.GPUMemory = fmt.Sprintf("%dGi", n.GPUMemoryGB*t.GPUCount)
+		}
+	}
+	return ts
 }
 
-// GroupGPU is one GPU model a cluster group offers.
+// GPUOffers describes what nodes offer the way NVCF's gpus entries do: one
+// entry per GPU model, sorted by model, with the model's GPUs in total and
+// its instance types, fewest GPUs first. Where nodes of a model differ, an
+// instance type is described by the first node that offers it.
+func GPUOffers(nodes []Node) []GroupGPU {
+	byModel := map[string]*GroupGPU{}
+	for _, n := range nodes {
+		if n.GPUModel == "" || n.GPUs <= 0 {
+			continue
+		}
+		g, ok := byModel[n.GPUModel]
+		if !ok {
+			g = &GroupGPU{Name: n.GPUModel}
+			byModel[n.GPUModel] = g
+		}
+		g.Capacity += n.GPUs
+		for _, t := range n.InstanceTypeDetails() {
+			if !slices.ContainsFunc(g.InstanceTypes, func(o InstanceType) bool { return o.Name == t.Name }) {
+				g.InstanceTypes = append(g.InstanceTypes, t)
+			}
+		}
+	}
+	out := make([]GroupGPU, 0, len(byModel))
+	for _, m := range slices.Sorted(maps.Keys(byModel)) {
+		g := byModel[m]
+		slices.SortStableFunc(g.InstanceTypes, func(a, b InstanceType) int { return a.GPUCount - b.GPUCount })
+		out = append(out, *g)
+	}
+	return out
+}
+
+// ClusterGroup is the NVCF view of clusters that share a group name (the
+// deployment's "backend") in one account.
+type ClusterGroup struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	NCAID string `json:"ncaId"`
+	// AuthorizedNCAIDs are the other accounts the group's clusters serve
+	// (note NVCF's spelling here, unlike the clusters' authorizedNCAIds).
+	AuthorizedNCAIDs []string       `json:"authorizedNcaIds"`
+	GPUs             []GroupGPU     `json:"gpus"`
+	Clusters         []ClusterBrief `json:"clusters"`
+}
+
+// GroupGPU is one GPU model a cluster group, or one cluster, offers: how
+// many GPUs of it there are and the instance types they make.
 type GroupGPU struct {
 	Name          string         `json:"name"`
+	Capacity      int            `json:"capacity"`
 	InstanceTypes []InstanceType `json:"instanceTypes"`
 }
 
 // ClusterBrief names a cluster inside a group listing.
 type ClusterBrief struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	K8sVersion string `json:"k8sVersion,omitempty"`
+}
+
+// SupportedGPU is one entry of GET /v2/nvcf/supportedGpus, NVCF's
+// deprecated list of the GPUs each backend (cluster group) offers.
+type SupportedGPU struct {
+	GPU     string `json:"gpu"`
+	Backend string `json:"backend"`
 }
 
 // Serves reports whether functions of account may run on the cluster: its

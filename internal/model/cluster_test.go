@@ -187,3 +187,93 @@ func TestMaintenanceIsNotSchedulable(t *testing.T) {
 		t.Error("a cluster in maintenance mode must take no new instances")
 	}
 }
+
+func TestNodeInstanceTypeDetails(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		node Node
+		want []InstanceType
+	}{
+		{
+			name: "shares of the node in proportion to the GPUs",
+			node: Node{GPUModel: "H100", GPUMemoryGB: 80, GPUs: 4, CPUCores: 64, MemoryGiB: 512},
+			want: []InstanceType{
+				{Name: "ON-PREM.GPU.H100_1x", Value: "ON-PREM.GPU.H100", Description: "1 x H100 80GB", Default: true,
+					CPUCores: 16, SystemMemory: "128Gi", GPUMemory: "80Gi", GPUCount: 1, GPUModel: "H100"},
+				{Name: "ON-PREM.GPU.H100_2x", Value: "ON-PREM.GPU.H100", Description: "2 x H100 80GB",
+					CPUCores: 32, SystemMemory: "256Gi", GPUMemory: "160Gi", GPUCount: 2, GPUModel: "H100"},
+				{Name: "ON-PREM.GPU.H100_4x", Value: "ON-PREM.GPU.H100", Description: "4 x H100 80GB",
+					CPUCores: 64, SystemMemory: "512Gi", GPUMemory: "320Gi", GPUCount: 4, GPUModel: "H100"},
+			},
+		},
+		{
+			name: "what the agent did not report is left out",
+			node: Node{GPUModel: "L40S", GPUs: 1},
+			want: []InstanceType{{Name: "ON-PREM.GPU.L40S_1x", Value: "ON-PREM.GPU.L40S", Description: "1 x L40S 0GB", Default: true,
+				GPUCount: 1, GPUModel: "L40S"}},
+		},
+		{name: "no GPUs, no instance types", node: Node{GPUModel: "H100", CPUCores: 8, MemoryGiB: 8}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tc.node.InstanceTypeDetails(); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("InstanceTypeDetails =\n%+v\nwant\n%+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestGPUOffers(t *testing.T) {
+	t.Parallel()
+	names := func(g GroupGPU) []string {
+		var out []string
+		for _, t := range g.InstanceTypes {
+			out = append(out, t.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		nodes []Node
+		want  []GroupGPU // names only for the instance types, see names
+		types [][]string
+	}{
+		{name: "none", want: []GroupGPU{}},
+		{
+			name: "per model, sorted, totals across nodes, each type once",
+			nodes: []Node{
+				{Name: "a", GPUModel: "L40S", GPUs: 2, CPUCores: 16},
+				{Name: "b", GPUModel: "H100", GPUs: 4, CPUCores: 32},
+				{Name: "c", GPUModel: "H100", GPUs: 2, CPUCores: 64},
+				{Name: "d", GPUModel: "", GPUs: 3},
+				{Name: "e", GPUModel: "A10", GPUs: 0},
+			},
+			want: []GroupGPU{{Name: "H100", Capacity: 6}, {Name: "L40S", Capacity: 2}},
+			types: [][]string{
+				{"ON-PREM.GPU.H100_1x", "ON-PREM.GPU.H100_2x", "ON-PREM.GPU.H100_4x"},
+				{"ON-PREM.GPU.L40S_1x", "ON-PREM.GPU.L40S_2x"},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := GPUOffers(tc.nodes)
+			if len(got) != len(tc.want) {
+				t.Fatalf("GPUOffers = %+v, want %d models", got, len(tc.want))
+			}
+			for i, g := range got {
+				if g.Name != tc.want[i].Name || g.Capacity != tc.want[i].Capacity || !reflect.DeepEqual(names(g), tc.types[i]) {
+					t.Errorf("model %d = %s x%d %v, want %s x%d %v", i, g.Name, g.Capacity, names(g), tc.want[i].Name, tc.want[i].Capacity, tc.types[i])
+				}
+			}
+		})
+	}
+	// The first node offering a type describes it.
+	got := GPUOffers([]Node{{GPUModel: "H100", GPUs: 2, CPUCores: 32}, {GPUModel: "H100", GPUs: 2, CPUCores: 8}})
+	if c := got[0].InstanceTypes[0].CPUCores; c != 16 {
+		t.Errorf("H100_1x has %d CPU cores, want 16 (the first node's share)", c)
+	}
+}
