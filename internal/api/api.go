@@ -135,7 +135,7 @@ func (a *API) Register(mux *http.ServeMux) {
 
 	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
 	NewPolicies(a.st, a.guard).Register(mux)
-	route("GET /v2/nvcf/supportedGpus", auth.ScopeListFunctions, a.supportedGPUs)
+	route("GET /v2/nvcf/supportedGpus", auth.ScopeRegisterFunction, a.supportedGPUs)
 	registerRegistryCredentials(mux, a.st, a.seal, a.guard)
 	a.registerAuthorizations(route)
 }

@@ -1,11 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/model"
@@ -15,57 +16,74 @@ import (
 	"github.com/gantry-dev/gantry/internal/web"
 )
 
-// clusterGroups lists groups with the GPUs and instance types their clusters
-// offer, merged across clusters.
+// clusterGroups lists the cluster groups whose clusters serve the caller's
+// account, in NVCF's shape: per group its GPUs and their instance types,
+// merged across its clusters, the other accounts its clusters serve, and
+// its clusters. A group is one account's: groups of the same name in two
+// accounts are two groups, told apart by id and ncaId.
 func (a *API) clusterGroups(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	clusters, err := a.accountClusters(r.Context(), p)
 	if err != nil {
 		return err
 	}
-	groups := map[string]*model.ClusterGroup{}
-	offered := map[string]map[string]map[string]model.InstanceType{} // group -> gpu -> type name -> type
-	for _, c := range clusters {
-		g, ok := groups[c.GroupName]
-		if !ok {
-			g = &model.ClusterGroup{ID: c.GroupID, Name: c.GroupName, NCAID: c.NCAID, GPUs: []model.GroupGPU{}}
-			groups[c.GroupName] = g
-			offered[c.GroupName] = map[string]map[string]model.InstanceType{}
-		}
-		g.Clusters = append(g.Clusters, model.ClusterBrief{ID: c.ID, Name: c.Name})
-		for _, n := range c.Inventory.Nodes {
-			if offered[c.GroupName][n.GPUModel] == nil {
-				offered[c.GroupName][n.GPUModel] = map[string]model.InstanceType{}
-			}
-			for _, t := range n.InstanceTypes() {
-				offered[c.GroupName][n.GPUModel][t.Name] = t
-			}
-		}
-	}
+	slices.SortFunc(clusters, func(x, y model.Cluster) int {
+		return cmp.Or(strings.Compare(x.GroupName, y.GroupName), strings.Compare(x.GroupID, y.GroupID), strings.Compare(x.Name, y.Name))
+	})
 	out := model.ClusterGroupsResponse{ClusterGroups: []model.ClusterGroup{}}
-	for _, name := range slices.Sorted(maps.Keys(groups)) {
-		g := groups[name]
-		for _, gpu := range slices.Sorted(maps.Keys(offered[name])) {
-			its := slices.SortedFunc(maps.Values(offered[name][gpu]), func(a, b model.InstanceType) int { return a.GPUCount - b.GPUCount })
-			g.GPUs = append(g.GPUs, model.GroupGPU{Name: gpu, InstanceTypes: its})
+	for len(clusters) > 0 {
+		n := 1
+		for n < len(clusters) && clusters[n].GroupID == clusters[0].GroupID {
+			n++
 		}
-		out.ClusterGroups = append(out.ClusterGroups, *g)
+		group := clusters[:n]
+		clusters = clusters[n:]
+		g := model.ClusterGroup{ID: group[0].GroupID, Name: group[0].GroupName, NCAID: group[0].NCAID}
+		var authorized []string
+		var nodes []model.Node
+		for _, c := range group {
+			g.Clusters = append(g.Clusters, model.ClusterBrief{ID: c.ID, Name: c.Name, K8sVersion: c.Inventory.KubernetesVersion})
+			authorized = append(authorized, authorizedFor(c, p)...)
+			nodes = append(nodes, c.Inventory.Nodes...)
+		}
+		slices.Sort(authorized)
+		g.AuthorizedNCAIDs = append([]string{}, slices.Compact(authorized)...)
+		g.GPUs = model.GPUOffers(nodes)
+		out.ClusterGroups = append(out.ClusterGroups, g)
 	}
 	return web.JSON(w, http.StatusOK, out)
 }
 
+// authorizedFor is the part of c's authorizedNCAIds the caller may see: all
+// of it for the cluster's own account; for an account it is authorized on,
+// only that account, so that no account learns which others share a
+// cluster with it.
+func authorizedFor(c model.Cluster, p auth.Principal) []string {
+	if c.NCAID == p.Account {
+		return c.AuthorizedNCAIDs
+	}
+	return []string{p.Account}
+}
+
+// supportedGPUs answers NVCF's deprecated GET /v2/nvcf/supportedGpus: a
+// bare list of {gpu, backend}, one per GPU model each cluster group (the
+// deployments' backend) serving the caller's account offers.
 func (a *API) supportedGPUs(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	clusters, err := a.accountClusters(r.Context(), p)
 	if err != nil {
 		return err
 	}
-	gpus := []string{}
+	out := []model.SupportedGPU{}
 	for _, c := range clusters {
-		for m := range c.Inventory.GPUTotals() {
-			gpus = append(gpus, m)
+		for m, n := range c.Inventory.GPUTotals() {
+			if m != "" && n > 0 {
+				out = append(out, model.SupportedGPU{GPU: m, Backend: c.GroupName})
+			}
 		}
 	}
-	slices.Sort(gpus)
-	return web.JSON(w, http.StatusOK, model.SupportedGPUsResponse{GPUs: slices.Compact(gpus)})
+	slices.SortFunc(out, func(x, y model.SupportedGPU) int {
+		return cmp.Or(strings.Compare(x.Backend, y.Backend), strings.Compare(x.GPU, y.GPU))
+	})
+	return web.JSON(w, http.StatusOK, slices.Compact(out))
 }
 
 // accountClusters lists the clusters that serve the caller's account: its
@@ -133,6 +151,9 @@ func clusterFromRequest(c model.Cluster, req model.ClusterRequest) model.Cluster
 	return c
 }
 
+// listClusters answers NVCF's GET /v1/accounts/{ncaId}/clusters: a bare
+// JSON array (what ICMS answers and nvcf-cli decodes) of the account's own
+// clusters, each as getCluster describes it.
 func (a *API) listClusters(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	if err := ownAccount(r, p); err != nil {
 		return err
@@ -141,22 +162,22 @@ func (a *API) listClusters(w http.ResponseWriter, r *http.Request, p auth.Princi
 	if err != nil {
 		return err
 	}
-	out := model.ClusterListResponse{Clusters: []model.Cluster{}}
-	for _, c := range all {
-		if c.NCAID == p.Account {
-			out.Clusters = append(out.Clusters, c)
-		}
+	out := slices.DeleteFunc(all, func(c model.Cluster) bool { return c.NCAID != p.Account })
+	if out == nil {
+		out = []model.Cluster{}
 	}
-	if err := a.withHeartbeats(r.Context(), out.Clusters); err != nil {
+	if err := a.describeClusters(r.Context(), out); err != nil {
 		return err
 	}
 	return web.JSON(w, http.StatusOK, out)
 }
 
-// withHeartbeats fills in what the cluster records do not hold: when each
-// cluster's agent last reported (see store.Heartbeat) and the GPUs promised
-// to instances (the allocations).
-func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
+// describeClusters fills in what the cluster records do not hold: from the
+// latest heartbeat (see store.Heartbeat) when the agent reported, under
+// Gantry's and NVCF's names, and how each instance type is used; the GPUs
+// promised to instances (the allocations); and the inventory in NVCF's
+// terms (k8sVersion, gpus).
+func (a *API) describeClusters(ctx context.Context, cs []model.Cluster) error {
 	beats, err := a.st.ListHeartbeats(ctx)
 	if err != nil {
 		return err
@@ -168,9 +189,12 @@ func (a *API) withHeartbeats(ctx context.Context, cs []model.Cluster) error {
 	for i, c := range cs {
 		if hb, ok := beats[c.ID]; ok {
 			cs[i].LastHeartbeat, cs[i].HeartbeatMillis = hb.At, hb.PeriodMillis
+			cs[i].NVCALastConnected, cs[i].HealthyHeartbeatReportTime = hb.At, hb.At
 			cs[i].InstanceTypes, cs[i].IdleInstances, cs[i].StandbyInstances = hb.InstanceTypes, hb.Idle, hb.Standby
 		}
 		cs[i].UsedGPUs = allocs[c.ID].Used
+		cs[i].K8sVersion = c.Inventory.KubernetesVersion
+		cs[i].GPUs = model.GPUOffers(c.Inventory.Nodes)
 	}
 	return nil
 }
@@ -196,11 +220,18 @@ func (a *API) getCluster(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err != nil {
 		return err
 	}
+	return a.answerCluster(w, r, c)
+}
+
+// answerCluster answers one cluster bare, as NVCF's GET of one cluster
+// does (ICMS's GetClusterResponse, unwrapped), described as in a listing.
+// PUT, cordon, uncordon and drain answer the changed cluster the same way.
+func (a *API) answerCluster(w http.ResponseWriter, r *http.Request, c model.Cluster) error {
 	cs := []model.Cluster{c}
-	if err := a.withHeartbeats(r.Context(), cs); err != nil {
+	if err := a.describeClusters(r.Context(), cs); err != nil {
 		return err
 	}
-	return web.JSON(w, http.StatusOK, model.ClusterResponse{Cluster: cs[0]})
+	return web.JSON(w, http.StatusOK, cs[0])
 }
 
 func (a *API) updateCluster(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -250,7 +281,7 @@ func (a *API) modifyCluster(w http.ResponseWriter, r *http.Request, p auth.Princ
 		if err != nil {
 			return err
 		}
-		return web.JSON(w, http.StatusOK, model.ClusterResponse{Cluster: c})
+		return a.answerCluster(w, r, c)
 	}
 }
 

@@ -109,7 +109,7 @@ func (f *fakeClusters) list(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	writeJSON(w, 200, model.ClusterListResponse{Clusters: append([]model.Cluster{}, f.clusters...)})
+	writeJSON(w, 200, append([]model.Cluster{}, f.clusters...)) // a bare array, as the API answers
 }
 
 // find returns the index of the cluster the path names, or answers 404.
@@ -131,7 +131,7 @@ func (f *fakeClusters) get(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if i := f.find(w, r); i >= 0 {
-		writeJSON(w, 200, model.ClusterResponse{Cluster: f.clusters[i]})
+		writeJSON(w, 200, f.clusters[i])
 	}
 }
 
@@ -169,7 +169,7 @@ func (f *fakeClusters) action(w http.ResponseWriter, r *http.Request) {
 		f.problem(w, r, http.StatusNotFound, "no such action")
 		return
 	}
-	writeJSON(w, 200, model.ClusterResponse{Cluster: *c})
+	writeJSON(w, 200, *c)
 }
 
 // cluster runs `gantry cluster --account <the fake's> args...` through

@@ -18,26 +18,27 @@ func (c *Client) RegisterCluster(ctx context.Context, account string, req model.
 	return out, err
 }
 
-// ListClusters returns the clusters registered under account.
+// ListClusters returns the clusters registered under account. The server
+// answers a bare JSON array, as NVCF's does.
 func (c *Client) ListClusters(ctx context.Context, account string) ([]model.Cluster, error) {
-	var out model.ClusterListResponse
+	var out []model.Cluster
 	err := c.doJSON(ctx, http.MethodGet, clustersPath(account), nil, &out)
-	return out.Clusters, err
+	return out, err
 }
 
 // GetCluster returns one cluster with its inventory and heartbeat state.
 func (c *Client) GetCluster(ctx context.Context, account, id string) (model.Cluster, error) {
-	var out model.ClusterResponse
+	var out model.Cluster
 	err := c.doJSON(ctx, http.MethodGet, clusterPath(account, id), nil, &out)
-	return out.Cluster, err
+	return out, err
 }
 
 // UpdateCluster replaces a cluster's settings (group, region, zone, labels,
 // issuer). Its name cannot change.
 func (c *Client) UpdateCluster(ctx context.Context, account, id string, req model.ClusterRequest) (model.Cluster, error) {
-	var out model.ClusterResponse
+	var out model.Cluster
 	err := c.doJSON(ctx, http.MethodPut, clusterPath(account, id), req, &out)
-	return out.Cluster, err
+	return out, err
 }
 
 // DeleteCluster deregisters a cluster. The server revokes its agent's
@@ -63,9 +64,9 @@ func (c *Client) DrainCluster(ctx context.Context, account, id string) (model.Cl
 }
 
 func (c *Client) clusterAction(ctx context.Context, account, id, action string) (model.Cluster, error) {
-	var out model.ClusterResponse
+	var out model.Cluster
 	err := c.doJSON(ctx, http.MethodPost, clusterPath(account, id)+"/"+action, nil, &out)
-	return out.Cluster, err
+	return out, err
 }
 
 // errNoAgentToken is returned by AgentCredential on a client without a token.

@@ -21,9 +21,12 @@ func TestClusterCalls(t *testing.T) {
 	req := model.ClusterRequest{ClusterName: "us-east", ClusterGroupName: "prod", Region: "us-east-1",
 		Labels: map[string]string{"rack": "r1"}, JWKS: json.RawMessage(`{"keys":[{"kty":"OKP"}]}`)}
 	const reqJSON = `{"clusterName":"us-east","clusterGroupName":"prod","region":"us-east-1","labels":{"rack":"r1"},"jwks":{"keys":[{"kty":"OKP"}]}}`
-	const clusterJSON = `{"cluster":{"clusterId":"c1","clusterName":"us-east","clusterGroupName":"prod","ncaId":"acct","status":"READY",
+	// The server answers a cluster bare, as NVCF's ICMS does.
+	const clusterJSON = `{"clusterId":"c1","clusterName":"us-east","clusterGroupName":"prod","ncaId":"acct","status":"READY",
 		"cordoned":true,"inventory":{"nodes":[{"name":"n1","gpuModel":"H100","gpuMemoryGB":80,"gpus":8}]},
-		"lastHeartbeat":"2024-01-02T03:04:05Z","createdAt":"2024-01-01T00:00:00Z"}}`
+		"lastHeartbeat":"2024-01-02T03:04:05Z","nvcaLastConnected":"2024-01-02T03:04:05Z","k8sVersion":"v1.31.0",
+		"gpus":[{"name":"H100","capacity":8,"instanceTypes":[{"name":"ON-PREM.GPU.H100_8x","value":"ON-PREM.GPU.H100","gpuCount":8}]}],
+		"createdAt":"2024-01-01T00:00:00Z"}`
 
 	tests := []struct {
 		name       string
@@ -50,11 +53,11 @@ func TestClusterCalls(t *testing.T) {
 		},
 		{
 			name:       "ListClusters escapes the account",
-			respBody:   `{"clusters":[{"clusterId":"c1"},{"clusterId":"c2"}]}`,
+			respBody:   `[{"clusterId":"c1","nvcaLastConnected":"2024-01-02T03:04:05.5Z"},{"clusterId":"c2"}]`,
 			call:       func(c *Client) (any, error) { return c.ListClusters(ctx, "a/b c") },
 			wantMethod: "GET", wantPath: "/v1/accounts/a%2Fb%20c/clusters",
 			check: func(t *testing.T, got any) {
-				if cs := got.([]model.Cluster); len(cs) != 2 || cs[1].ID != "c2" {
+				if cs := got.([]model.Cluster); len(cs) != 2 || cs[1].ID != "c2" || cs[0].NVCALastConnected.IsZero() {
 					t.Errorf("clusters = %+v", cs)
 				}
 			},
@@ -65,7 +68,8 @@ func TestClusterCalls(t *testing.T) {
 			wantMethod: "GET", wantPath: "/v1/accounts/acct/clusters/c1",
 			check: func(t *testing.T, got any) {
 				c := got.(model.Cluster)
-				if c.ID != "c1" || c.Status != model.ClusterReady || !c.Cordoned || c.Inventory.GPUTotals()["H100"] != 8 || c.LastHeartbeat.IsZero() {
+				if c.ID != "c1" || c.Status != model.ClusterReady || !c.Cordoned || c.Inventory.GPUTotals()["H100"] != 8 || c.LastHeartbeat.IsZero() ||
+					c.NVCALastConnected.IsZero() || c.K8sVersion != "v1.31.0" || len(c.GPUs) != 1 || c.GPUs[0].InstanceTypes[0].GPUCount != 8 {
 					t.Errorf("cluster = %+v", c)
 				}
 			},
@@ -80,6 +84,11 @@ func TestClusterCalls(t *testing.T) {
 			call:       func(c *Client) (any, error) { return c.UpdateCluster(ctx, "acct", "c1", req) },
 			wantMethod: "PUT", wantPath: "/v1/accounts/acct/clusters/c1",
 			wantBody: reqJSON,
+			check: func(t *testing.T, got any) {
+				if c := got.(model.Cluster); c.ID != "c1" || c.Name != "us-east" {
+					t.Errorf("cluster = %+v", c)
+				}
+			},
 		},
 		{
 			name: "DeleteCluster", respBody: "",

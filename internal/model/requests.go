@@ -108,11 +108,6 @@ type ClusterGroupsResponse struct {
 	ClusterGroups []ClusterGroup `json:"clusterGroups"`
 }
 
-// SupportedGPUsResponse is the body of GET /v2/nvcf/supportedGpus.
-type SupportedGPUsResponse struct {
-	GPUs []string `json:"gpus"`
-}
-
 // QueueResponse is the body of GET /v2/nvcf/queues/functions/{id}[/versions/{vid}].
 type QueueResponse struct {
 	FunctionID string  `json:"functionId"`
@@ -168,16 +163,6 @@ type ClusterRegistration struct {
 	ClusterGroupID     string    `json:"clusterGroupId"`
 	BootstrapToken     string    `json:"bootstrapToken"`
 	BootstrapExpiresAt time.Time `json:"bootstrapExpiresAt"`
-}
-
-// ClusterResponse wraps one cluster: {"cluster": {...}}.
-type ClusterResponse struct {
-	Cluster Cluster `json:"cluster"`
-}
-
-// ClusterListResponse wraps a list: {"clusters": [...]}.
-type ClusterListResponse struct {
-	Clusters []Cluster `json:"clusters"`
 }
 
 // AgentCredential is what an agent gets for a bootstrap token (or a token of

@@ -129,7 +129,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "GET", real: "/v2/nvcf/deployments/" + d.ID, scope: auth.ScopeDeployFunction},
 		{method: "PATCH", real: "/v2/nvcf/deployments/" + d.ID + "/gpu-specifications/0", body: `{"minInstances":1,"maxInstances":1}`, scope: auth.ScopeDeployFunction},
 		{method: "GET", real: "/v2/nvcf/clusterGroups", scope: auth.ScopeListFunctions, listing: true},
-		{method: "GET", real: "/v2/nvcf/supportedGpus", scope: auth.ScopeListFunctions, listing: true},
+		{method: "GET", real: "/v2/nvcf/supportedGpus", scope: auth.ScopeRegisterFunction, listing: true},
 		{method: "POST", real: acct, body: `{"clusterName":"x","clusterGroupName":"g"}`, scope: auth.ScopeClusterManagement},
 		{method: "GET", real: acct, scope: auth.ScopeClusterManagement},
 		{method: "GET", real: acct + "/" + cl.ID, scope: auth.ScopeClusterManagement},

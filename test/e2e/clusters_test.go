@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -449,4 +452,220 @@ func TestHeartbeatInventoryAndMaintenance(t *testing.T) {
 		t.Fatalf("the resident instance left the cluster in maintenance: %v", got)
 	}
 	f.waitStatus(fn, model.StatusActive)
+}
+
+// TestClusterAnswersAsNVCF: the cluster routes answer what NVCF's servers
+// do, so NVCF clients decode them: the cluster list is a bare array with
+// nvcf-cli's fields (ICMS), one cluster is answered bare, cluster groups
+// carry authorized accounts, GPU capacity, instance type hardware and
+// Kubernetes versions, and supportedGpus is NVCF's list of {gpu, backend}.
+// An account a cluster is authorized for sees that cluster's group, only
+// itself among the authorized, and none of the owner's other clusters.
+func TestClusterAnswersAsNVCF(t *testing.T) {
+	f := startFleet(t)
+	ctx := testutil.Context(t)
+	a := f.join("a", "prod", "r1", 4, "H100")
+	b := f.join("b", "prod", "r2", 2, "L40S")
+	lab := f.join("lab", "dev", "r1", 1, "H100")
+	owner := controlplane.DefaultAccount
+	testutil.WaitFor(t, 30*time.Second, func() error {
+		cs, err := f.c.ListClusters(ctx, owner)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if c.Status != model.ClusterReady || c.NVCALastConnected.IsZero() || len(c.GPUs) == 0 {
+				return testutil.Errorf("cluster %s: %s, last connected %v, gpus %+v", c.Name, c.Status, c.NVCALastConnected, c.GPUs)
+			}
+		}
+		if len(cs) != 3 {
+			return testutil.Errorf("%d clusters", len(cs))
+		}
+		return nil
+	})
+	tok := func(account string) string {
+		t.Helper()
+		k, err := f.c.MintAdminToken(ctx, model.AdminKeyRequest{NCAID: account})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Value
+	}
+	guest, third := tok("guest-account"), tok("third-account")
+	get := func(bearer, path string, out any) {
+		t.Helper()
+		status, body := call(t, f.cp.URL(), "GET", path, bearer, "")
+		if status != 200 {
+			t.Fatalf("GET %s: %d %s", path, status, body)
+		}
+		if err := json.Unmarshal([]byte(body), out); err != nil {
+			t.Fatalf("GET %s: %v in %s", path, err, body)
+		}
+	}
+	clusters := "/v1/accounts/" + owner + "/clusters"
+
+	t.Run("cluster list is a bare array nvcf-cli decodes", func(t *testing.T) {
+		var list []nvcfCLICluster // nvcf-cli's ICMSCluster
+		get(f.cp.AdminToken(), clusters, &list)
+		if len(list) != 3 {
+			t.Fatalf("%d clusters: %+v", len(list), list)
+		}
+		for _, c := range list {
+			last, err := time.Parse(time.RFC3339Nano, c.NVCALastConnected)
+			healthy, herr := time.Parse(time.RFC3339Nano, c.HealthyHeartbeatReportTime)
+			if c.ClusterID == "" || c.ClusterName == "" || c.ClusterGroupID == "" || c.ClusterStatus != "READY" ||
+				err != nil || herr != nil || time.Since(last) > time.Minute || healthy.IsZero() {
+				t.Errorf("cluster %+v (%v, %v)", c, err, herr)
+			}
+		}
+		// Gantry's own fields stay, and each cluster describes its GPUs as NVCF's do.
+		var full []model.Cluster
+		get(f.cp.AdminToken(), clusters, &full)
+		for _, c := range full {
+			if c.ID == a.clusterID && (len(c.InstanceTypes) != 3 || c.Inventory.GPUTotals()["H100"] != 4 ||
+				len(c.GPUs) != 1 || c.GPUs[0].Capacity != 4 || c.GPUs[0].InstanceTypes[2].GPUMemory != "320Gi") {
+				t.Errorf("cluster a: %+v", c)
+			}
+		}
+		var none []model.Cluster
+		get(guest, "/v1/accounts/guest-account/clusters", &none)
+		if none == nil || len(none) != 0 {
+			t.Errorf("another account's clusters: %+v, want []", none)
+		}
+	})
+
+	t.Run("one cluster is answered bare", func(t *testing.T) {
+		var c nvcfCLICluster
+		get(f.cp.AdminToken(), clusters+"/"+lab.clusterID, &c)
+		if c.ClusterID != lab.clusterID || c.ClusterName != "lab" || c.NVCALastConnected == "" {
+			t.Fatalf("cluster %+v", c)
+		}
+	})
+
+	// The owner authorizes two accounts on cluster a, and the answer to
+	// the PUT is the cluster, bare.
+	status, body := call(t, f.cp.URL(), "PUT", clusters+"/"+a.clusterID, f.cp.AdminToken(),
+		`{"clusterName":"a","clusterGroupName":"prod","authorizedNCAIds":["third-account","guest-account"]}`)
+	var updated model.Cluster
+	if status != 200 || json.Unmarshal([]byte(body), &updated) != nil || updated.ID != a.clusterID ||
+		!slices.Equal(updated.AuthorizedNCAIDs, []string{"guest-account", "third-account"}) {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
+
+	h100 := func(n int, cpu int, mem string) nvcfInstanceType {
+		return nvcfInstanceType{Name: fmt.Sprintf("ON-PREM.GPU.H100_%dx", n), Value: "ON-PREM.GPU.H100",
+			Description: fmt.Sprintf("%d x H100 80GB", n), Default: n == 1, CPUCores: cpu, SystemMemory: mem,
+			GPUMemory: fmt.Sprintf("%dGi", 80*n), GPUCount: n}
+	}
+	prodH100 := nvcfGPU{Name: "H100", Capacity: 4, InstanceTypes: []nvcfInstanceType{h100(1, 8, "64Gi"), h100(2, 16, "128Gi"), h100(4, 32, "256Gi")}}
+	groupTests := []struct {
+		name, bearer string
+		want         map[string]nvcfClusterGroup // by name; ids and instance types of L40S are checked loosely
+	}{
+		{"the owner sees every group and every authorized account", f.cp.AdminToken(), map[string]nvcfClusterGroup{
+			"dev": {Name: "dev", NCAID: owner, AuthorizedNCAIDs: []string{},
+				GPUs:     []nvcfGPU{{Name: "H100", Capacity: 1, InstanceTypes: []nvcfInstanceType{h100(1, 8, "64Gi")}}},
+				Clusters: []nvcfClusterBrief{{ID: lab.clusterID, Name: "lab"}}},
+			"prod": {Name: "prod", NCAID: owner, AuthorizedNCAIDs: []string{"guest-account", "third-account"},
+				GPUs:     []nvcfGPU{prodH100, {Name: "L40S", Capacity: 2}},
+				Clusters: []nvcfClusterBrief{{ID: a.clusterID, Name: "a"}, {ID: b.clusterID, Name: "b"}}},
+		}},
+		{"an authorized account sees the cluster it may use, and only itself", guest, map[string]nvcfClusterGroup{
+			"prod": {Name: "prod", NCAID: owner, AuthorizedNCAIDs: []string{"guest-account"},
+				GPUs:     []nvcfGPU{prodH100},
+				Clusters: []nvcfClusterBrief{{ID: a.clusterID, Name: "a"}}},
+		}},
+	}
+	for _, tc := range groupTests {
+		t.Run("cluster groups: "+tc.name, func(t *testing.T) {
+			var resp struct {
+				ClusterGroups []nvcfClusterGroup `json:"clusterGroups"`
+			}
+			get(tc.bearer, "/v2/nvcf/clusterGroups", &resp)
+			if len(resp.ClusterGroups) != len(tc.want) {
+				t.Fatalf("groups %+v", resp.ClusterGroups)
+			}
+			for _, g := range resp.ClusterGroups {
+				want, ok := tc.want[g.Name]
+				if !ok || g.ID == "" {
+					t.Fatalf("unexpected group %+v", g)
+				}
+				g.ID = ""
+				for i := range g.GPUs {
+					if g.GPUs[i].Name == "L40S" {
+						if len(g.GPUs[i].InstanceTypes) != 2 || g.GPUs[i].InstanceTypes[1].GPUCount != 2 {
+							t.Errorf("L40S instance types %+v", g.GPUs[i].InstanceTypes)
+						}
+						g.GPUs[i].InstanceTypes = nil
+					}
+				}
+				if !reflect.DeepEqual(g, want) {
+					t.Errorf("group %s:\n got %+v\nwant %+v", g.Name, g, want)
+				}
+			}
+		})
+	}
+
+	supportedTests := []struct {
+		name, bearer string
+		want         []model.SupportedGPU
+	}{
+		{"owner", f.cp.AdminToken(), []model.SupportedGPU{{GPU: "H100", Backend: "dev"}, {GPU: "H100", Backend: "prod"}, {GPU: "L40S", Backend: "prod"}}},
+		{"authorized account", third, []model.SupportedGPU{{GPU: "H100", Backend: "prod"}}},
+	}
+	for _, tc := range supportedTests {
+		t.Run("supportedGpus: "+tc.name, func(t *testing.T) {
+			var got []model.SupportedGPU
+			get(tc.bearer, "/v2/nvcf/supportedGpus", &got)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("supportedGpus = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+// nvcfCLICluster is what nvcf-cli decodes from each element of the cluster
+// list (its ICMSCluster).
+type nvcfCLICluster struct {
+	ClusterID                  string `json:"clusterId,omitempty"`
+	ClusterName                string `json:"clusterName,omitempty"`
+	ClusterGroupID             string `json:"clusterGroupId,omitempty"`
+	NVCAVersion                string `json:"nvcaVersion,omitempty"`
+	ClusterStatus              string `json:"status,omitempty"`
+	NVCALastConnected          string `json:"nvcaLastConnected,omitempty"`
+	HealthyHeartbeatReportTime string `json:"healthyHeartbeatReportTime,omitempty"`
+}
+
+// nvcfClusterGroup and the types below are NVCF's cluster group shape
+// (nvcf-core's ClusterGroupsResponse, NVCA's instance type entries).
+type nvcfClusterGroup struct {
+	ID               string             `json:"id"`
+	Name             string             `json:"name"`
+	NCAID            string             `json:"ncaId"`
+	AuthorizedNCAIDs []string           `json:"authorizedNcaIds"`
+	GPUs             []nvcfGPU          `json:"gpus"`
+	Clusters         []nvcfClusterBrief `json:"clusters"`
+}
+
+type nvcfGPU struct {
+	Name          string             `json:"name"`
+	Capacity      int                `json:"capacity"`
+	InstanceTypes []nvcfInstanceType `json:"instanceTypes"`
+}
+
+type nvcfInstanceType struct {
+	Name         string `json:"name"`
+	Value        string `json:"value"`
+	Description  string `json:"description"`
+	Default      bool   `json:"default"`
+	CPUCores     int    `json:"cpuCores"`
+	SystemMemory string `json:"systemMemory"`
+	GPUMemory    string `json:"gpuMemory"`
+	GPUCount     int    `json:"gpuCount"`
+}
+
+type nvcfClusterBrief struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	K8sVersion string `json:"k8sVersion"`
 }
