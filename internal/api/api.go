@@ -102,13 +102,16 @@ const maxBody = 4 << 20
 // Register adds every management route to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	route := func(pattern, scope string, h web.HandlerFunc) { mux.Handle(pattern, a.guard.Route(scope, h)) }
+	// NVCF opens the function reads to either listing scope.
+	reads := []string{auth.ScopeListFunctions, auth.ScopeListFunctionsDetails}
+	read := func(pattern string, h web.HandlerFunc) { mux.Handle(pattern, a.guard.RouteAny(reads, h)) }
 
 	route("POST /v2/nvcf/functions", auth.ScopeRegisterFunction, a.createFunction)
-	route("GET /v2/nvcf/functions", auth.ScopeListFunctions, a.listFunctions)
-	route("GET /v2/nvcf/functions/ids", auth.ScopeListFunctions, a.listFunctionIDs)
+	read("GET /v2/nvcf/functions", a.listFunctions)
+	read("GET /v2/nvcf/functions/ids", a.listFunctionIDs)
 	route("POST /v2/nvcf/functions/{functionId}/versions", auth.ScopeRegisterFunction, a.createVersion)
-	route("GET /v2/nvcf/functions/{functionId}/versions", auth.ScopeListFunctions, a.listVersions)
-	route("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeListFunctionsDetails, a.getVersion)
+	read("GET /v2/nvcf/functions/{functionId}/versions", a.listVersions)
+	read("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", a.getVersion)
 	route("PUT /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.updateFunction)
 	route("DELETE /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeDeleteFunction, a.deleteVersion)
 	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putMetadata)
@@ -133,11 +136,13 @@ func (a *API) Register(mux *http.ServeMux) {
 	route("POST /v1/accounts/{ncaId}/clusters/{clusterId}/drain", auth.ScopeClusterManagement, a.drainCluster)
 	mux.Handle("POST /v1/gantry/agents/credentials", web.Unguarded(a.log, a.agentCredential))
 
-	route("GET /v2/nvcf/clusterGroups", auth.ScopeListFunctions, a.clusterGroups)
+	// NVCF's scope is list_cluster_groups; Gantry's keys had list_functions.
+	mux.Handle("GET /v2/nvcf/clusterGroups", a.guard.RouteAny([]string{auth.ScopeListClusterGroups, auth.ScopeListFunctions}, a.clusterGroups))
 	NewPolicies(a.st, a.guard).Register(mux)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeRegisterFunction, a.supportedGPUs)
 	registerRegistryCredentials(mux, a.st, a.seal, a.guard)
 	a.registerAuthorizations(route)
+	registerUnserved(mux, a.log)
 }
 
 // pathIDs validates the path ids a route has, so that a malformed id is a

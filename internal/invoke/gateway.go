@@ -191,7 +191,15 @@ const (
 // Everything else goes to next.
 func (g *Gateway) Routing(api *http.ServeMux, next http.Handler) http.Handler {
 	passthrough := g.guard.Route(auth.ScopeInvokeFunction, g.passthrough)
+	llm := web.Unguarded(g.guard.Log, func(w http.ResponseWriter, r *http.Request) error {
+		return problem.Errorf(http.StatusNotImplemented, "Gantry does not serve NVCF's LLM gateway (llm.invocation.<domain>) yet: "+
+			"call the function's own OpenAI-compatible route on <function-id>.invocation.<domain>, e.g. POST /v1/chat/completions")
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isLLMHost(r.Host) {
+			llm.ServeHTTP(w, r)
+			return
+		}
 		if _, _, ok := ParseInvocationHost(r.Host); ok {
 			passthrough.ServeHTTP(w, r)
 			return
@@ -204,6 +212,13 @@ func (g *Gateway) Routing(api *http.ServeMux, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isLLMHost reports whether host is NVCF's LLM gateway,
+// llm.invocation.<domain>, which would otherwise read as a function named
+// "llm".
+func isLLMHost(host string) bool {
+	return strings.HasPrefix(host, "llm.invocation.")
 }
 
 // passthroughTarget names the function of a pass-through call: by Host, or

@@ -29,6 +29,9 @@ type route struct {
 	method, real, safe string
 	body               string // a valid body for real
 	scope              string // "" : any admin token, and no API key
+	// orScope is a second scope the route also accepts (NVCF opens some
+	// routes to either of two).
+	orScope string
 	// listing routes answer the other account 200 with none of the first
 	// account's resources, instead of 404.
 	listing bool
@@ -111,11 +114,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 	const unknown = "00000000-0000-0000-0000-000000000000"
 	routes := []route{
 		{method: "POST", real: "/v2/nvcf/functions", body: string(fnBody), scope: auth.ScopeRegisterFunction, listing: true},
-		{method: "GET", real: "/v2/nvcf/functions", scope: auth.ScopeListFunctions, listing: true},
-		{method: "GET", real: "/v2/nvcf/functions/ids", scope: auth.ScopeListFunctions, listing: true},
+		{method: "GET", real: "/v2/nvcf/functions", scope: auth.ScopeListFunctions, orScope: auth.ScopeListFunctionsDetails, listing: true},
+		{method: "GET", real: "/v2/nvcf/functions/ids", scope: auth.ScopeListFunctions, orScope: auth.ScopeListFunctionsDetails, listing: true},
 		{method: "POST", real: "/v2/nvcf/functions/" + fn.ID + "/versions", body: string(fnBody), scope: auth.ScopeRegisterFunction},
-		{method: "GET", real: "/v2/nvcf/functions/" + fn.ID + "/versions", scope: auth.ScopeListFunctions},
-		{method: "GET", real: "/v2/nvcf/functions/" + fv, scope: auth.ScopeListFunctionsDetails},
+		{method: "GET", real: "/v2/nvcf/functions/" + fn.ID + "/versions", scope: auth.ScopeListFunctions, orScope: auth.ScopeListFunctionsDetails},
+		{method: "GET", real: "/v2/nvcf/functions/" + fv, scope: auth.ScopeListFunctionsDetails, orScope: auth.ScopeListFunctions},
 		{method: "PUT", real: "/v2/nvcf/functions/" + fv, body: `{"tags":["x"]}`, scope: auth.ScopeUpdateFunction},
 		{method: "DELETE", real: "/v2/nvcf/functions/" + fv, safe: "/v2/nvcf/functions/" + unknown + "/versions/" + unknown, scope: auth.ScopeDeleteFunction},
 		{method: "PUT", real: "/v2/nvcf/metadata/functions/" + fv, body: `{"tags":["x"]}`, scope: auth.ScopeUpdateFunction},
@@ -128,7 +131,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "DELETE", real: "/v2/nvcf/deployments/functions/" + fv, safe: "/v2/nvcf/deployments/functions/" + unknown + "/versions/" + unknown, scope: auth.ScopeDeployFunction},
 		{method: "GET", real: "/v2/nvcf/deployments/" + d.ID, scope: auth.ScopeDeployFunction},
 		{method: "PATCH", real: "/v2/nvcf/deployments/" + d.ID + "/gpu-specifications/0", body: `{"minInstances":1,"maxInstances":1}`, scope: auth.ScopeDeployFunction},
-		{method: "GET", real: "/v2/nvcf/clusterGroups", scope: auth.ScopeListFunctions, listing: true},
+		{method: "GET", real: "/v2/nvcf/clusterGroups", scope: auth.ScopeListClusterGroups, orScope: auth.ScopeListFunctions, listing: true},
 		{method: "GET", real: "/v2/nvcf/supportedGpus", scope: auth.ScopeRegisterFunction, listing: true},
 		{method: "POST", real: acct, body: `{"clusterName":"x","clusterGroupName":"g"}`, scope: auth.ScopeClusterManagement},
 		{method: "GET", real: acct, scope: auth.ScopeClusterManagement},
@@ -188,7 +191,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			for _, r := range routes {
 				want, path, body := c.want, r.real, r.body
-				allowed := c.admin || (r.scope != "" && slices.Contains(c.scopes, r.scope))
+				allowed := c.admin || (r.scope != "" && slices.Contains(c.scopes, r.scope)) ||
+					(r.orScope != "" && slices.Contains(c.scopes, r.orScope))
 				if c.bearer == "" && r.gated {
 					want, allowed = 0, true
 				}

@@ -523,3 +523,36 @@ func TestNVCFDocumentedCurls(t *testing.T) {
 	// function delete --deployment-only --graceful
 	curl.do(cliRequest{method: "DELETE", path: deployment + "?graceful=true", host: "api." + gw, bearer: token, accept: []int{200}})
 }
+
+// TestNVCFUnservedRoutes: the NVCF routes Gantry does not serve answer 501
+// with a problem saying what to do instead, not a 404 that reads like a
+// mistyped path.
+func TestNVCFUnservedRoutes(t *testing.T) {
+	p := startPlatform(t, t.TempDir())
+	gw := strings.TrimPrefix(p.URL(), "http://")
+	c := &nvcfCLI{t: t, base: p.URL(), token: p.AdminToken()}
+	for _, tc := range []struct {
+		method, path, host, detail string
+	}{
+		{"POST", "/v2/nvcf/telemetries", "", "telemetry endpoints"},
+		{"GET", "/v2/nvcf/telemetries/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "telemetry endpoints"},
+		{"PUT", "/v2/nvcf/secrets/telemetries/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "telemetry endpoints"},
+		{"POST", "/v2/nvcf/exec/functions/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "/v2/nvcf/pexec/functions/{functionId}"},
+		{"POST", "/v2/nvcf/tokens/functions", "", "invoke with an API key"},
+		{"POST", "/v1/nvct/tasks", "", "NVIDIA Cloud Tasks"},
+		{"GET", "/v1/accounts/acct/clusterVersions", "", "nvcaVersion"},
+		{"PUT", "/v1/nvca/clusters/local/jwks", "", "PUT /v1/accounts/{ncaId}/clusters/{clusterId}"},
+		{"POST", "/v1/chat/completions", "llm.invocation." + gw, "LLM gateway"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			a := c.do(cliRequest{method: tc.method, path: tc.path, host: tc.host, body: `{}`, accept: []int{http.StatusNotImplemented}})
+			var prob struct {
+				Detail string `json:"detail"`
+			}
+			a.decode(t, &prob)
+			if a.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(prob.Detail, tc.detail) {
+				t.Fatalf("%s %s", a.header.Get("Content-Type"), a.body)
+			}
+		})
+	}
+}
