@@ -114,7 +114,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	read("GET /v2/nvcf/functions/{functionId}/versions/{versionId}", a.getVersion)
 	route("PUT /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.updateFunction)
 	route("DELETE /v2/nvcf/functions/{functionId}/versions/{versionId}", auth.ScopeDeleteFunction, a.deleteVersion)
-	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putMetadata)
+	// NVCF's deprecated form of the same update, with the same body.
+	route("PUT /v2/nvcf/metadata/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.updateFunction)
 	route("PUT /v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.putRateLimit)
 	route("DELETE /v2/nvcf/ratelimit/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateFunction, a.deleteRateLimit)
 	route("PUT /v2/nvcf/secrets/functions/{functionId}/versions/{versionId}", auth.ScopeUpdateSecrets, a.putSecrets)

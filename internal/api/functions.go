@@ -274,29 +274,6 @@ func (a *API) deleteVersion(w http.ResponseWriter, r *http.Request, p auth.Princ
 	return nil
 }
 
-func (a *API) putMetadata(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	ids, err := pathIDs(r, "functionId", "versionId")
-	if err != nil {
-		return err
-	}
-	var req model.MetadataRequest
-	if err := validate.Decode(r.Body, maxBody, &req); err != nil {
-		return err
-	}
-	if err := validate.Metadata(&req); err != nil {
-		return err
-	}
-	f, err := a.updateVersion(r.Context(), p, ids[0], ids[1], func(f *model.Function) { f.Tags = req.Tags })
-	if err != nil {
-		return err
-	}
-	fs, err := a.withStatus(r.Context(), []model.Function{f})
-	if err != nil {
-		return err
-	}
-	return web.JSON(w, http.StatusOK, model.FunctionResponse{Function: fs[0]})
-}
-
 // updateVersion applies change to a freshly read version of the caller's
 // account and writes it, retrying when a concurrent writer got there first.
 func (a *API) updateVersion(ctx context.Context, p auth.Principal, fnID, versionID string, change func(*model.Function)) (model.Function, error) {

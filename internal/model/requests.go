@@ -73,11 +73,6 @@ type GPUSpecPatch struct {
 	GPUMemory         string          `json:"gpuMemory,omitempty"`
 }
 
-// MetadataRequest is the body of PUT /v2/nvcf/metadata/functions/{id}/versions/{vid}.
-type MetadataRequest struct {
-	Tags []string `json:"tags"`
-}
-
 // SecretsRequest is the body of PUT /v2/nvcf/secrets/functions/{id}/versions/{vid}.
 type SecretsRequest struct {
 	Secrets []Secret `json:"secrets"`

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/gantry-dev/gantry/internal/model"
@@ -47,8 +48,13 @@ func FunctionUpdate(req *model.UpdateFunctionRequest) error {
 }
 
 // hasLLMInvocationConfig reports whether the update carries an
-// llmInvocationConfig; null counts as left out, as NVCF treats it.
+// llmInvocationConfig; null and {} count as left out, as they do on
+// function creation: neither asks for anything.
 func hasLLMInvocationConfig(req *model.UpdateFunctionRequest) bool {
 	v := bytes.TrimSpace(req.LLMInvocationConfig)
-	return len(v) > 0 && !bytes.Equal(v, []byte("null"))
+	if len(v) == 0 || bytes.Equal(v, []byte("null")) {
+		return false
+	}
+	var m map[string]json.RawMessage
+	return json.Unmarshal(v, &m) != nil || len(m) > 0
 }
