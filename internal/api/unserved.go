@@ -27,6 +27,9 @@ var unservedRoutes = []unservedRoute{
 	{[]string{"/v1/nvct/"},
 		"Gantry does not run NVIDIA Cloud Tasks (NVCT); a task key from nvcf-cli is accepted but opens nothing. " +
 			"Run batch work as a function invoked asynchronously (pexec answers 202; poll /v2/nvcf/pexec/status/{requestId})"},
+	{[]string{"/v2/nvcf/accounts", "/v2/nvcf/accounts/", "/v2/nvcf/clients/", "/v2/nvcf/instances/", "/v2/nvcf/sidecars/"},
+		"Gantry has no super-admin role reaching into other accounts: each account's admin token (POST /v1/admin/keys " +
+			"with its ncaId, through the installation gate) manages that account with the routes of its own"},
 	{[]string{"GET /v1/accounts/{ncaId}/clusterVersions"},
 		"Gantry does not publish agent versions separately: each cluster's nvcaVersion is in GET /v1/accounts/{ncaId}/clusters, " +
 			"and agents run the server's release"},

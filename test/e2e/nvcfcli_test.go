@@ -541,6 +541,8 @@ func TestNVCFUnservedRoutes(t *testing.T) {
 		{"POST", "/v2/nvcf/tokens/functions", "", "invoke with an API key"},
 		{"POST", "/v1/nvct/tasks", "", "NVIDIA Cloud Tasks"},
 		{"GET", "/v1/accounts/acct/clusterVersions", "", "nvcaVersion"},
+		{"GET", "/v2/nvcf/accounts/acct/functions", "", "no super-admin role"},
+		{"DELETE", "/v2/nvcf/instances/i-1", "", "no super-admin role"},
 		{"PUT", "/v1/nvca/clusters/local/jwks", "", "PUT /v1/accounts/{ncaId}/clusters/{clusterId}"},
 		{"POST", "/v1/chat/completions", "llm.invocation." + gw, "LLM gateway"},
 	} {
