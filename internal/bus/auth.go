@@ -155,6 +155,10 @@ func FromAgent(msg *nats.Msg) (clusterID string, ok bool) {
 //     names its chunks; Gantry's names are random, so only the agent that
 //     put one (and the gateways) know them. Stream info on the store shows
 //     its size and message counts, not names.
+//   - Assets: any agent may ask for an asset; the gateway streams it only
+//     for a grant it signed for the asset's call (bus.AssetGrant), and only
+//     to an agent inbox (IsAgentInbox). An agent sees the grants of the
+//     calls it can see, which is any version's (above).
 //   - Reply subjects are not authorized at all (see FromAgent): an agent can
 //     make the server publish its answer to an API request (stream info, a
 //     publish ack) to any subject, $KV.gantry_desired.<other> included, so
@@ -195,8 +199,11 @@ func agentPermissions(clusterID string) *server.Permissions {
 			"$JS.API.DIRECT.GET.OBJ_" + LargeBucket + ".$O." + LargeBucket + ".M.*",
 			"$O." + LargeBucket + ".C.*",
 			"$O." + LargeBucket + ".M.*",
-			// Worker: the answer to the waiting gateway.
+			// Worker: the answer to the waiting gateway (and credit for an
+			// asset a gateway streams to it).
 			subjectReplyPrefix + "*.*",
+			// Worker: fetch a call's asset, with the grant the call carried.
+			AssetFetchSubject,
 			// Heartbeat reports and secret requests of this cluster only.
 			ReportSubject(clusterID),
 			SecretsSubject(clusterID),

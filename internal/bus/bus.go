@@ -259,6 +259,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	}); err != nil {
 		return fmt.Errorf("bus: object store %s: %w", LargeBucket, err)
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      AssetsBucket,
+		Description: "content of input assets, until their record expires (the leader sweeps both)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: object store %s: %w", AssetsBucket, err)
+	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DesiredBucket,
 		Description: "desired state of each cluster",
