@@ -411,8 +411,11 @@ func TestNVCFCLIDefaults(t *testing.T) {
 		} `json:"queues"`
 	}
 	cli.do(cliRequest{method: "GET", path: "/v2/nvcf/queues/functions/" + fn.ID + "/versions/" + fn.VersionID, accept: []int{200}}).decode(t, &queues)
-	if len(queues.Queues) != 1 || queues.Queues[0].FunctionID != fn.ID || queues.Queues[0].FunctionVersionID != fn.VersionID || queues.Queues[0].Size != 1 {
-		t.Fatalf("queue status: %+v, want the waiting call", queues)
+	if len(queues.Queues) != 1 || queues.Queues[0].FunctionID != fn.ID || queues.Queues[0].FunctionVersionID != fn.VersionID ||
+		queues.Queues[0].Size < 1 || queues.Queues[0].Size > 2 {
+		// The holding call counts too when it went through the queue
+		// rather than straight to the idle slot.
+		t.Fatalf("queue status: %+v, want the waiting call (and maybe the held one)", queues)
 	}
 	release()
 	<-held
