@@ -51,6 +51,7 @@ type Endpoint struct {
 	curSeq   uint64
 	curEnd   bool
 	credited uint64
+	trailer  nats.Header // the end frame's headers, once it came
 }
 
 type inbound struct {
@@ -300,6 +301,9 @@ func (e *Endpoint) Next(ctx context.Context) (Frame, error) {
 		return Frame{}, &RemoteError{Reason: string(f.data)}
 	case f.kind.stream():
 		e.cur, e.curSeq, e.curEnd = f.data, f.seq, f.kind == KindEnd || f.kind == KindHeadEnd
+		if f.kind == KindEnd {
+			e.trailer = f.hdr
+		}
 		return Frame{Kind: f.kind, Header: f.hdr}, nil
 	}
 	return Frame{Kind: f.kind, Header: f.hdr, Data: f.data}, nil
@@ -340,6 +344,9 @@ func (e *Endpoint) read(p []byte) (int, error) {
 		switch f.kind {
 		case KindData, KindEnd:
 			e.cur, e.curSeq, e.curEnd = f.data, f.seq, f.kind == KindEnd
+			if f.kind == KindEnd {
+				e.trailer = f.hdr
+			}
 		case KindFail:
 			return 0, &RemoteError{Reason: string(f.data)}
 		case KindDetached:
@@ -468,6 +475,23 @@ func (e *Endpoint) Write(p []byte) (int, error) {
 
 // CloseWrite ends this side's stream cleanly.
 func (e *Endpoint) CloseWrite() error { return e.sendStream(KindEnd, nil, nil) }
+
+// CloseWriteTrailer ends this side's stream cleanly with trailers: headers
+// that exist only once the body is complete, such as a gRPC answer's
+// grpc-status. The peer reads them with Trailer.
+func (e *Endpoint) CloseWriteTrailer(trailer nats.Header) error {
+	return e.sendStream(KindEnd, trailer, nil)
+}
+
+// Trailer is what the peer's CloseWriteTrailer sent, once Body has returned
+// io.EOF; nil before, and for a stream that ended without trailers. Like
+// Body, it belongs to the reading goroutine.
+func (e *Endpoint) Trailer() nats.Header {
+	if !e.curEnd || len(e.cur) > 0 {
+		return nil
+	}
+	return e.trailer
+}
 
 // WriteLast writes p and ends the stream: one frame when p fits a chunk,
 // as a small body does.

@@ -21,7 +21,8 @@
 //
 // The wire format of a frame is its NATS payload: one kind byte, an 8-byte
 // big-endian sequence number, then data. A head frame's HTTP-level fields
-// travel as NATS headers.
+// travel as NATS headers, and so do an end frame's trailers (a gRPC
+// answer's grpc-status, which exists only once its body is complete).
 package stream
 
 import (

@@ -426,3 +426,125 @@ func TestWholeTakesAOneFrameBody(t *testing.T) {
 		})
 	}
 }
+
+func TestEndFrameCarriesTrailers(t *testing.T) {
+	tests := []struct {
+		name    string
+		trailer nats.Header
+		data    []byte // sent with the head; the end frame follows alone
+	}{
+		{"grpc status after a body", nats.Header{"Grpc-Status": {"0"}, "Grpc-Message": {""}}, []byte("reply")},
+		{"status details, no body", nats.Header{"Grpc-Status": {"3"}, "Grpc-Status-Details-Bin": {"CAMSBGJhZCE"}}, nil},
+		{"no trailers", nil, []byte("x")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, Options{})
+			ea, eb := p.connect(t, "call-1")
+			go func() {
+				if ea.SendHead(nats.Header{"Content-Type": {"application/grpc"}}, tc.data, false) == nil {
+					_ = ea.CloseWriteTrailer(tc.trailer)
+				}
+			}()
+			if _, err := eb.Next(testutil.Context(t)); err != nil {
+				t.Fatal(err)
+			}
+			if eb.Trailer() != nil {
+				t.Fatal("trailers before the body was read")
+			}
+			got, err := io.ReadAll(eb.Body())
+			if err != nil || !bytes.Equal(got, tc.data) {
+				t.Fatalf("body %q, %v; want %q", got, err, tc.data)
+			}
+			tr := eb.Trailer()
+			if len(tr) != len(tc.trailer) {
+				t.Fatalf("trailers %v, want %v", tr, tc.trailer)
+			}
+			for k := range tc.trailer {
+				if tr.Get(k) != tc.trailer.Get(k) {
+					t.Fatalf("trailer %s = %q, want %q", k, tr.Get(k), tc.trailer.Get(k))
+				}
+			}
+		})
+	}
+}
+
+// TestPingPongOverOneStreamPair is a bidirectional call whose sides take
+// turns, as a gRPC bidi stream where the client sends message N+1 only once
+// it has read reply N: each side must see every frame as it is sent (no
+// batching, no credit held back until a window fills), or the exchange
+// stalls at once.
+func TestPingPongOverOneStreamPair(t *testing.T) {
+	p := newPair(t, Options{Window: 4})
+	ea, eb := p.connect(t, "call-1")
+	const rounds = 1000
+	errc := make(chan error, 1)
+	go func() { // the function: echo each message
+		if _, err := eb.Next(testutil.Context(t)); err != nil {
+			errc <- err
+			return
+		}
+		buf := make([]byte, 64)
+		first := true
+		for {
+			n, err := eb.Body().Read(buf)
+			if n > 0 {
+				if first {
+					err = eb.SendHead(nil, buf[:n], false)
+					first = false
+				} else {
+					_, err = eb.Write(buf[:n])
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			if err == io.EOF {
+				errc <- eb.CloseWriteTrailer(nats.Header{"Grpc-Status": {"0"}})
+				return
+			}
+			if err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64)
+	for i := range rounds {
+		msg := []byte(strconv.Itoa(i))
+		var err error
+		if i == 0 {
+			err = ea.SendHead(nil, msg, false)
+		} else {
+			_, err = ea.Write(msg)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := ea.Next(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("no reply head: %v", err)
+			}
+		}
+		n, err := ea.Body().Read(buf)
+		if err != nil || string(buf[:n]) != string(msg) {
+			t.Fatalf("round %d: reply %q, %v", i, buf[:n], err)
+		}
+	}
+	if err := ea.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ea.Body().Read(buf); err != io.EOF {
+		t.Fatalf("after the last reply: %d bytes, %v; want EOF", n, err)
+	}
+	if ea.Trailer().Get("Grpc-Status") != "0" {
+		t.Fatalf("trailer %v", ea.Trailer())
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
