@@ -48,6 +48,10 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	if err := g.limits.allow(r.Context(), f, p.Account); err != nil {
 		return err
 	}
+	assets, err := g.cfg.Assets.references(r.Context(), r.Header, p.Account)
+	if err != nil {
+		return err
+	}
 	reqID := uuid.NewString()
 	hdr := nats.Header{}
 	for k, vs := range r.Header {
@@ -66,6 +70,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 		hdr.Set(bus.HeaderMode, bus.ModePollable)
 	}
 	setNVCFHeaders(hdr, p, e, reqID)
+	assets.set(hdr)
 	body := http.MaxBytesReader(w, r.Body, limit)
 	ctx := r.Context()
 	deadline := time.Now().Add(wait)

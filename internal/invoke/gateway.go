@@ -80,6 +80,9 @@ type Config struct {
 	// WatchRecheck is how often a call answered 202 while running on a
 	// worker slot is checked for its worker having gone (default 5s).
 	WatchRecheck time.Duration
+	// Assets checks and grants the assets calls name
+	// (NVCF-INPUT-ASSET-REFERENCES); nil refuses calls that name any.
+	Assets *Assets
 }
 
 // Defaults of the call limits.
