@@ -457,6 +457,13 @@ func (w *worker) serve(c call) {
 		})
 		defer stop()
 	}
+	// The call's assets are on disk before the function sees the call,
+	// and go once it is answered.
+	cleanup, ok := w.prepareAssets(ctx, c)
+	if !ok {
+		return
+	}
+	defer cleanup()
 
 	req, err := http.NewRequestWithContext(ctx, hdr.Get(bus.HeaderMethod), w.endpoint+hdr.Get(bus.HeaderPath), c.body)
 	if err != nil {
