@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gantry-dev/gantry/internal/api"
 	"github.com/gantry-dev/gantry/internal/autoscale"
 	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/invoke"
@@ -20,6 +21,11 @@ func addInvocationFlags(f *pflag.FlagSet, inv *controlplane.Invocation) {
 		"largest invocation request body accepted (e.g. 5MiB, 100MiB); larger ones get 413 before anything is queued")
 	f.DurationVar(&inv.HostCallLimit, "host-call-limit", invoke.DefaultHostCallLimit,
 		"how long a Host-routed (<fn>.invocation.<domain>) call may keep its connection")
+	inv.MaxAssetSize = api.DefaultMaxAssetSize
+	f.Var((*byteSizeFlag)(&inv.MaxAssetSize), "max-asset-size",
+		"largest asset content accepted (POST /v2/nvcf/assets, then PUT to its uploadUrl); larger uploads get 413 and nothing is stored")
+	f.DurationVar(&inv.AssetTTL, "asset-ttl", api.DefaultAssetTTL,
+		"how long an asset lives before it and its content are deleted (NVCF: 24h)")
 }
 
 // addAutoscaleFlags adds the autoscaler's settings, shared by gantry dev

@@ -119,6 +119,7 @@ type Server struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	gateway  *invoke.Gateway
+	assets   *invoke.Assets
 	reg      *registry.Registry
 	ess      *secrets.Service
 	issuer   *auth.Issuer
@@ -218,8 +219,22 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("controlplane: %w", err)
 	}
+	assetObjects, err := s.js.ObjectStore(ctx, bus.AssetsBucket)
+	if err != nil {
+		return fmt.Errorf("controlplane: %w", err)
+	}
+	urlSigner, err := auth.LoadURLSigner(ctx, s.st, s.ess)
+	if err != nil {
+		return err
+	}
+	s.assets = invoke.NewAssets(invoke.AssetsConfig{Conn: s.nc, JS: s.js, Store: s.st, Objects: assetObjects, Signer: urlSigner, Logger: s.log})
+	if err := s.assets.Start(); err != nil {
+		return err
+	}
+	assetAPI := api.NewAssets(api.AssetsConfig{Store: s.st, Objects: assetObjects, Signer: urlSigner, Guard: web.Guard{Auth: authn, Log: s.log},
+		MaxSize: s.cfg.Invocation.MaxAssetSize, TTL: s.cfg.Invocation.AssetTTL})
 	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Limits: limits, Catalog: cat, Clusters: s.st, Auth: authn, Logger: s.log,
-		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit})
+		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit, Assets: s.assets})
 	if err := s.gateway.Start(); err != nil {
 		return err
 	}
@@ -236,7 +251,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.bg = make(chan struct{})
 	go func() {
 		defer close(s.bg)
-		s.lead(runCtx, ctrl, scaler)
+		s.lead(runCtx, ctrl, scaler, assetAPI.Sweep)
 	}()
 
 	mux := http.NewServeMux()
@@ -247,6 +262,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	// sit behind the same gate as minting admin tokens.
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.gateway.Register(mux)
+	assetAPI.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	// Ready once the catalog has loaded: a load balancer should not send
 	// invocations to a replica that cannot resolve functions yet.
@@ -374,9 +390,10 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// lead campaigns for leadership and runs the reconciler and the autoscaler
-// while leading, so that with N replicas exactly one of each runs.
-func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *autoscale.Scaler) {
+// lead campaigns for leadership and runs the reconciler, the autoscaler and
+// the sweep of expired assets while leading, so that with N replicas
+// exactly one of each runs.
+func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *autoscale.Scaler, sweepAssets func(context.Context)) {
 	for ctx.Err() == nil {
 		sess, err := concurrency.NewSession(s.etcdCli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
 		if err != nil {
@@ -399,14 +416,19 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 				}
 				cancel()
 			}()
-			scaled := make(chan struct{})
+			scaled, swept := make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(scaled)
 				scaler.Run(lctx)
 			}()
+			go func() {
+				defer close(swept)
+				sweepAssets(lctx)
+			}()
 			ctrl.Run(lctx)
 			cancel()
 			<-scaled
+			<-swept
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = el.Resign(rctx)
 			rcancel()
@@ -485,7 +507,7 @@ func (s *Server) agentNATSURL() string {
 }
 
 // Close stops the server; calls after the first do nothing. Order: the
-// gateway (its watcher, its call streams); stop accepting HTTP and let
+// gateway (its watcher, its call streams) and its asset fetches; stop accepting HTTP and let
 // in-flight requests finish; stop the reconciler and agent handlers; close
 // the NATS connection, then embedded NATS; then etcd, which everything
 // above depended on.
@@ -499,6 +521,9 @@ func (s *Server) close() {
 	// streams would otherwise hold the HTTP shutdown to its timeout).
 	if s.gateway != nil {
 		_ = s.gateway.Close()
+	}
+	if s.assets != nil {
+		s.assets.Close() // asset fetches under way end too
 	}
 	if s.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
