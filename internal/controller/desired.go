@@ -49,6 +49,10 @@ func desiredStates(w *world, keep map[specKey][]*model.Instance) map[string]mode
 // reads) falls back to its name, then its id.
 func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance, c model.Cluster) model.DesiredInstance {
 	h := model.Health{Protocol: "HTTP", URI: "/health", ExpectedStatusCode: 200, Timeout: "PT10S"}
+	if f.InferenceURL == model.GRPCInferenceURL {
+		// NVCF's gRPC functions serve their health on the gRPC port.
+		h = model.Health{Protocol: "gRPC", Timeout: "PT10S"}
+	}
 	if f.Health != nil {
 		h = *f.Health
 	}

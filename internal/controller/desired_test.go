@@ -36,3 +36,31 @@ func TestDesiredInstanceWhereabouts(t *testing.T) {
 		})
 	}
 }
+
+// TestDesiredInstanceHealthOfGRPCFunctions checks that a function NVCF
+// marks as gRPC (inferenceUrl /grpc) and that names no health check gets a
+// gRPC one, on its inference port, as NVCF checks it; an HTTP probe of a
+// gRPC server would never pass.
+func TestDesiredInstanceHealthOfGRPCFunctions(t *testing.T) {
+	t.Parallel()
+	inst := model.Instance{ID: "i-1", ClusterID: "c-1", GPU: "H100", GPUCount: 1}
+	tests := []struct {
+		name string
+		f    model.Function
+		want string
+	}{
+		{"http function", model.Function{InferenceURL: "/infer"}, "HTTP"},
+		{"grpc function", model.Function{InferenceURL: "/grpc"}, "gRPC"},
+		{"grpc function with its own health", model.Function{InferenceURL: "/grpc",
+			Health: &model.Health{Protocol: "HTTP", URI: "/ready", Port: 8000}}, "HTTP"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := desiredInstance(tc.f, model.GPUSpec{GPU: "H100"}, inst, model.Cluster{})
+			if d.Health.Protocol != tc.want {
+				t.Errorf("health %+v, want protocol %s", d.Health, tc.want)
+			}
+		})
+	}
+}
