@@ -98,6 +98,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	standing := key(admin, "standing") // never used; the other account tries to revoke it
+	asset := createAsset(t, p, p.AdminToken(), "image/png", "matrix")
 
 	// The other account, with its own admin token.
 	otherTok, err := admin.MintAdminToken(ctx, model.AdminKeyRequest{NCAID: "other-account"})
@@ -166,6 +167,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "POST", real: "/v1/keys", body: `{"description":"x"}`, listing: true, gated: true},
 		{method: "GET", real: "/v1/keys", listing: true},
 		{method: "DELETE", real: "/v1/keys/" + standing.ID, safe: "/v1/keys/" + unknown, gated: true},
+		{method: "POST", real: "/v2/nvcf/assets", body: `{"contentType":"image/png","description":"x"}`, scope: auth.ScopeInvokeFunction, listing: true},
+		{method: "GET", real: "/v2/nvcf/assets", scope: auth.ScopeInvokeFunction, listing: true},
+		{method: "GET", real: "/v2/nvcf/assets/" + asset.AssetID, scope: auth.ScopeInvokeFunction},
+		{method: "DELETE", real: "/v2/nvcf/assets/" + asset.AssetID, safe: "/v2/nvcf/assets/" + unknown, scope: auth.ScopeInvokeFunction},
 	}
 
 	creds := []credential{

@@ -119,7 +119,7 @@ func (zeros) Read(b []byte) (int, error) {
 // included, so there it is the Go runtime's own footprint (memory it has
 // mapped and not returned to the OS), which is what RSS would be without
 // the detector.
-func watchRSS(t *testing.T) func() int64 {
+func watchRSS(t testing.TB) func() int64 {
 	t.Helper()
 	read := readRSS
 	if raceEnabled() {
@@ -162,14 +162,14 @@ func watchRSS(t *testing.T) func() int64 {
 
 // goFootprint is the memory the Go runtime holds from the OS: all it has
 // mapped less the heap it has released.
-func goFootprint(*testing.T) int64 {
+func goFootprint(testing.TB) int64 {
 	m := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(m)
 	return int64(m[0].Value.Uint64() - m[1].Value.Uint64())
 }
 
 // readRSS is VmRSS of /proc/self/status, in bytes.
-func readRSS(t *testing.T) int64 {
+func readRSS(t testing.TB) int64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		t.Error(err)

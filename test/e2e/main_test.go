@@ -44,6 +44,8 @@ func TestMain(m *testing.M) {
 		}
 	case "stream":
 		serveStream()
+	case "assets":
+		serveAssets()
 	case "exit":
 		fmt.Fprintln(os.Stderr, "boom: bad config")
 		os.Exit(3)
