@@ -57,6 +57,9 @@ type worker struct {
 	// assetDir and largeOutputDir hold the per-request directories the
 	// function is told of (NVCF-ASSET-DIR, NVCF-LARGE-OUTPUT-DIR).
 	assetDir, largeOutputDir string
+	// h2c calls an instance that serves gRPC (model.ServesGRPC) over
+	// HTTP/2 without TLS, as gRPC servers speak; nil for other instances.
+	h2c *http.Client
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -128,6 +131,9 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 			ReadBufferSize:      64 << 10,
 			WriteBufferSize:     64 << 10,
 		}},
+	}
+	if inst.ServesGRPC() {
+		w.h2c = h2cClient()
 	}
 	defer func() {
 		if err != nil {
@@ -239,6 +245,30 @@ func (w *worker) stop() {
 		_ = w.mux.Close()
 	}
 	w.client.CloseIdleConnections()
+	if w.h2c != nil {
+		w.h2c.CloseIdleConnections()
+	}
+}
+
+// h2cClient calls an instance over HTTP/2 with prior knowledge and no TLS
+// (h2c), as a gRPC server expects: one connection carries every call, each
+// a stream whose request and response flow at the same time.
+func h2cClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:          &p,
+		DialContext:        (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
+	}}
+}
+
+// isGRPC reports whether a request's content type is gRPC's
+// (application/grpc, or application/grpc+<codec>).
+func isGRPC(contentType string) bool {
+	rest, ok := strings.CutPrefix(contentType, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
 }
 
 // pullLoop takes queued calls while a slot is free and the queue may hold
@@ -484,7 +514,14 @@ func (w *worker) serve(c call) {
 			req.Body = http.NoBody
 		}
 	}
-	resp, err := w.client.Do(req)
+	client, grpc := w.client, w.h2c != nil && isGRPC(hdr.Get("Content-Type"))
+	if grpc {
+		// A gRPC call to a gRPC server: h2c, and the te header gRPC
+		// servers require (the gateway drops it as hop-by-hop).
+		client = w.h2c
+		req.Header.Set("Te", "trailers")
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		if c.msg != nil && errors.As(err, &op) && op.Op == "dial" {
@@ -514,7 +551,7 @@ func (w *worker) serve(c call) {
 		w.storeResponse(c, out, resp.Body)
 		return
 	}
-	switch err := w.stream(c.ep, out, resp); {
+	switch err := w.stream(c.ep, out, resp, grpc); {
 	case errors.Is(err, stream.ErrDetached):
 		w.storeResponse(c, out, resp.Body)
 	case err != nil && ctx.Err() == nil:
@@ -542,13 +579,26 @@ func epContext(ep *stream.Endpoint) context.Context {
 
 // stream sends the function's answer to the gateway as it comes: the first
 // read goes with the head (a small answer is one frame), then one frame per
-// read, so a server-sent event reaches the caller when it is written.
-func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Response) error {
+// read, so a server-sent event reaches the caller when it is written; the
+// response's trailers go with the end. A gRPC answer's head goes at once,
+// before any message: a gRPC server may send its headers and wait for the
+// client's next message, and the client may wait for those headers. Only
+// a trailers-only gRPC answer (an error status and no message) is one
+// frame.
+func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Response, grpc bool) error {
 	pb := w.mux.Buffer()
 	defer w.mux.Recycle(pb)
 	buf := *pb
 	var n int
 	var err error
+	if grpc && resp.Header.Get("Grpc-Status") == "" {
+		// Nothing is read yet: should the head be refused as detached
+		// (which no gRPC call asks), the whole body is there to store.
+		if herr := ep.SendHead(out, nil, false); herr != nil {
+			return herr
+		}
+		return w.streamBody(ep, buf, resp)
+	}
 	if cl := resp.ContentLength; cl >= 0 && cl <= int64(len(buf)) {
 		n, err = io.ReadFull(resp.Body, buf[:cl])
 		if err == nil {
@@ -560,6 +610,13 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 	if err != nil && err != io.EOF {
 		return err
 	}
+	if err == io.EOF && trailer(resp) != nil {
+		// The end must carry the trailers.
+		if herr := ep.SendHead(out, buf[:n], false); herr != nil {
+			return herr
+		}
+		return ep.CloseWriteTrailer(trailer(resp))
+	}
 	if herr := ep.SendHead(out, buf[:n], err == io.EOF); herr != nil || err == io.EOF {
 		if errors.Is(herr, stream.ErrDetached) {
 			// Not sent: what was read must still be stored.
@@ -570,6 +627,12 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 		}
 		return herr
 	}
+	return w.streamBody(ep, buf, resp)
+}
+
+// streamBody sends the rest of the function's answer, one frame per read,
+// and ends it with the response's trailers.
+func (w *worker) streamBody(ep *stream.Endpoint, buf []byte, resp *http.Response) error {
 	for {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
@@ -578,12 +641,30 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 			}
 		}
 		if err == io.EOF {
+			if t := trailer(resp); t != nil {
+				return ep.CloseWriteTrailer(t)
+			}
 			return ep.CloseWrite()
 		}
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// trailer is the trailers a response sent, once its body is read (nil for
+// none); declared trailers that never came are left out.
+func trailer(resp *http.Response) nats.Header {
+	var t nats.Header
+	for k, vs := range resp.Trailer {
+		if len(vs) > 0 {
+			if t == nil {
+				t = nats.Header{}
+			}
+			t[k] = vs
+		}
+	}
+	return t
 }
 
 type answer struct {
