@@ -38,10 +38,13 @@ const (
 // the caller as the function writes it. A pexec call whose answer has not
 // started within the poll window is detached and answered 202. Callers
 // validate the request (ids, poll window) before resolving the function, so
-// a malformed request is a 400 whatever the function's state.
+// a malformed request is a 400 whatever the function's state. A gRPC call
+// (grpc.go) streams both ways for as long as its caller keeps it, with no
+// limit on what it sends, as NVCF's: nothing reads ahead of the function.
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, wait time.Duration, pollable bool) error {
+	grpc := isGRPC(r)
 	limit := g.cfg.MaxRequestBody
-	if r.ContentLength > limit {
+	if r.ContentLength > limit && !grpc {
 		return tooLarge(limit)
 	}
 	f := e.Function
@@ -71,7 +74,10 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	setNVCFHeaders(hdr, p, e, reqID)
 	assets.set(hdr)
-	body := http.MaxBytesReader(w, r.Body, limit)
+	var body io.Reader = r.Body
+	if !grpc {
+		body = http.MaxBytesReader(w, r.Body, limit)
+	}
 	ctx := r.Context()
 	deadline := time.Now().Add(wait)
 	// The pending marker a 202 leaves: who may read the result, and where
@@ -99,20 +105,23 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return err
 	}
 
-	// The queue. The body goes in the message when it fits; a larger one
-	// follows from here once a worker takes the call.
-	buf, err := io.ReadAll(io.LimitReader(body, bus.MaxRequestBody+1))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return tooLarge(limit)
-	}
-	if err != nil {
-		return problem.BadRequest("could not read the request body: %v", err)
+	// The queue. The body goes in the message when it fits; a larger one,
+	// or a gRPC call's, follows from here once a worker takes the call.
+	var buf []byte
+	if !grpc {
+		buf, err = io.ReadAll(io.LimitReader(body, bus.MaxRequestBody+1))
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return tooLarge(limit)
+		}
+		if err != nil {
+			return problem.BadRequest("could not read the request body: %v", err)
+		}
 	}
 	var rest io.Reader
 	msg := nats.NewMsg(bus.InvokeSubject(f.ID, f.VersionID))
 	msg.Header = hdr
-	if len(buf) > bus.MaxRequestBody {
+	if grpc || len(buf) > bus.MaxRequestBody {
 		hdr.Set(bus.HeaderBody, bus.BodyStreamed)
 		rest = io.MultiReader(bytes.NewReader(buf), body)
 	} else {
@@ -229,7 +238,7 @@ func (g *Gateway) sendBody(ep *stream.Endpoint, body io.Reader, length, limit in
 func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, mark bus.Result, deadline time.Time, pollable bool, q *queued, fc *fastCall, over func() bool) error {
 	ctx := r.Context()
 	// A caller that hangs up cancels the call wherever it is.
-	stop := context.AfterFunc(ctx, func() {
+	drop := func() {
 		if q != nil && ep.Peer() == "" {
 			ep.Abandon()
 			// Dropped from the queue: a caller who left gets nothing.
@@ -239,7 +248,8 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 			return
 		}
 		ep.Cancel()
-	})
+	}
+	stop := context.AfterFunc(ctx, drop)
 	defer stop()
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
@@ -285,6 +295,9 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 				g.unwatch(watched)
 				watched = 0
 			}
+			if isGRPC(r) {
+				return g.relayGRPC(w, r, ep, reqID, fr)
+			}
 			return g.relay(w, r, ep, reqID, fr)
 		case err == nil:
 			continue // control with no meaning here
@@ -308,6 +321,13 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 			defer dcancel() // once: detaching is asked at most once
 			wctx = dctx
 			continue
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !pollable:
+			// A call that cannot turn into a 202 waited as long as it may
+			// for its answer to start: it is called off wherever it is.
+			drop()
+			return &problem.Error{Status: http.StatusGatewayTimeout,
+				Detail:  "the function did not start answering in time (NVCF-POLL-SECONDS, or the gateway's --host-call-limit); the call was cancelled",
+				Headers: map[string]string{"NVCF-REQID": reqID, "NVCF-STATUS": statusErrored}}
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, stream.ErrClosed):
