@@ -356,7 +356,7 @@ func startServer(ctx context.Context, exe, dir string, progress io.Writer) (_ *b
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(exe, "server", "--data-dir", dataDir, "--listen", httpAddr, "--nats-listen", natsAddr, "--log-level", "warn")
+	cmd := exec.Command(exe, "server", "--data-dir", dataDir, "--listen", httpAddr, "--grpc-listen", "127.0.0.1:0", "--nats-listen", natsAddr, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	fmt.Fprintf(progress, "Starting %s\n", strings.Join(cmd.Args, " "))
 	if s.c, err = startChild(cmd); err != nil {

@@ -167,7 +167,7 @@ func startOnce(ctx context.Context, cfg StartupConfig, dataDir, logPath string) 
 		return run, fmt.Errorf("bench: %w", err)
 	}
 	defer pr.Close()
-	cmd := exec.Command(cfg.Executable, "dev", "--data-dir", dataDir, "--listen", addr, "--log-level", "warn")
+	cmd := exec.Command(cfg.Executable, "dev", "--data-dir", dataDir, "--listen", addr, "--grpc-listen", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = pw, logf
 
 	began := time.Now()

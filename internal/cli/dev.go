@@ -57,6 +57,7 @@ commands find it there by default.`,
 	f.StringVar(&cfg.ClusterGroup, "cluster-group", dev.LocalCluster, "group of the local cluster: the backend deployments name (NVCF's examples use nvcf-default)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addInvocationFlags(f, &cfg.Invocation)
+	addGRPCFlags(f, &cfg.GRPC, "127.0.0.1")
 	addAutoscaleFlags(f, &cfg.Autoscale)
 	return cmd
 }
@@ -66,6 +67,7 @@ func printDevBanner(cmd *cobra.Command, p *dev.Platform, cfg dev.Config, took ti
 	fmt.Fprintf(w, `Gantry dev is ready (started in %.1fs).
 
   API:          %s
+  gRPC:         %s
   Admin token:  %s  (mode 0600; the gantry CLI reads it from there)
   GPUs:         %d x %s %dGB, simulated, in cluster %q
   Data:         %s
@@ -81,6 +83,6 @@ Try it, in another shell:
       -H "Authorization: Bearer $(cat %s)" -d '{"hello":"gpu"}'
 
 Press Ctrl-C to stop.
-`, took.Seconds(), p.URL(), p.TokenPath(), cfg.GPUs, cfg.GPUModel, cfg.GPUMemoryGB, dev.LocalCluster,
+`, took.Seconds(), p.URL(), grpcEndpoint(p.GRPCAddr(), cfg.GRPC.CertFile != ""), p.TokenPath(), cfg.GPUs, cfg.GPUModel, cfg.GPUMemoryGB, dev.LocalCluster,
 		filepath.Clean(cfg.DataDir), cfg.GPUModel, p.URL(), p.TokenPath())
 }

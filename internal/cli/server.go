@@ -51,7 +51,7 @@ reconciler (etcd election).`,
 				return err
 			}
 			defer s.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "Gantry server ready.\n  API:   %s\n  NATS:  %s\n", s.URL(), s.NATSURL())
+			fmt.Fprintf(cmd.OutOrStdout(), "Gantry server ready.\n  API:   %s\n  gRPC:  %s\n  NATS:  %s\n", s.URL(), grpcEndpoint(s.GRPCAddr(), s.GRPCTLS()), s.NATSURL())
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -69,6 +69,7 @@ reconciler (etcd election).`,
 	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addInvocationFlags(f, &cfg.Invocation)
+	addGRPCFlags(f, &cfg.GRPC, "0.0.0.0")
 	addAutoscaleFlags(f, &cfg.Autoscale)
 	f.StringVar(&adminKeys, "admin-keys", string(auth.InstallBootstrap),
 		"who may mint admin tokens and rotate keys: bootstrap (holders of the bootstrap secret), loopback (this machine only) or open (anyone; only for isolated tests)")

@@ -76,6 +76,8 @@ type Config struct {
 	NATSAdvertise string
 	// Invocation bounds the calls the gateway takes.
 	Invocation Invocation
+	// GRPC is the gRPC invocation listener.
+	GRPC GRPC
 	// Autoscale tunes the autoscaler.
 	Autoscale Autoscale
 	// Resync is the reconciler's periodic pass (default 5s).
@@ -126,6 +128,7 @@ type Server struct {
 	agentSub []*nats.Subscription
 	http     *http.Server
 	listener net.Listener
+	grpc     *grpcListener
 	token    string
 
 	cancel    context.CancelFunc
@@ -153,6 +156,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("controlplane: unknown MEK provider %q: use %s or %s", cfg.MEKProvider, MEKProviderFile, MEKProviderOpenBao)
 	}
 	if err := cfg.Invocation.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.GRPC.validate(); err != nil {
 		return nil, err
 	}
 	log := cfg.Logger
@@ -289,6 +295,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			s.log.Error("controlplane: http server stopped", "err", err)
 		}
 	}()
+	if err := s.startGRPC(); err != nil {
+		return err
+	}
 	select {
 	case <-cat.Ready():
 	case <-ctx.Done():
@@ -507,7 +516,7 @@ func (s *Server) agentNATSURL() string {
 }
 
 // Close stops the server; calls after the first do nothing. Order: the
-// gateway (its watcher, its call streams) and its asset fetches; stop accepting HTTP and let
+// gateway (its watcher, its call streams) and its asset fetches; stop accepting HTTP and gRPC and let
 // in-flight requests finish; stop the reconciler and agent handlers; close
 // the NATS connection, then embedded NATS; then etcd, which everything
 // above depended on.
@@ -530,6 +539,7 @@ func (s *Server) close() {
 		_ = s.http.Shutdown(ctx)
 		cancel()
 	}
+	s.grpc.close()
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -48,6 +48,8 @@ type Config struct {
 	Grace     time.Duration
 	// Invocation bounds the calls the gateway takes.
 	Invocation controlplane.Invocation
+	// GRPC is the gRPC invocation listener (none when its Listen is empty).
+	GRPC controlplane.GRPC
 	// Autoscale tunes the autoscaler.
 	Autoscale controlplane.Autoscale
 }
@@ -80,7 +82,7 @@ func New(cfg Config) (*Platform, error) {
 		cfg.ClusterGroup = LocalCluster
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
-		Invocation: cfg.Invocation, Autoscale: cfg.Autoscale, Logger: cfg.Logger})
+		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +134,9 @@ func (p *Platform) Start(ctx context.Context) error {
 
 // URL is the API base URL.
 func (p *Platform) URL() string { return p.cp.URL() }
+
+// GRPCAddr is the gRPC listener's address, or "" when it serves no gRPC.
+func (p *Platform) GRPCAddr() string { return p.cp.GRPCAddr() }
 
 // AdminToken is the admin credential.
 func (p *Platform) AdminToken() string { return p.cp.AdminToken() }

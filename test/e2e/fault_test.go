@@ -40,7 +40,7 @@ func TestAcceptedCallsSurviveKills(t *testing.T) {
 	url := "http://" + apiAddr
 	startServer := func() *agentProcess {
 		t.Helper()
-		s := startAgentProcess(t, bin, "gantry server", "server", "--data-dir", dataDir, "--listen", apiAddr,
+		s := startAgentProcess(t, bin, "gantry server", "server", "--data-dir", dataDir, "--listen", apiAddr, "--grpc-listen", "127.0.0.1:0",
 			"--nats-listen", natsAddr, "--admin-keys", "open", "--log-level", "warn")
 		waitHealthy(t, url, s)
 		return s
@@ -274,7 +274,7 @@ func TestLeaderKilledDuringABurst(t *testing.T) {
 	var replicas []replica
 	for i := range 2 {
 		addr := freeAddr(t)
-		p := startAgentProcess(t, bin, fmt.Sprint("gantry server ", i), "server", "--data-dir", shared, "--listen", addr,
+		p := startAgentProcess(t, bin, fmt.Sprint("gantry server ", i), "server", "--data-dir", shared, "--listen", addr, "--grpc-listen", "127.0.0.1:0",
 			"--etcd-endpoints", etcd, "--nats-url", natsURL, "--admin-keys", "open", "--log-level", "info")
 		waitHealthy(t, "http://"+addr, p)
 		replicas = append(replicas, replica{"http://" + addr, p})

@@ -149,7 +149,7 @@ func startDev(t *testing.T, bin, name, dataDir string, env []string) *devProcess
 	t.Helper()
 	addr := freeAddr(t)
 	d := &devProcess{t: t, name: name, url: "http://" + addr, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(bin, "dev", "--data-dir", dataDir, "--listen", addr)
+	d.cmd = exec.Command(bin, "dev", "--data-dir", dataDir, "--listen", addr, "--grpc-listen", "127.0.0.1:0")
 	d.cmd.Env = env
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
