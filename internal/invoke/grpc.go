@@ -106,14 +106,20 @@ func (g *Gateway) grpcCall(w http.ResponseWriter, r *http.Request) error {
 	if poll > 0 {
 		wait = time.Duration(poll) * time.Second
 	}
+	// A function that does not serve gRPC is refused whatever its state
+	// (FailedPrecondition: the call is well formed, the function is not
+	// one it can reach); one the caller cannot see is NotFound, one not
+	// deployed Unavailable.
 	e, err := g.target(r.Context(), p, fnID, versionID)
-	if err != nil {
-		return err
-	}
-	if f := e.Function; !f.ServesGRPC() {
+	var pe *problem.Error
+	found := err == nil || (errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable)
+	if f := e.Function; found && !f.ServesGRPC() {
 		return problem.Errorf(http.StatusPreconditionFailed,
 			"function %s version %s does not serve gRPC: NVCF marks a gRPC function with inferenceUrl /grpc (and a gRPC health check); "+
 				"call this one over HTTP (POST /v2/nvcf/pexec/functions/%s)", f.ID, f.VersionID, f.ID)
+	}
+	if err != nil {
+		return err
 	}
 	return g.invoke(w, r, p, e, r.Method, r.URL.RequestURI(), wait, false)
 }

@@ -44,6 +44,8 @@ func TestMain(m *testing.M) {
 		}
 	case "stream":
 		serveStream()
+	case "grpc":
+		serveGRPC()
 	case "assets":
 		serveAssets()
 	case "exit":
