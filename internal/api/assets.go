@@ -61,7 +61,9 @@ const descriptionHeader = "X-Amz-Meta-Nvcf-Asset-Description"
 
 // AssetsConfig wires the asset routes. Zero limits take the defaults.
 type AssetsConfig struct {
-	Store   AssetStore
+	Store AssetStore
+	// JS and Objects hold the content (bus.PutObject).
+	JS      jetstream.JetStream
 	Objects jetstream.ObjectStore
 	Signer  *auth.URLSigner
 	Guard   web.Guard
@@ -248,7 +250,7 @@ func (a *Assets) upload(w http.ResponseWriter, r *http.Request) error {
 		return a.tooLarge(r.ContentLength)
 	}
 	body := &uploadReader{r: r.Body, left: a.cfg.MaxSize}
-	info, err := a.cfg.Objects.Put(ctx, jetstream.ObjectMeta{Name: bus.AssetObject(account, id)}, body)
+	info, err := bus.PutObject(ctx, a.cfg.JS, a.cfg.Objects, bus.AssetObject(account, id), body)
 	switch {
 	case errors.Is(err, errAssetTooLarge):
 		return a.tooLarge(-1)
@@ -312,10 +314,9 @@ func (a *Assets) markUploaded(ctx context.Context, as model.Asset, info *jetstre
 // errAssetTooLarge ends an upload over the limit.
 var errAssetTooLarge = errors.New("api: asset over the size limit")
 
-// uploadReader feeds an upload to the object store: it fills each buffer
-// it is given (the object store makes one chunk per read, and a network
-// read returns what the socket had), stops with errAssetTooLarge past the
-// limit, and keeps the body's own error to tell a broken-off upload.
+// uploadReader feeds an upload to the object store: it stops with
+// errAssetTooLarge past the limit, and keeps the body's own error to tell a
+// broken-off upload.
 type uploadReader struct {
 	r       io.Reader
 	left    int64 // bytes still allowed
@@ -324,23 +325,15 @@ type uploadReader struct {
 }
 
 func (u *uploadReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := u.r.Read(p[n:])
-		n += m
-		u.n += int64(m)
-		if u.left -= int64(m); u.left < 0 {
-			return n, errAssetTooLarge
-		}
-		if err == io.EOF {
-			return n, io.EOF
-		}
-		if err != nil {
-			u.readErr = err
-			return n, err
-		}
+	m, err := u.r.Read(p)
+	u.n += int64(m)
+	if u.left -= int64(m); u.left < 0 {
+		return m, errAssetTooLarge
 	}
-	return n, nil
+	if err != nil && err != io.EOF {
+		u.readErr = err
+	}
+	return m, err
 }
 
 // Sweep deletes expired assets, record and content, until ctx ends: at

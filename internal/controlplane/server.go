@@ -237,7 +237,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if err := s.assets.Start(); err != nil {
 		return err
 	}
-	assetAPI := api.NewAssets(api.AssetsConfig{Store: s.st, Objects: assetObjects, Signer: urlSigner, Guard: web.Guard{Auth: authn, Log: s.log},
+	assetAPI := api.NewAssets(api.AssetsConfig{Store: s.st, JS: s.js, Objects: assetObjects, Signer: urlSigner, Guard: web.Guard{Auth: authn, Log: s.log},
 		MaxSize: s.cfg.Invocation.MaxAssetSize, TTL: s.cfg.Invocation.AssetTTL})
 	s.gateway = invoke.New(invoke.Config{Conn: s.nc, JS: s.js, Results: results, Large: large, Limits: limits, Catalog: cat, Clusters: s.st, Auth: authn, Logger: s.log,
 		MaxRequestBody: s.cfg.Invocation.MaxRequestBody, HostCallLimit: s.cfg.Invocation.HostCallLimit, Assets: s.assets})

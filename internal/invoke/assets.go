@@ -1,12 +1,9 @@
 package invoke
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,8 +40,7 @@ var _ AssetStore = (*store.Store)(nil)
 // AssetsConfig wires the gateway's side of assets.
 type AssetsConfig struct {
 	Conn *nats.Conn
-	// JS reads the content: the chunks of Objects' objects, through a
-	// consumer of its own (objectReader).
+	// JS and Objects hold the content (bus.OpenObject).
 	JS      jetstream.JetStream
 	Store   AssetStore
 	Objects jetstream.ObjectStore
@@ -245,7 +241,7 @@ func (a *Assets) serve(msg *nats.Msg) {
 		_ = ep.SendHead(head, nil, true)
 		return
 	}
-	obj, err := a.openContent(ctx, bus.AssetObject(account, g.ID))
+	obj, err := bus.OpenObject(ctx, a.cfg.JS, a.cfg.Objects, bus.AssetObject(account, g.ID))
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Error("invoke: open an asset's content", "asset", g.ID, "err", err)
@@ -279,76 +275,4 @@ func epDone(ep *stream.Endpoint) context.Context {
 		cancel()
 	}()
 	return ctx
-}
-
-// fetchChunks is how many chunks of an object a fetch reads ahead.
-const fetchChunks = 8
-
-// openContent opens an object's content for reading. The object store's
-// own Get reads through a push consumer the server may run 32 MiB ahead of
-// (its flow-control window), per fetch; this pulls fetchChunks chunks
-// (128 KiB each) at a time instead, so a fetch holds about 1 MiB whatever
-// the object's size, and checks the object's SHA-256 at the end as Get
-// does.
-func (a *Assets) openContent(ctx context.Context, name string) (*objectReader, error) {
-	info, err := a.cfg.Objects.GetInfo(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	want, err := jetstream.DecodeObjectDigest(info.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("invoke: object %s: %w", name, err)
-	}
-	cons, err := a.cfg.JS.OrderedConsumer(ctx, "OBJ_"+info.Bucket, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$O." + info.Bucket + ".C." + info.NUID}})
-	if err != nil {
-		return nil, fmt.Errorf("invoke: object %s: %w", name, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(fetchChunks))
-	if err != nil {
-		return nil, fmt.Errorf("invoke: object %s: %w", name, err)
-	}
-	r := &objectReader{it: it, left: int64(info.Size), h: sha256.New(), want: want}
-	r.stop = context.AfterFunc(ctx, it.Stop)
-	return r, nil
-}
-
-// objectReader reads an object's chunks in order.
-type objectReader struct {
-	it   jetstream.MessagesContext
-	stop func() bool
-	cur  []byte
-	left int64 // bytes of the object not yet taken from a chunk
-	h    hash.Hash
-	want []byte
-}
-
-func (r *objectReader) Read(p []byte) (int, error) {
-	for len(r.cur) == 0 {
-		if r.left == 0 {
-			if !bytes.Equal(r.h.Sum(nil), r.want) {
-				return 0, jetstream.ErrDigestMismatch
-			}
-			return 0, io.EOF
-		}
-		msg, err := r.it.Next()
-		if err != nil {
-			return 0, err
-		}
-		if r.cur = msg.Data(); int64(len(r.cur)) > r.left {
-			return 0, errors.New("invoke: an object's chunks are longer than its size")
-		}
-		r.left -= int64(len(r.cur))
-		r.h.Write(r.cur)
-	}
-	n := copy(p, r.cur)
-	r.cur = r.cur[n:]
-	return n, nil
-}
-
-// Close stops reading.
-func (r *objectReader) Close() error {
-	r.stop()
-	r.it.Stop()
-	return nil
 }
