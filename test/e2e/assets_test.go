@@ -572,7 +572,10 @@ func (x *transfers) rate() float64 { return float64(x.size) / x.median().Seconds
 
 type assetBench struct {
 	upload, fetch, httpPut, fileCopy transfers
-	rss                              int64
+	// rss is the peak growth of this process over every transfer;
+	// uploadRSS and fetchRSS per round.
+	rss                 int64
+	uploadRSS, fetchRSS []int64
 }
 
 func benchAssets(b *testing.B, size int64, rounds int) assetBench {
@@ -636,13 +639,14 @@ func benchAssets(b *testing.B, size int64, rounds int) assetBench {
 			b.Fatalf("upload: %d %s", status, answer)
 		}
 		res.upload.times = append(res.upload.times, time.Since(began))
-		res.rss = max(res.rss, rss())
+		res.uploadRSS = append(res.uploadRSS, rss())
 
 		rss = watchRSS(b)
 		began = time.Now()
 		status, answer := invokeWithAssets(b, p, admin, f, a.AssetID, http.Header{"Assets-Stat": {"1"}})
 		res.fetch.times = append(res.fetch.times, time.Since(began))
-		res.rss = max(res.rss, rss())
+		res.fetchRSS = append(res.fetchRSS, rss())
+		res.rss = max(res.rss, slices.Max(res.uploadRSS), slices.Max(res.fetchRSS))
 		if status != http.StatusOK || !strings.Contains(answer, `"bytes":`+strconv.FormatInt(size, 10)) {
 			b.Fatalf("invoke: %d %s", status, answer)
 		}
@@ -653,15 +657,25 @@ func benchAssets(b *testing.B, size int64, rounds int) assetBench {
 	mbs := func(x transfers) string {
 		return fmt.Sprintf("%7.0f MB/s (median %v)", x.rate()/1e6, x.median().Round(time.Millisecond))
 	}
-	b.Logf("%d MiB asset, %d rounds, medians:\n"+
+	// Printed, not logged: the testing package cuts a benchmark's log
+	// after ten lines.
+	fmt.Printf("%d MiB asset, %d rounds, medians:\n"+
 		"  upload  (PUT uploadUrl -> object store)       %s  %.2fx the plain HTTP PUT\n"+
 		"  fetch   (call -> gateway -> agent's disk)      %s  %.2fx the file copy\n"+
 		"  baseline PUT to httptest, body to a file       %s\n"+
 		"  baseline file copy                             %s\n"+
-		"  peak RSS growth of this process: %d MiB",
+		"  RSS growth of this process per round (MiB): upload %v, fetch %v\n",
 		size>>20, rounds, mbs(res.upload), res.upload.rate()/res.httpPut.rate(), mbs(res.fetch), res.fetch.rate()/res.fileCopy.rate(),
-		mbs(res.httpPut), mbs(res.fileCopy), res.rss>>20)
+		mbs(res.httpPut), mbs(res.fileCopy), mib(res.uploadRSS), mib(res.fetchRSS))
 	return res
+}
+
+func mib(ns []int64) []int64 {
+	out := make([]int64, len(ns))
+	for i, n := range ns {
+		out[i] = n >> 20
+	}
+	return out
 }
 
 func writeFile(path string, r io.Reader) error {
