@@ -26,6 +26,7 @@ docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchAuthCmd())
 	cmd.AddCommand(newBenchMEKCmd())
 	cmd.AddCommand(newBenchAutoscaleCmd())
+	cmd.AddCommand(newBenchGRPCCmd())
 	return cmd
 }
 

@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -37,13 +36,15 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/dev"
+	_ "github.com/gantry-dev/gantry/internal/example/grpcecho" // registers the raw codec
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
 )
 
 // The "grpc" helper mode is a real grpc-go server on $PORT, as NVCF's gRPC
 // functions are: the standard health service, and gantry.test.Echo, a
-// hand-written service of raw bytes (content subtype "raw", so no protoc):
+// hand-written service of raw bytes (content subtype "raw", grpcecho's
+// codec, so no protoc):
 //
 //	Unary  answers "echo:" + the request, with trailers saying which
 //	       function id and how many authorization values it was sent
@@ -53,18 +54,6 @@ import (
 const grpcLogEnv = "GRPC_LOG"
 
 const echoService = "gantry.test.Echo"
-
-// rawCodec passes messages through as bytes.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*v.(*[]byte) = append([]byte(nil), data...)
-	return nil
-}
-func (rawCodec) Name() string { return "raw" }
-
-func init() { encoding.RegisterCodec(rawCodec{}) }
 
 var echoDesc = grpc.ServiceDesc{
 	ServiceName: echoService,
