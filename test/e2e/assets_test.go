@@ -481,7 +481,7 @@ func (r *patternReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestLargeAssetStreams uploads a 256 MiB asset and hands it to a call;
+// TestLargeAssetStreams uploads a 256 MiB asset (128 MiB under -race) and hands it to a call;
 // the function reads every byte. The platform runs in this process, which
 // grows by no more than 64 MiB while it does: upload, object store, fetch
 // and the agent's copy to disk all stream.
@@ -497,7 +497,13 @@ func TestLargeAssetStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1}, model.StatusActive)
-	const size, maxGrowth = 256 << 20, 64 << 20
+	const maxGrowth = 64 << 20
+	// Under the race detector (CI) the asset is half as large, twice the
+	// bound still, so that only streaming passes; it takes seconds, not 40.
+	size := int64(256 << 20)
+	if raceEnabled() {
+		size = 128 << 20
+	}
 	a := createAsset(t, p, admin, "application/octet-stream", "large")
 	body, digest := newPatternReader(t, size)
 
@@ -507,7 +513,7 @@ func TestLargeAssetStreams(t *testing.T) {
 		t.Fatalf("upload: %d %s", status, answer)
 	}
 	took, growth := time.Since(began), rss()
-	t.Logf("uploaded %d MiB in %v (%.0f MB/s); this process grew by %d MiB", size>>20, took.Round(time.Millisecond), size/took.Seconds()/1e6, growth>>20)
+	t.Logf("uploaded %d MiB in %v (%.0f MB/s); this process grew by %d MiB", size>>20, took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6, growth>>20)
 	if growth > maxGrowth {
 		t.Errorf("memory grew by %d MiB uploading %d MiB, want <= %d MiB", growth>>20, size>>20, maxGrowth>>20)
 	}
@@ -523,7 +529,7 @@ func TestLargeAssetStreams(t *testing.T) {
 	if fa := got.Files[a.AssetID]; fa.Bytes != size || fa.SHA256 != digest() {
 		t.Fatalf("the function read %+v, want %d bytes with SHA-256 %s", got, size, digest())
 	}
-	t.Logf("the call fetched and read %d MiB in %v (%.0f MB/s); this process grew by %d MiB", size>>20, took.Round(time.Millisecond), size/took.Seconds()/1e6, growth>>20)
+	t.Logf("the call fetched and read %d MiB in %v (%.0f MB/s); this process grew by %d MiB", size>>20, took.Round(time.Millisecond), float64(size)/took.Seconds()/1e6, growth>>20)
 	if growth > maxGrowth {
 		t.Errorf("memory grew by %d MiB handing a %d MiB asset to a call, want <= %d MiB", growth>>20, size>>20, maxGrowth>>20)
 	}
