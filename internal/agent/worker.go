@@ -541,7 +541,16 @@ func (w *worker) serve(c call) {
 		w.finish(c, errorAnswer(http.StatusBadGateway, "the function instance failed while handling the request: "+err.Error()))
 		return
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if grpc {
+			// Once the function has answered, its stream is over, even
+			// while the caller's messages still come (a unary caller's
+			// end can trail the answer): closing the response must not
+			// wait for the request body, which ends only with this call.
+			cancel()
+		}
+		resp.Body.Close()
+	}()
 	out := nats.Header{}
 	for k, vs := range resp.Header {
 		out[k] = vs

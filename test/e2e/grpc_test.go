@@ -368,6 +368,42 @@ func TestGRPCInvocation(t *testing.T) {
 		}
 	})
 
+	t.Run("a caller whose end trails the answer", func(t *testing.T) {
+		// A raw HTTP/2 gRPC call that sends its message but holds its end
+		// of the stream open: the function answers the unary call anyway,
+		// and the answer must free the one slot at once, not when the
+		// caller's end comes (here: never) or a keepalive gives up.
+		var h2c http.Protocols
+		h2c.SetUnencryptedHTTP2(true)
+		hc := &http.Client{Transport: &http.Transport{Protocols: &h2c}}
+		t.Cleanup(hc.CloseIdleConnections)
+		body, hold := io.Pipe()
+		t.Cleanup(func() { hold.Close() })
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.GRPCAddr()+"/"+echoService+"/Unary", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/grpc+raw")
+		req.Header.Set("Te", "trailers")
+		req.Header.Set("Function-Id", fn.ID)
+		req.Header.Set("Authorization", "Bearer "+key)
+		go func() { _, _ = hold.Write([]byte{0, 0, 0, 0, 4, 'h', 'e', 'l', 'd'}) }() // one length-prefixed message
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !strings.HasSuffix(string(answer), "echo:held") || resp.Trailer.Get("Grpc-Status") != "0" {
+			t.Fatalf("answer %q, %v, trailers %v", answer, err, resp.Trailer)
+		}
+		quick, cancel := context.WithTimeout(call, 5*time.Second)
+		defer cancel()
+		if out, err := unary(quick, conn, "Unary", "next"); err != nil || out != "echo:next" {
+			t.Fatalf("the next call, with the held stream's end still open: %q, %v", out, err)
+		}
+	})
+
 	t.Run("refusals", func(t *testing.T) {
 		admin := p.c
 		narrow, err := admin.CreateAPIKey(ctx, model.APIKeyRequest{Description: "no invoke",
