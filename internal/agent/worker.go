@@ -346,10 +346,11 @@ func (w *worker) onOffer(msg *nats.Msg) {
 		defer w.release()
 		defer ep.Close()
 		// The call is ours only once the gateway says so, with the first
-		// frame of the body: until then a gateway that gave up on us may
-		// have queued it, and running it too would run it twice.
+		// frame of the body (or, for a gRPC call, a go before it): until
+		// then a gateway that gave up on us may have queued it, and
+		// running it too would run it twice.
 		f, err := next(ep, holdAccept)
-		if err != nil || (f.Kind != stream.KindData && f.Kind != stream.KindEnd) {
+		if err != nil || (f.Kind != stream.KindData && f.Kind != stream.KindEnd && f.Kind != stream.KindGo) {
 			return
 		}
 		var body io.Reader = ep.Body()
@@ -412,6 +413,9 @@ func (w *worker) queued(msg *nats.Msg) {
 			return
 		case err == nil && f.Kind == stream.KindGo:
 			c.ep, c.detached = ep, false
+			if hdr.Get(bus.HeaderBody) == bus.BodyStreamed {
+				c.body = ep.Body() // a gRPC call's: its messages follow
+			}
 		case err == nil && (f.Kind == stream.KindData || f.Kind == stream.KindEnd):
 			c.ep, c.detached, c.body = ep, false, ep.Body()
 		}
@@ -601,12 +605,7 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 	var n int
 	var err error
 	if grpc && resp.Header.Get("Grpc-Status") == "" {
-		// Nothing is read yet: should the head be refused as detached
-		// (which no gRPC call asks), the whole body is there to store.
-		if herr := ep.SendHead(out, nil, false); herr != nil {
-			return herr
-		}
-		return w.streamBody(ep, buf, resp)
+		return w.streamGRPC(ep, out, buf, resp)
 	}
 	if cl := resp.ContentLength; cl >= 0 && cl <= int64(len(buf)) {
 		n, err = io.ReadFull(resp.Body, buf[:cl])
@@ -635,6 +634,59 @@ func (w *worker) stream(ep *stream.Endpoint, out nats.Header, resp *http.Respons
 			}{io.MultiReader(bytes.NewReader(append([]byte(nil), buf[:n]...)), resp.Body), resp.Body}
 		}
 		return herr
+	}
+	return w.streamBody(ep, buf, resp)
+}
+
+// grpcHeadWait is how long a gRPC answer's head waits for its first
+// message, to go in one frame with it.
+const grpcHeadWait = time.Millisecond
+
+// streamGRPC sends a gRPC answer: its head with the first message, as an
+// answer's head usually comes, or alone once grpcHeadWait has passed
+// without one, since a server may send its headers and then wait for the
+// caller's next message while the caller waits for those headers.
+func (w *worker) streamGRPC(ep *stream.Endpoint, out nats.Header, buf []byte, resp *http.Response) error {
+	var (
+		mu    sync.Mutex
+		sent  bool // the head is sent, or being sent
+		alone error
+	)
+	t := time.AfterFunc(grpcHeadWait, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !sent {
+			sent, alone = true, ep.SendHead(out, nil, false)
+		}
+	})
+	n, err := resp.Body.Read(buf)
+	t.Stop()
+	mu.Lock()
+	early := !sent
+	sent = true
+	herr := alone
+	mu.Unlock()
+	switch {
+	case herr != nil:
+		return herr
+	case err != nil && err != io.EOF:
+		return err
+	case early:
+		// A gRPC call is never answered 202, so its head is never
+		// refused as detached with this message left unstored.
+		if herr := ep.SendHead(out, buf[:n], false); herr != nil {
+			return herr
+		}
+	case n > 0:
+		if _, werr := ep.Write(buf[:n]); werr != nil {
+			return werr
+		}
+	}
+	if err == io.EOF {
+		if t := trailer(resp); t != nil {
+			return ep.CloseWriteTrailer(t)
+		}
+		return ep.CloseWrite()
 	}
 	return w.streamBody(ep, buf, resp)
 }

@@ -95,6 +95,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 			// recorded for the watcher (watch.go).
 			fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
 		}
+		if grpc {
+			// A gRPC call starts before its first message: the function
+			// may send its headers first, and the caller wait for them.
+			_ = ep.Send(stream.KindGo, nil)
+		}
 		go func() { over.Store(g.sendBody(ep, body, r.ContentLength, limit, fc.keeper())) }()
 		return g.answer(w, r, ep, reqID, mark, deadline, pollable, nil, fc, over.Load)
 	}
@@ -192,7 +197,7 @@ func (g *Gateway) offer(ctx context.Context, f model.Function, hdr nats.Header) 
 }
 
 // sendBody streams the request body to the worker; the first frame is the
-// worker's go. It reports whether the body was over the limit, which it
+// worker's go, unless a go went before it (a gRPC call's). It reports whether the body was over the limit, which it
 // tells the worker before it returns.
 func (g *Gateway) sendBody(ep *stream.Endpoint, body io.Reader, length, limit int64, keep *bodyCopy) (over bool) {
 	pb := g.mux.Buffer()
@@ -268,6 +273,9 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 		case err == nil && fr.Kind == stream.KindAccept && q != nil:
 			ep.SetPeer(string(fr.Data))
 			if q.body != nil {
+				if isGRPC(r) {
+					_ = ep.Send(stream.KindGo, nil) // as on the fast path
+				}
 				go func(body io.Reader) { q.over.Store(g.sendBody(ep, body, -1, q.limit, nil)) }(q.body)
 				q.body = nil
 			} else if err := ep.Send(stream.KindGo, nil); err != nil {

@@ -196,9 +196,10 @@ func grpcMessage(s string) string {
 	return b.String()
 }
 
-// relayGRPC writes the function's gRPC answer to the caller: its headers at
-// once (a server may send them and wait for the caller's next message),
-// every message as it arrives, then its trailers. An answer the worker made
+// relayGRPC writes the function's gRPC answer to the caller: its headers
+// with the first message when they came together, else at once (a server
+// may send them and wait for the caller's next message), every message as
+// it arrives, then its trailers. An answer the worker made
 // itself (the instance failed or could not be reached) becomes a status.
 func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
 	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
@@ -226,7 +227,10 @@ func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.E
 	}
 	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
+	if ep.Buffered() == 0 {
+		// Headers alone: the caller may wait for them before it sends.
+		_ = rc.Flush()
+	}
 	pb := g.mux.Buffer()
 	defer g.mux.Recycle(pb)
 	buf := *pb

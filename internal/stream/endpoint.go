@@ -322,6 +322,11 @@ func (e *Endpoint) Whole() (b []byte, ok bool) {
 	return b, true
 }
 
+// Buffered is how many bytes Body returns without waiting for a frame:
+// what is left of the frame Next or the last read returned. A relay
+// flushes what it has written when nothing more is at hand.
+func (e *Endpoint) Buffered() int { return len(e.cur) }
+
 // Body reads the peer's stream from where Next left it: the data of the
 // frame Next returned, then every data frame up to the end. It returns
 // io.EOF at a clean end and the reason otherwise.

@@ -49,6 +49,7 @@ import (
 //	Unary  answers "echo:" + the request, with trailers saying which
 //	       function id and how many authorization values it was sent
 //	Fail   answers status AlreadyExists "the function says no"
+//	Greet  sends its headers, then waits for one message and echoes it
 //	Bidi   echoes each message as it comes; a stream its caller cancels
 //	       appends "cancelled <unix ns>" to the file named in $GRPC_LOG
 const grpcLogEnv = "GRPC_LOG"
@@ -79,7 +80,19 @@ var echoDesc = grpc.ServiceDesc{
 			return nil, status.Error(codes.AlreadyExists, "the function says no")
 		}},
 	},
-	Streams: []grpc.StreamDesc{{StreamName: "Bidi", ServerStreams: true, ClientStreams: true,
+	Streams: []grpc.StreamDesc{{StreamName: "Greet", ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, s grpc.ServerStream) error {
+			// Headers first, then wait for the caller, who may wait
+			// for them.
+			if err := s.SendHeader(metadata.Pairs("greeting", "hello")); err != nil {
+				return err
+			}
+			var m []byte
+			if err := s.RecvMsg(&m); err != nil {
+				return err
+			}
+			return s.SendMsg(&m)
+		}}, {StreamName: "Bidi", ServerStreams: true, ClientStreams: true,
 		Handler: func(_ any, s grpc.ServerStream) error {
 			for {
 				var m []byte
@@ -275,9 +288,35 @@ func TestGRPCInvocation(t *testing.T) {
 		t.Logf("1000 round trips in %s", time.Since(began))
 	})
 
+	t.Run("headers before any message", func(t *testing.T) {
+		// The function sends its headers and waits for the caller, who
+		// waits for those headers before it sends: the gateway must not
+		// hold them back for a message.
+		hctx, cancel := context.WithTimeout(call, 10*time.Second)
+		defer cancel()
+		s, err := conn.NewStream(hctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+			"/"+echoService+"/Greet", grpc.CallContentSubtype("raw"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, err := s.Header()
+		if err != nil || len(hdr.Get("greeting")) != 1 || hdr.Get("greeting")[0] != "hello" {
+			t.Fatalf("headers %v, %v", hdr, err)
+		}
+		msg := []byte("after the headers")
+		if err := s.SendMsg(&msg); err != nil {
+			t.Fatal(err)
+		}
+		var reply []byte
+		if err := s.RecvMsg(&reply); err != nil || string(reply) != string(msg) {
+			t.Fatalf("reply %q, %v", reply, err)
+		}
+	})
+
 	t.Run("queued behind a busy slot", func(t *testing.T) {
-		// The one slot is held by an open stream: the unary call waits in
-		// the work queue, its body following once a worker takes it.
+		// The one slot is held by an open stream: the next call waits in
+		// the work queue, its messages following once a worker takes it.
+		// It is a Greet, whose caller sends only once it has the headers.
 		s, err := conn.NewStream(call, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
 			"/"+echoService+"/Bidi", grpc.CallContentSubtype("raw"))
 		if err != nil {
@@ -296,8 +335,22 @@ func TestGRPCInvocation(t *testing.T) {
 		}
 		done := make(chan result, 1)
 		go func() {
-			out, err := unary(call, conn, "Unary", "queued")
-			done <- result{out, err}
+			qctx, cancel := context.WithTimeout(call, 30*time.Second)
+			defer cancel()
+			g, err := conn.NewStream(qctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+				"/"+echoService+"/Greet", grpc.CallContentSubtype("raw"))
+			if err == nil {
+				_, err = g.Header()
+			}
+			msg := []byte("queued")
+			if err == nil {
+				err = g.SendMsg(&msg)
+			}
+			var reply []byte
+			if err == nil {
+				err = g.RecvMsg(&reply)
+			}
+			done <- result{string(reply), err}
 		}()
 		testutil.WaitFor(t, 10*time.Second, func() error {
 			resp, err := http.DefaultClient.Do(newRequest(t, http.MethodGet,
@@ -321,7 +374,7 @@ func TestGRPCInvocation(t *testing.T) {
 		if err := s.RecvMsg(&msg); !errors.Is(err, io.EOF) {
 			t.Fatalf("holding stream: %v", err)
 		}
-		if r := <-done; r.err != nil || r.out != "echo:queued" {
+		if r := <-done; r.err != nil || r.out != "queued" {
 			t.Fatalf("the queued call: %q, %v", r.out, r.err)
 		}
 	})
