@@ -196,10 +196,10 @@ func grpcMessage(s string) string {
 	return b.String()
 }
 
-// relayGRPC writes the function's gRPC answer to the caller: its headers
-// with the first message when they came together, else at once (a server
-// may send them and wait for the caller's next message), every message as
-// it arrives, then its trailers. An answer the worker made
+// relayGRPC writes the function's gRPC answer to the caller: its headers,
+// every message as it arrives and its trailers, flushing whenever nothing
+// more is at hand (so headers that come alone reach a caller that waits for
+// them before it sends, and a unary answer goes in one write). An answer the worker made
 // itself (the instance failed or could not be reached) becomes a status.
 func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
 	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
@@ -227,7 +227,7 @@ func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.E
 	}
 	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
-	if ep.Buffered() == 0 {
+	if !ep.Ready() {
 		// Headers alone: the caller may wait for them before it sends.
 		_ = rc.Flush()
 	}
@@ -242,7 +242,11 @@ func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.E
 				ep.Cancel()
 				return nil // the caller is gone; nothing left to tell it
 			}
-			_ = rc.Flush()
+			if !ep.Ready() {
+				// Nothing more at hand: the caller gets what came. (What
+				// is at hand, such as the trailers, goes with it.)
+				_ = rc.Flush()
+			}
 		}
 		if err == io.EOF {
 			for k, vs := range ep.Trailer() {

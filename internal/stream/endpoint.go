@@ -322,10 +322,27 @@ func (e *Endpoint) Whole() (b []byte, ok bool) {
 	return b, true
 }
 
-// Buffered is how many bytes Body returns without waiting for a frame:
-// what is left of the frame Next or the last read returned. A relay
-// flushes what it has written when nothing more is at hand.
-func (e *Endpoint) Buffered() int { return len(e.cur) }
+// Ready reports whether the next Body read returns without waiting: bytes
+// of the current frame are left, the stream has ended, or the peer's next
+// stream frame is already in. A relay that flushes what it wrote only when
+// nothing is ready writes an answer that came in several frames at once in
+// one go. Like Body, it belongs to the reading goroutine.
+func (e *Endpoint) Ready() bool {
+	if len(e.cur) > 0 || e.curEnd {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return true
+	}
+	for _, f := range e.queue {
+		if f.kind.stream() || f.kind == KindDetached || f.kind == kindNoResponders {
+			return true
+		}
+	}
+	return false
+}
 
 // Body reads the peer's stream from where Next left it: the data of the
 // frame Next returned, then every data frame up to the end. It returns

@@ -548,3 +548,39 @@ func TestPingPongOverOneStreamPair(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestReadyTellsWhetherAReadWaits(t *testing.T) {
+	p := newPair(t, Options{})
+	ea, eb := p.connect(t, "call-1")
+	if err := ea.SendHead(nil, []byte("ab"), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eb.Next(testutil.Context(t)); err != nil {
+		t.Fatal(err)
+	}
+	if !eb.Ready() {
+		t.Fatal("the head's bytes are unread, yet Ready says a read waits")
+	}
+	buf := make([]byte, 8)
+	if n, err := eb.Body().Read(buf); n != 2 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	if eb.Ready() {
+		t.Fatal("nothing more has come, yet Ready says a read returns at once")
+	}
+	if err := ea.CloseWriteTrailer(nats.Header{"Grpc-Status": {"0"}}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, func() error {
+		if !eb.Ready() {
+			return errors.New("the end frame is not in yet")
+		}
+		return nil
+	})
+	if n, err := eb.Body().Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("read %d, %v; want EOF", n, err)
+	}
+	if !eb.Ready() {
+		t.Fatal("at the end a read returns at once")
+	}
+}
