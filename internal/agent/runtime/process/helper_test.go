@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
+	"github.com/gantry-dev/gantry/internal/agent/runtime/runtimetest"
 	"github.com/gantry-dev/gantry/internal/model"
 )
 
@@ -25,8 +26,10 @@ import (
 const helperEnv = "GANTRY_PROCESS_TEST_HELPER"
 
 // TestMain lets the test binary double as the function the tests run: with
-// helperEnv set it behaves as that helper and exits instead of running tests.
+// helperEnv set it behaves as that helper, and with runtimetest.ProgramEnv
+// as the conformance suite's program, and exits instead of running tests.
 func TestMain(m *testing.M) {
+	runtimetest.MaybeRunProgram()
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode))
 	}
