@@ -9,7 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,9 +109,14 @@ func objectsOf(ctx context.Context, t *testing.T, env *kubetest.Env, ns, id stri
 	return out
 }
 
-// TestRuntime runs instances through their whole life on a real control
+// TestRuntime checks what is particular to Kubernetes on a real control
 // plane: kube-apiserver, scheduler, controller-manager (Deployments, garbage
-// collection) and kwok as the kubelet of simulated GPU nodes.
+// collection) and kwok as the kubelet of simulated GPU nodes. The shapes of
+// the objects, placement on GPU nodes, unschedulable pods, schedulers and
+// pull secrets, a Stop held by another finalizer, a deletion outside Gantry,
+// and uninstall --force.
+// An instance's life (health, restarts, stop, secrets, adoption, uninstall)
+// is the conformance suite's (TestConformance).
 func TestRuntime(t *testing.T) {
 	env := kubetest.Start(t, kubetest.Options{})
 	env.AddGPUNode(t, kubetest.GPUNode{Name: "h100-a", Product: "NVIDIA-H100-80GB-HBM3", GPUs: 8, GPUMemoryMiB: 81559})
@@ -119,10 +124,12 @@ func TestRuntime(t *testing.T) {
 	env.AddGPUNode(t, kubetest.GPUNode{Name: "l40s-dedicated", Product: "NVIDIA-L40S", GPUs: 2, GPUMemoryMiB: 46068,
 		Taints: []corev1.Taint{{Key: "dedicated", Value: "other", Effect: corev1.TaintEffectNoSchedule}}})
 	ctx := testutil.Context(t)
-	var notified atomic.Int64
-	cfg := Config{Notify: func() { notified.Add(1) }}
-	rt := newRuntime(t, env, cfg)
-	outer := t
+	// Uninstall --force mostly waits for the namespace controller, in a
+	// namespace of its own: it runs beside the subtests below.
+	var beside sync.WaitGroup
+	defer beside.Wait()
+	beside.Go(func() { t.Run("uninstall --force", func(t *testing.T) { testUninstallForce(t, env) }) })
+	rt := newRuntime(t, env, Config{})
 	ns := DefaultNamespace
 	deployments := env.Client.AppsV1().Deployments(ns)
 
@@ -133,15 +140,6 @@ func TestRuntime(t *testing.T) {
 		}
 		if got.Labels[ManagedByLabel] != ManagedByValue {
 			t.Errorf("labels = %v", got.Labels)
-		}
-	})
-
-	t.Run("process images are refused", func(t *testing.T) {
-		spec := testSpec("proc-1", "H100", 1)
-		spec.Image = "process:///usr/bin/server"
-		if err := rt.Start(ctx, spec); !errors.Is(err, runtime.ErrUnsupportedImage) ||
-			!strings.Contains(err.Error(), "container images") {
-			t.Fatalf("Start = %v, want ErrUnsupportedImage saying it runs container images", err)
 		}
 	})
 
@@ -173,22 +171,6 @@ func TestRuntime(t *testing.T) {
 		}
 		if want := "http://" + pod.Status.PodIP + ":8000"; st.Endpoint != want {
 			t.Errorf("endpoint = %q, want %q", st.Endpoint, want)
-		}
-		if notified.Load() == 0 {
-			t.Error("no notification")
-		}
-	})
-
-	t.Run("start again is a no-op", func(t *testing.T) {
-		before, _ := deployments.Get(ctx, deploymentName(main.InstanceID), metav1.GetOptions{})
-		if err := rt.Start(ctx, main); err != nil {
-			t.Fatal(err)
-		}
-		after, _ := deployments.Get(ctx, deploymentName(main.InstanceID), metav1.GetOptions{})
-		// The controllers update the status meanwhile; the spec
-		// (generation) and identity (uid) must stay.
-		if before.UID != after.UID || before.Generation != after.Generation {
-			t.Error("second Start changed the Deployment")
 		}
 	})
 
@@ -291,31 +273,10 @@ func TestRuntime(t *testing.T) {
 		}
 	})
 
-	t.Run("a restarted runtime adopts its instances", func(t *testing.T) {
-		if err := rt.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := rt.Start(ctx, testSpec("inst-late", "H100", 1)); !errors.Is(err, ErrClosed) {
-			t.Errorf("Start after Close = %v, want ErrClosed", err)
-		}
-		if got := objectsOf(ctx, t, env, ns, main.InstanceID); len(got) != 4 {
-			t.Fatalf("Close removed objects; left %v", got)
-		}
+	t.Run("another cluster's runtime adopts nothing", func(t *testing.T) {
 		other := newRuntime(t, env, Config{ClusterID: "cluster-2"})
 		if got := other.List(); len(got) != 0 {
 			t.Errorf("another cluster's runtime adopted %+v", got)
-		}
-		rt = newRuntime(outer, env, cfg) // lives on for the subtests that follow
-		if got := rt.List(); len(got) != 1 || got[0].InstanceID != main.InstanceID || isRunning(got[0]) != nil {
-			t.Fatalf("List after restart = %+v, want %s RUNNING", got, main.InstanceID)
-		}
-		before, _ := deployments.Get(ctx, deploymentName(main.InstanceID), metav1.GetOptions{})
-		if err := rt.Start(ctx, main); err != nil {
-			t.Fatal(err)
-		}
-		all, err := deployments.List(ctx, metav1.ListOptions{LabelSelector: InstanceLabel + "=" + main.InstanceID})
-		if err != nil || len(all.Items) != 1 || all.Items[0].UID != before.UID || all.Items[0].Generation != before.Generation {
-			t.Errorf("Start of an adopted instance touched or duplicated its Deployment: %v", err)
 		}
 	})
 
@@ -361,24 +322,6 @@ func TestRuntime(t *testing.T) {
 		}
 		if got := rt.List(); len(got) != 0 {
 			t.Errorf("List after Stop = %+v", got)
-		}
-	})
-
-	t.Run("stop removes everything", func(t *testing.T) {
-		spec := testSpec("inst-stop", "H100", 1)
-		spec.Secrets = map[string]string{"TOKEN": "t"}
-		if err := rt.Start(ctx, spec); err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, rt, spec.InstanceID, isRunning)
-		if got := objectsOf(ctx, t, env, ns, spec.InstanceID); len(got) != 4 {
-			t.Fatalf("objects = %v, want a Deployment, ReplicaSet, pod and Secret", got)
-		}
-		if err := rt.Stop(ctx, spec.InstanceID); err != nil {
-			t.Fatal(err)
-		}
-		if got := objectsOf(ctx, t, env, ns, spec.InstanceID); len(got) != 0 {
-			t.Errorf("left after Stop: %v", got)
 		}
 	})
 

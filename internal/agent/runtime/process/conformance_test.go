@@ -26,6 +26,7 @@ const (
 // nothing to adopt or uninstall.
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	image := helperImage(t)
 	runtimetest.Run(t, runtimetest.Harness{
 		Name:     "process",
 		NewState: func(t *testing.T) string { return t.TempDir() },
@@ -39,7 +40,7 @@ func TestConformance(t *testing.T) {
 			return r
 		},
 		Prepare: func(spec *runtime.Spec, gpus int) {
-			spec.Image = helperImage(t)
+			spec.Image = image
 			for i := range gpus {
 				spec.GPUs = append(spec.GPUs, 2*i+1) // not simply 0..n-1
 			}

@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -172,7 +170,6 @@ func TestStartRejects(t *testing.T) {
 		spec        runtime.Spec
 		unsupported bool
 	}{
-		{name: "registry image", spec: runtime.Spec{InstanceID: "a", Image: "nvcr.io/org/model:1.0"}, unsupported: true},
 		{name: "empty image", spec: runtime.Spec{InstanceID: "a", Image: ""}, unsupported: true},
 		{name: "process prefix without command", spec: runtime.Spec{InstanceID: "a", Image: "process://"}, unsupported: true},
 		{name: "empty instance id", spec: runtime.Spec{InstanceID: "", Image: "process://true"}},
@@ -229,113 +226,47 @@ func TestRunningOnOwnPort(t *testing.T) {
 	}
 }
 
-func TestStartIdempotent(t *testing.T) {
-	t.Parallel()
-	r := newRuntime(t, Config{})
-	spec := helperSpec(t, "same", "serve")
-	if err := r.Start(context.Background(), spec); err != nil {
-		t.Fatal(err)
-	}
-	waitStatus(t, r, "same", isState(runtime.StateRunning))
-	pid := pidOf(r, "same")
-	if err := r.Start(context.Background(), spec); err != nil {
-		t.Fatal(err)
-	}
-	if got := pidOf(r, "same"); got != pid || len(r.List()) != 1 {
-		t.Fatalf("second Start changed things: pid %d -> %d, %d instances", pid, got, len(r.List()))
-	}
-}
-
+// TestEnvironment checks what the conformance suite leaves to each
+// runtime: without GPUs NVIDIA_VISIBLE_DEVICES is "void" and
+// CUDA_VISIBLE_DEVICES empty, the agent's own environment (PATH) is
+// inherited, and the asset and large-output directories exist while the
+// instance runs and go with it (its log stays).
 func TestEnvironment(t *testing.T) {
 	t.Parallel()
-	const secret = "s3cr3t-value-that-must-not-be-logged"
-	tests := []struct {
-		name       string
-		gpus       []int
-		wantNvidia string
-		wantCuda   string
-	}{
-		{name: "two gpus", gpus: []int{0, 2}, wantNvidia: "0,2", wantCuda: "0,2"},
-		{name: "one gpu", gpus: []int{3}, wantNvidia: "3", wantCuda: "3"},
-		{name: "no gpus", gpus: nil, wantNvidia: "void", wantCuda: ""},
+	dir := t.TempDir()
+	r := newRuntime(t, Config{Dir: dir})
+	spec := helperSpec(t, "env", "serve")
+	if err := r.Start(context.Background(), spec); err != nil {
+		t.Fatal(err)
 	}
-	for i, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			dir := t.TempDir()
-			r := newRuntime(t, Config{Dir: dir})
-			id := fmt.Sprintf("env-%d", i)
-			spec := helperSpec(t, id, "serve",
-				model.EnvVar{Key: "MODEL_NAME", Value: "tiny"},
-				model.EnvVar{Key: "PORT", Value: "1"},                   // the platform's PORT wins
-				model.EnvVar{Key: "NVCF_FUNCTION_ID", Value: "spoofed"}, // and its NVCF_* variables
-				model.EnvVar{Key: "NVCF_ENV", Value: "prod"},
-			)
-			spec.FunctionName, spec.NCAID, spec.Backend = "echo", "nca-1", "group-a"
-			spec.InstanceType, spec.Region = "ON-PREM.GPU.H100_2x", "eu-west"
-			spec.Secrets = map[string]string{"API_TOKEN": secret}
-			spec.GPUs = tc.gpus
-			spec.Args = `--name 'hello world' "a \"q\""`
-			if err := r.Start(context.Background(), spec); err != nil {
-				t.Fatal(err)
-			}
-			s := waitStatus(t, r, id, isState(runtime.StateRunning))
-			var env map[string]string
-			getJSON(t, s.Endpoint+"/env", &env)
-			u, _ := url.Parse(s.Endpoint)
-			want := map[string]string{
-				"MODEL_NAME":               "tiny",
-				"API_TOKEN":                secret,
-				"PORT":                     u.Port(),
-				"NVIDIA_VISIBLE_DEVICES":   tc.wantNvidia,
-				"CUDA_VISIBLE_DEVICES":     tc.wantCuda,
-				"GANTRY_INSTANCE_ID":       id,
-				"NVCF_FUNCTION_ID":         "fn-" + id,
-				"NVCF_FUNCTION_VERSION_ID": "ver-" + id,
-				"NVCF_FUNCTION_NAME":       "echo",
-				"NVCF_NCA_ID":              "nca-1",
-				"NVCF_BACKEND":             "group-a",
-				"NVCF_INSTANCETYPE":        "ON-PREM.GPU.H100_2x",
-				"NVCF_REGION":              "eu-west",
-				"NVCF_ENV":                 runtime.NVCFEnvironment,
-				"NVCF_INSTANCE_ID":         id,
-				"NVCF_ASSET_DIR":           filepath.Join(dir, "work", id, "assets"),
-				"NVCF_LARGE_OUTPUT_DIR":    filepath.Join(dir, "work", id, "large-output"),
-				"PATH":                     os.Getenv("PATH"),
-			}
-			for k, v := range want {
-				if got, ok := env[k]; !ok || got != v {
-					t.Errorf("env %s = %q (set %v), want %q", k, got, ok, v)
-				}
-			}
-			for _, k := range []string{"NVCF_ASSET_DIR", "NVCF_LARGE_OUTPUT_DIR"} {
-				if fi, err := os.Stat(env[k]); err != nil || !fi.IsDir() {
-					t.Errorf("%s %q is not a directory: %v", k, env[k], err)
-				}
-			}
-			var args []string
-			getJSON(t, s.Endpoint+"/args", &args)
-			if wantArgs := []string{"--name", "hello world", `a "q"`}; !slices.Equal(args, wantArgs) {
-				t.Errorf("args = %q, want %q", args, wantArgs)
-			}
-			logData, err := os.ReadFile(filepath.Join(dir, "instances", id+".log"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(logData, []byte("listening on")) {
-				t.Errorf("log does not hold the process's stderr:\n%s", logData)
-			}
-			if bytes.Contains(logData, []byte(secret)) {
-				t.Errorf("log contains the secret")
-			}
-			// The instance's directories go with it; its log stays.
-			if err := r.Stop(context.Background(), id); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Stat(filepath.Join(dir, "work", id)); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("work directory after Stop: %v", err)
-			}
-		})
+	s := waitStatus(t, r, "env", isState(runtime.StateRunning))
+	var env map[string]string
+	getJSON(t, s.Endpoint+"/env", &env)
+	want := map[string]string{
+		"NVIDIA_VISIBLE_DEVICES": "void",
+		"CUDA_VISIBLE_DEVICES":   "",
+		"PATH":                   os.Getenv("PATH"),
+		"NVCF_ASSET_DIR":         filepath.Join(dir, "work", "env", "assets"),
+		"NVCF_LARGE_OUTPUT_DIR":  filepath.Join(dir, "work", "env", "large-output"),
+	}
+	for k, v := range want {
+		if got, ok := env[k]; !ok || got != v {
+			t.Errorf("env %s = %q (set %v), want %q", k, got, ok, v)
+		}
+	}
+	for _, k := range []string{"NVCF_ASSET_DIR", "NVCF_LARGE_OUTPUT_DIR"} {
+		if fi, err := os.Stat(env[k]); err != nil || !fi.IsDir() {
+			t.Errorf("%s %q is not a directory: %v", k, env[k], err)
+		}
+	}
+	if err := r.Stop(context.Background(), "env"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "work", "env")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("work directory after Stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "instances", "env.log")); err != nil {
+		t.Errorf("log after Stop: %v", err)
 	}
 }
 
@@ -347,13 +278,6 @@ func TestFailures(t *testing.T) {
 		spec       func(t *testing.T) runtime.Spec
 		wantReason []string
 	}{
-		{
-			name: "exits at once",
-			spec: func(t *testing.T) runtime.Spec { return helperSpec(t, "x", "exit") },
-			wantReason: []string{
-				"restart loop: process exited with code 3 after ", "(3 failed starts)", "loading config | boom: bad config",
-			},
-		},
 		{
 			name: "never healthy",
 			cfg:  Config{StartupTimeout: time.Second, FailureThreshold: 1},
@@ -416,20 +340,8 @@ func TestFailures(t *testing.T) {
 	}
 }
 
-// TestCrashLoopKeepsRetrying checks that an ERRORED instance is still being
-// restarted, like CrashLoopBackOff.
-func TestCrashLoopKeepsRetrying(t *testing.T) {
-	t.Parallel()
-	r := newRuntime(t, Config{})
-	if err := r.Start(context.Background(), helperSpec(t, "loop", "exit")); err != nil {
-		t.Fatal(err)
-	}
-	s := waitStatus(t, r, "loop", isState(runtime.StateErrored))
-	waitStatus(t, r, "loop", func(n runtime.Status) bool {
-		return n.State == runtime.StateErrored && n.Restarts > s.Restarts+1
-	})
-}
-
+// TestRestarts checks the words of a restart's reason; that a running
+// instance that fails is restarted is a conformance case.
 func TestRestarts(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -464,18 +376,13 @@ func TestRestarts(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := waitStatus(t, r, "c", isState(runtime.StateRunning))
-			oldPid := pidOf(r, "c")
 			resp, err := http.Get(s.Endpoint + tc.trigger)
 			if err == nil {
 				resp.Body.Close()
 			}
-			s = waitStatus(t, r, "c", func(s runtime.Status) bool {
+			waitStatus(t, r, "c", func(s runtime.Status) bool {
 				return s.State == runtime.StateRunning && s.Restarts >= 1
 			})
-			if pid := pidOf(r, "c"); pid == oldPid || pid == 0 {
-				t.Fatalf("pid %d after restart, was %d", pid, oldPid)
-			}
-			waitFor(t, waitTimeout, func() bool { return processGone(oldPid) })
 			mu.Lock()
 			defer mu.Unlock()
 			found := false
@@ -489,6 +396,10 @@ func TestRestarts(t *testing.T) {
 	}
 }
 
+// TestStopKillsProcessGroup checks what is particular to processes: Stop
+// reaches the helpers a function forks (its process group), and a Stop
+// context that ends cuts the grace period short. Draining and the rest of
+// Stop are conformance cases.
 func TestStopKillsProcessGroup(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -502,13 +413,7 @@ func TestStopKillsProcessGroup(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			notified := make(chan struct{}, 100)
-			r := newRuntime(t, Config{Notify: func() {
-				select {
-				case notified <- struct{}{}:
-				default:
-				}
-			}})
+			r := newRuntime(t, Config{})
 			spec := helperSpec(t, "s", "serve")
 			if tc.ignoreTerm {
 				spec.Env = append(spec.Env, model.EnvVar{Key: "GANTRY_TEST_IGNORE_TERM", Value: "1"})
@@ -522,9 +427,6 @@ func TestStopKillsProcessGroup(t *testing.T) {
 			getJSON(t, s.Endpoint+"/spawn", &child)
 			if processGone(pid) || processGone(child) {
 				t.Fatalf("processes not running before Stop: pid %d child %d", pid, child)
-			}
-			for len(notified) > 0 {
-				<-notified
 			}
 
 			ctx := context.Background()
@@ -544,18 +446,6 @@ func TestStopKillsProcessGroup(t *testing.T) {
 				t.Errorf("process %d still running after Stop", pid)
 			}
 			waitFor(t, waitTimeout, func() bool { return processGone(child) })
-			if n := len(r.List()); n != 0 {
-				t.Errorf("List has %d instances after Stop", n)
-			}
-			if len(notified) == 0 {
-				t.Errorf("Stop did not notify")
-			}
-			if err := r.Stop(context.Background(), "s"); err != nil {
-				t.Errorf("second Stop = %v, want nil", err)
-			}
-			if err := r.Stop(context.Background(), "never-started"); err != nil {
-				t.Errorf("Stop of unknown id = %v, want nil", err)
-			}
 		})
 	}
 }
@@ -613,19 +503,17 @@ func supervisorGoroutines() int {
 	return n
 }
 
-// TestCloseStopsAll is not parallel: it counts goroutines, and parallel
-// tests are paused while sequential ones run.
+// TestCloseStopsAll checks what Close does beyond stopping the instances
+// (a conformance case): an instance in a restart loop is stopped too, no
+// runtime goroutine is left, and Start fails with ErrClosed. It is not
+// parallel: it counts goroutines, and parallel tests are paused while
+// sequential ones run.
 func TestCloseStopsAll(t *testing.T) {
 	r := newRuntime(t, Config{})
-	var pids []int
-	for i := range 3 {
-		id := fmt.Sprintf("c%d", i)
-		if err := r.Start(context.Background(), helperSpec(t, id, "serve")); err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, r, id, isState(runtime.StateRunning))
-		pids = append(pids, pidOf(r, id))
+	if err := r.Start(context.Background(), helperSpec(t, "ok", "serve")); err != nil {
+		t.Fatal(err)
 	}
+	waitStatus(t, r, "ok", isState(runtime.StateRunning))
 	if err := r.Start(context.Background(), helperSpec(t, "bad", "exit")); err != nil {
 		t.Fatal(err)
 	}
@@ -634,11 +522,6 @@ func TestCloseStopsAll(t *testing.T) {
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
-	}
-	for _, pid := range pids {
-		if !processGone(pid) {
-			t.Errorf("process %d still running after Close", pid)
-		}
 	}
 	if n := len(r.List()); n != 0 {
 		t.Errorf("List has %d instances after Close", n)
