@@ -37,12 +37,39 @@ import (
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/model"
-	"github.com/gantry-dev/gantry/internal/testutil"
 )
 
 // waitTimeout bounds every wait: the machines are small and shared, and a
 // Kubernetes case involves an API server, controllers and a kubelet.
 const waitTimeout = 60 * time.Second
+
+// concurrency is how many cases run at once. More than two, since cases
+// mostly wait; not all of them, since on two cores a Kubernetes control
+// plane serving a dozen runtimes at once makes every case slower.
+const concurrency = 4
+
+// waitFor polls cond every 10ms until it returns nil, and fails the test
+// with cond's last error after waitTimeout. It is testutil.WaitFor with a
+// fixed short period (the conditions are cheap: List, a small file). The
+// package does not import testutil: this package is linked into the
+// program every instance runs, and testutil's etcd and nats-server would
+// add a tenth of a second of start-up to each of them.
+func waitFor(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runtimetest: condition not met after %v: %v", waitTimeout, err)
+		}
+		<-tick.C
+	}
+}
 
 // Harness is what the suite needs from one runtime. Every field is
 // required unless it says otherwise.
@@ -108,7 +135,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Run runs every case against the harness, in parallel subtests.
+// Run runs every case against the harness, each in a subtest, all at once.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	switch {
@@ -128,28 +155,38 @@ func Run(t *testing.T, h Harness) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(base) })
 	s := &suite{h: h, base: base}
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		run  func(*testing.T)
 	}{
 		{"refuses images it cannot run", s.unsupportedImage},
+		{"stop kills what ignores SIGTERM", s.stopIgnoresTerm},
+		{"uninstall removes everything", s.uninstall},
 		{"running only after health passes", s.healthGating},
 		{"failing starts back off and end ERRORED", s.failingStart},
 		{"crashes twice then runs", s.recovers},
 		{"restarts a running instance that fails", s.restartWhileRunning},
 		{"stop drains", s.stopDrains},
-		{"stop kills what ignores SIGTERM", s.stopIgnoresTerm},
 		{"secrets, GPU and NVCF environment", s.environment},
 		{"logs are readable", s.logs},
 		{"adopt after agent restart", s.adopt},
-		{"uninstall removes everything", s.uninstall},
 		{"notifications follow state changes", s.notifications},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			c.run(t)
+	}
+	// Cases run concurrently, up to concurrency at a time whatever
+	// -parallel says (on CI it is the number of CPUs, two): they spend
+	// most of their time waiting for probes, backoffs, grace periods and
+	// controllers. t.Run may be called from several goroutines; each case
+	// has its own state.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, concurrency)
+	for _, c := range cases {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			t.Run(c.name, c.run)
 		})
 	}
+	wg.Wait()
 }
 
 type suite struct {
@@ -220,7 +257,7 @@ func (s *suite) spec(id string, p Program, gpus int) runtime.Spec {
 // start starts spec and waits until it is RUNNING.
 func (f *fixture) start(t *testing.T, spec runtime.Spec) runtime.Status {
 	t.Helper()
-	if err := f.rt.Start(testutil.Context(t), spec); err != nil {
+	if err := f.rt.Start(t.Context(), spec); err != nil {
 		t.Fatalf("Start %s: %v", spec.InstanceID, err)
 	}
 	return waitStatus(t, f.rt, spec.InstanceID, running)
@@ -229,7 +266,7 @@ func (f *fixture) start(t *testing.T, spec runtime.Spec) runtime.Status {
 // stop stops an instance and fails the test if that fails.
 func (f *fixture) stop(t *testing.T, rt runtime.Runtime, id string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(testutil.Context(t), waitTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
 	if err := rt.Stop(ctx, id); err != nil {
 		t.Fatalf("Stop %s: %v", id, err)
@@ -249,7 +286,7 @@ func statusOf(rt runtime.Runtime, id string) (runtime.Status, bool) {
 func waitStatus(t *testing.T, rt runtime.Runtime, id string, check func(runtime.Status) error) runtime.Status {
 	t.Helper()
 	var got runtime.Status
-	testutil.WaitFor(t, waitTimeout, func() error {
+	waitFor(t, func() error {
 		st, ok := statusOf(rt, id)
 		if !ok {
 			return fmt.Errorf("instance %s is not listed", id)
@@ -300,7 +337,7 @@ func hasEvent(evs []Event, pid int, kind string, arg ...string) bool {
 func waitEvents(t *testing.T, p Program, check func([]Event) error) []Event {
 	t.Helper()
 	var evs []Event
-	testutil.WaitFor(t, waitTimeout, func() error {
+	waitFor(t, func() error {
 		var err error
 		if evs, err = Events(p.Dir); err != nil {
 			return err
@@ -391,7 +428,7 @@ func (s *suite) unsupportedImage(t *testing.T) {
 	f := s.open(t)
 	spec := s.spec("unsupported", s.program(t, Program{}), 0)
 	spec.Image = s.h.UnsupportedImage
-	err := f.rt.Start(testutil.Context(t), spec)
+	err := f.rt.Start(t.Context(), spec)
 	if !errors.Is(err, runtime.ErrUnsupportedImage) || !strings.HasPrefix(err.Error(), s.h.Name+": ") {
 		t.Fatalf("Start(%q) = %v, want runtime.ErrUnsupportedImage with the prefix %q", spec.Image, err, s.h.Name+": ")
 	}
@@ -407,7 +444,7 @@ func (s *suite) healthGating(t *testing.T) {
 	f := s.open(t)
 	p := s.program(t, Program{Gated: true})
 	spec := s.spec("gated", p, 0)
-	if err := f.rt.Start(testutil.Context(t), spec); err != nil {
+	if err := f.rt.Start(t.Context(), spec); err != nil {
 		t.Fatal(err)
 	}
 	waitEvents(t, p, func(evs []Event) error {
@@ -429,7 +466,7 @@ func (s *suite) healthGating(t *testing.T) {
 	if st.Restarts != 0 || st.Reason != "" {
 		t.Errorf("status %+v, want no restarts and no reason", st)
 	}
-	if err := f.rt.Start(testutil.Context(t), spec); err != nil {
+	if err := f.rt.Start(t.Context(), spec); err != nil {
 		t.Fatalf("second Start = %v, want nil", err)
 	}
 	if got := f.rt.List(); len(got) != 1 {
@@ -449,7 +486,7 @@ func (s *suite) failingStart(t *testing.T) {
 	f := s.open(t)
 	p := s.program(t, Program{CrashTimes: -1})
 	spec := s.spec("crashloop", p, 0)
-	if err := f.rt.Start(testutil.Context(t), spec); err != nil {
+	if err := f.rt.Start(t.Context(), spec); err != nil {
 		t.Fatalf("Start = %v; a failing program must show in the status, not as an error", err)
 	}
 	st := waitStatus(t, f.rt, spec.InstanceID, func(st runtime.Status) error {
@@ -504,33 +541,36 @@ func (s *suite) recovers(t *testing.T) {
 // restartWhileRunning: an instance that exits, or stops answering its
 // health check, after it was RUNNING is restarted and RUNNING again.
 func (s *suite) restartWhileRunning(t *testing.T) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, tc := range []struct{ name, trigger string }{
 		{"exits", "/crash"},
 		{"fails its health check", "/sick"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			f := s.open(t)
-			p := s.program(t, Program{})
-			spec := s.spec("restart", p, 0)
-			st := f.start(t, spec)
-			first := firstPID(t, p)
-			_, _ = get(st.Endpoint, tc.trigger, nil) // /crash never answers
-			testutil.WaitFor(t, waitTimeout, func() error {
-				st, _ := statusOf(f.rt, spec.InstanceID)
-				n := len(ofKind(events(t, p), "start"))
-				if running(st) != nil || st.Restarts < 1 || n < 2 {
-					return fmt.Errorf("status %+v after %d starts, want RUNNING again after a restart", st, n)
-				}
-				return nil
+		wg.Go(func() {
+			t.Run(tc.name, func(t *testing.T) {
+				f := s.open(t)
+				p := s.program(t, Program{})
+				spec := s.spec("restart", p, 0)
+				st := f.start(t, spec)
+				first := firstPID(t, p)
+				_, _ = get(st.Endpoint, tc.trigger, nil) // /crash never answers
+				waitFor(t, func() error {
+					st, _ := statusOf(f.rt, spec.InstanceID)
+					n := len(ofKind(events(t, p), "start"))
+					if running(st) != nil || st.Restarts < 1 || n < 2 {
+						return fmt.Errorf("status %+v after %d starts, want RUNNING again after a restart", st, n)
+					}
+					return nil
+				})
+				waitFor(t, func() error {
+					if !processGone(first) {
+						return fmt.Errorf("the first process %d still runs", first)
+					}
+					return nil
+				})
+				f.stop(t, f.rt, spec.InstanceID)
 			})
-			testutil.WaitFor(t, waitTimeout, func() error {
-				if !processGone(first) {
-					return fmt.Errorf("the first process %d still runs", first)
-				}
-				return nil
-			})
-			f.stop(t, f.rt, spec.InstanceID)
 		})
 	}
 }
@@ -590,10 +630,10 @@ func (s *suite) stopDrains(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Error("the request in flight at Stop never got an answer")
 	}
-	if err := f.rt.Stop(testutil.Context(t), spec.InstanceID); err != nil {
+	if err := f.rt.Stop(t.Context(), spec.InstanceID); err != nil {
 		t.Errorf("second Stop = %v, want nil", err)
 	}
-	if err := f.rt.Stop(testutil.Context(t), "never-started"); err != nil {
+	if err := f.rt.Stop(t.Context(), "never-started"); err != nil {
 		t.Errorf("Stop of an unknown instance = %v, want nil", err)
 	}
 }
@@ -706,7 +746,7 @@ func (s *suite) logs(t *testing.T) {
 	p := s.program(t, Program{})
 	spec := s.spec("logs", p, 0)
 	f.start(t, spec)
-	testutil.WaitFor(t, waitTimeout, func() error {
+	waitFor(t, func() error {
 		logs, err := s.h.Logs(t, f.state, spec.InstanceID)
 		if err != nil {
 			return err
@@ -737,7 +777,7 @@ func (s *suite) adopt(t *testing.T) {
 	if err := f.rt.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
 	}
-	if err := f.rt.Start(testutil.Context(t), s.spec("late", s.program(t, Program{}), 0)); err == nil {
+	if err := f.rt.Start(t.Context(), s.spec("late", s.program(t, Program{}), 0)); err == nil {
 		t.Error("Start after Close succeeded")
 	}
 
@@ -774,7 +814,7 @@ func (s *suite) adopt(t *testing.T) {
 		if st.Endpoint != endpoints[spec.InstanceID] {
 			t.Errorf("%s: adopted at %s, was at %s", spec.InstanceID, st.Endpoint, endpoints[spec.InstanceID])
 		}
-		if err := rt.Start(testutil.Context(t), spec); err != nil {
+		if err := rt.Start(t.Context(), spec); err != nil {
 			t.Errorf("%s: Start of an adopted instance = %v", spec.InstanceID, err)
 		}
 		if n := len(ofKind(events(t, progs[i]), "start")); n != 1 {
@@ -859,7 +899,7 @@ func (s *suite) notifications(t *testing.T) {
 		}
 	}
 	drain()
-	if err := f.rt.Start(testutil.Context(t), spec); err != nil {
+	if err := f.rt.Start(t.Context(), spec); err != nil {
 		t.Fatal(err)
 	}
 	await("the instance is listed", func(_ runtime.Status, listed bool) bool { return listed })

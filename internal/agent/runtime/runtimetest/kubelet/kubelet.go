@@ -47,6 +47,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -452,13 +453,20 @@ func (w *worker) run() {
 		k.mu.Unlock()
 	}()
 	c := w.pod.Spec.Containers[0]
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == runtimetest.ProgramEnv }) {
+		// Anything else would run the test binary as a test suite.
+		w.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "RunContainerError",
+			Message: "kubelet: this test kubelet runs only the runtimetest program (no " + runtimetest.ProgramEnv + " in the container's env)"}}
+		w.write()
+		w.idle()
+		return
+	}
 	gpuQ := c.Resources.Limits[kubetest.GPUResource]
 	ip, gpus, err := k.allocate(gpuQ.Value())
 	if err != nil {
 		w.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "UnexpectedAdmissionError", Message: err.Error()}}
 		w.write()
-		<-w.deleting
-		w.remove()
+		w.idle()
 		return
 	}
 	defer k.free(gpus)
@@ -745,6 +753,17 @@ func (w *worker) env(c corev1.Container, gpus []int) ([]string, error) {
 		env = append(env, "NVIDIA_VISIBLE_DEVICES="+strings.Join(ids, ","))
 	}
 	return append(env, runtimetest.ListenHostEnv+"="+w.ip), nil
+}
+
+// idle waits for the end of a pod that runs nothing, and removes it once
+// it is deleted.
+func (w *worker) idle() {
+	select {
+	case <-w.deleting:
+		w.remove()
+	case <-w.gone:
+	case <-w.k.ctx.Done():
+	}
 }
 
 // wait waits d, or until the pod is deleted or the test ends; it reports
