@@ -777,8 +777,8 @@ func (s *suite) adopt(t *testing.T) {
 	if err := f.rt.Close(); err != nil {
 		t.Fatalf("Close = %v", err)
 	}
-	if err := f.rt.Start(t.Context(), s.spec("late", s.program(t, Program{}), 0)); err == nil {
-		t.Error("Start after Close succeeded")
+	if err := f.rt.Start(t.Context(), s.spec("late", s.program(t, Program{}), 0)); err == nil || !strings.HasPrefix(err.Error(), s.h.Name+": ") {
+		t.Errorf("Start after Close = %v, want an error with the prefix %q", err, s.h.Name+": ")
 	}
 
 	if !s.h.Caps.Adopts {
