@@ -159,9 +159,10 @@ func Run(t *testing.T, h Harness) {
 		name string
 		run  func(*testing.T)
 	}{
-		{"refuses images it cannot run", s.unsupportedImage},
+		// The slowest first: a grace period; deleting a namespace.
 		{"stop kills what ignores SIGTERM", s.stopIgnoresTerm},
 		{"uninstall removes everything", s.uninstall},
+		{"refuses images it cannot run", s.unsupportedImage},
 		{"running only after health passes", s.healthGating},
 		{"failing starts back off and end ERRORED", s.failingStart},
 		{"crashes twice then runs", s.recovers},
@@ -177,11 +178,13 @@ func Run(t *testing.T, h Harness) {
 	// most of their time waiting for probes, backoffs, grace periods and
 	// controllers. t.Run may be called from several goroutines; each case
 	// has its own state.
+	// Slots are taken in the order of the list, so the slowest cases,
+	// first in it, start at once.
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, concurrency)
 	for _, c := range cases {
+		slots <- struct{}{}
 		wg.Go(func() {
-			slots <- struct{}{}
 			defer func() { <-slots }()
 			t.Run(c.name, c.run)
 		})
