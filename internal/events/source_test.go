@@ -62,7 +62,10 @@ func (r *rig) runSource(t *testing.T) (stop func()) {
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // waitKinds waits until account's events are exactly want (kinds, in
 // order), and returns them.
