@@ -31,6 +31,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/catalog"
 	"github.com/gantry-dev/gantry/internal/controller"
+	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/invoke"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
@@ -80,6 +81,8 @@ type Config struct {
 	GRPC GRPC
 	// Autoscale tunes the autoscaler.
 	Autoscale Autoscale
+	// Events is the retention of the platform event stream.
+	Events Events
 	// Resync is the reconciler's periodic pass (default 5s).
 	Resync time.Duration
 	// Grace is how long a NOT_READY cluster keeps its instances (default 30s).
@@ -254,10 +257,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	ctrl := controller.New(s.st, controller.NewKVPublisher(desired), controller.Config{Resync: s.cfg.Resync, Grace: s.cfg.Grace, Logger: s.log})
 	scaler := autoscale.New(autoscale.Config{Store: s.st, Conn: s.nc, JS: s.js, Period: s.cfg.Autoscale.Period,
 		ScaleDownDelay: s.cfg.Autoscale.ScaleDownDelay, Logger: s.log})
+	// The leader derives the platform events from etcd's history
+	// (events.Source); every replica serves them (events.Log).
+	eventSource := events.NewSource(events.SourceConfig{Store: s.st, JS: s.js, Logger: s.log})
 	s.bg = make(chan struct{})
 	go func() {
 		defer close(s.bg)
-		s.lead(runCtx, ctrl, scaler, assetAPI.Sweep)
+		s.lead(runCtx, ctrl, scaler, assetAPI.Sweep, eventSource.Run)
 	}()
 
 	mux := http.NewServeMux()
@@ -269,6 +275,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.gateway.Register(mux)
 	assetAPI.Register(mux)
+	api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log}).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	// Ready once the catalog has loaded: a load balancer should not send
 	// invocations to a replica that cannot resolve functions yet.
@@ -381,7 +388,10 @@ func (s *Server) startBus(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return bus.Setup(sctx, s.js, bus.Config{})
+	if err := bus.Setup(sctx, s.js, bus.Config{}); err != nil {
+		return err
+	}
+	return events.Setup(sctx, s.js, events.StreamConfig{MaxAge: s.cfg.Events.MaxAge, MaxBytes: s.cfg.Events.MaxBytes})
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -400,9 +410,9 @@ func splitHostPort(addr string) (string, int, error) {
 }
 
 // lead campaigns for leadership and runs the reconciler, the autoscaler and
-// the sweep of expired assets while leading, so that with N replicas
-// exactly one of each runs.
-func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *autoscale.Scaler, sweepAssets func(context.Context)) {
+// the other leader's tasks (the sweep of expired assets, the platform
+// events) while leading, so that with N replicas exactly one of each runs.
+func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *autoscale.Scaler, tasks ...func(context.Context)) {
 	for ctx.Err() == nil {
 		sess, err := concurrency.NewSession(s.etcdCli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
 		if err != nil {
@@ -425,19 +435,14 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 				}
 				cancel()
 			}()
-			scaled, swept := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(scaled)
-				scaler.Run(lctx)
-			}()
-			go func() {
-				defer close(swept)
-				sweepAssets(lctx)
-			}()
+			var wg sync.WaitGroup
+			wg.Go(func() { scaler.Run(lctx) })
+			for _, task := range tasks {
+				wg.Go(func() { task(lctx) })
+			}
 			ctrl.Run(lctx)
 			cancel()
-			<-scaled
-			<-swept
+			wg.Wait()
 			rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = el.Resign(rctx)
 			rcancel()

@@ -68,9 +68,13 @@ func NewSource(cfg SourceConfig) *Source {
 
 // Run publishes events until ctx ends. Call it while leading.
 func (s *Source) Run(ctx context.Context) {
-	fresh := false // start at the current revision, not the stream's last
+	from := int64(-1) // where to watch after; -1: find out from the stream
 	for ctx.Err() == nil {
-		after, err := s.start(ctx, fresh)
+		after, err := from, error(nil)
+		if after < 0 {
+			after, err = s.start(ctx)
+		}
+		from = -1
 		if err == nil {
 			err = s.cfg.Store.WatchChanges(ctx, after, func(cs []store.Change) error {
 				for _, c := range cs {
@@ -81,14 +85,18 @@ func (s *Source) Run(ctx context.Context) {
 				return nil
 			})
 		}
-		fresh = false
+		var compacted *store.CompactedError
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, store.ErrCompacted):
-			s.log.Warn("events: etcd no longer holds the changes since the last published event; events in between are lost",
-				"err", err)
-			fresh = true
+		case errors.As(err, &compacted):
+			// Go on from the oldest change etcd still has.
+			from = compacted.Revision - 1
+			if after > 0 {
+				s.log.Warn("events: etcd no longer holds every change since the last published event; events in between are lost",
+					"from", after+1, "to", compacted.Revision-1)
+			}
+			continue
 		case err != nil:
 			s.log.Warn("events: publishing stopped; resuming from the last event in the stream", "err", err)
 		}
@@ -101,24 +109,27 @@ func (s *Source) Run(ctx context.Context) {
 
 // start returns the revision to watch after: just before the revision of
 // the last event in the stream, so that revision is derived again (its
-// events may be only partly published; the copies are dropped), or the
-// current revision when the stream has none or fresh is set.
-func (s *Source) start(ctx context.Context, fresh bool) (int64, error) {
+// events may be only partly published; the copies are dropped). With no
+// event in the stream (a new installation, or one from before events) it
+// is 0: every change etcd still holds is an event, so nothing that happened
+// before the first leader got here is missed.
+func (s *Source) start(ctx context.Context) (int64, error) {
 	cur, err := s.cfg.Store.Revision(ctx)
 	if err != nil {
 		return 0, err
-	}
-	if fresh {
-		return cur, nil
 	}
 	rev, err := s.lastRevision(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if rev <= 0 || rev > cur {
+	if rev > cur {
+		// etcd is older than the stream (restored from a backup): its
+		// revisions say nothing about what was published.
+		s.log.Warn("events: the last event is from a later etcd revision than etcd's own; starting at the current one",
+			"eventRevision", rev, "etcdRevision", cur)
 		return cur, nil
 	}
-	return rev - 1, nil
+	return max(rev-1, 0), nil
 }
 
 // lastRevision reads the revision header of the newest events in the

@@ -13,6 +13,19 @@ import (
 // revision (the embedded etcd keeps an hour).
 var ErrCompacted = errors.New("store: revision compacted")
 
+// CompactedError is the ErrCompacted of WatchChanges: the history left
+// starts at Revision.
+type CompactedError struct {
+	Revision, Asked int64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("store: revision compacted: history starts at %d, asked for %d", e.Revision, e.Asked)
+}
+
+// Is makes errors.Is(err, ErrCompacted) true.
+func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
+
 // Change is one key's change with the value it replaced, for consumers that
 // derive something from the difference (package events). Keys are relative
 // to the installation prefix.
@@ -27,7 +40,7 @@ type Change struct {
 // WatchChanges calls fn with every change under the installation prefix
 // after revision after, in revision order, one etcd watch response at a
 // time, until ctx ends (nil), fn fails (its error) or the watch fails
-// (ErrCompacted when after is no longer in etcd's history). It is one watch
+// (a *CompactedError when after is no longer in etcd's history). It is one watch
 // over the whole prefix, so changes of different kinds keep their order.
 func (s *Store) WatchChanges(ctx context.Context, after int64, fn func([]Change) error) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -36,7 +49,7 @@ func (s *Store) WatchChanges(ctx context.Context, after int64, fn func([]Change)
 	for resp := range wch {
 		if err := resp.Err(); err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) || resp.CompactRevision > 0 {
-				return fmt.Errorf("%w: history starts at %d, asked for %d", ErrCompacted, resp.CompactRevision, after+1)
+				return &CompactedError{Revision: resp.CompactRevision, Asked: after + 1}
 			}
 			return fmt.Errorf("store: watch changes: %w", err)
 		}

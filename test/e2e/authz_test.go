@@ -144,6 +144,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{method: "POST", real: acct + "/" + cl.ID + "/drain", safe: acct + "/" + unknown + "/drain", scope: auth.ScopeClusterManagement},
 		{method: "POST", real: "/v1/gantry/policies", body: `{"name":"p","functionSelector":{"matchTags":["y"]}}`, scope: auth.ScopeDeployFunction, listing: true},
 		{method: "GET", real: "/v1/gantry/policies", scope: auth.ScopeDeployFunction, listing: true},
+		{method: "GET", real: "/v1/gantry/events", scope: auth.ScopeListFunctions, orScope: auth.ScopeListFunctionsDetails, listing: true},
 		{method: "GET", real: "/v1/gantry/policies/" + pol.ID, scope: auth.ScopeDeployFunction},
 		{method: "PUT", real: "/v1/gantry/policies/" + pol.ID, body: `{"name":"matrix","functionSelector":{"matchTags":["x"]}}`, scope: auth.ScopeDeployFunction},
 		{method: "DELETE", real: "/v1/gantry/policies/" + pol.ID, safe: "/v1/gantry/policies/" + unknown, scope: auth.ScopeDeployFunction},
