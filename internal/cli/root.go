@@ -96,6 +96,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 
 	root.AddCommand(newFunctionCmd(opts), newDeployCmd(opts), newInvokeCmd(opts))
 	root.AddCommand(newClusterCmd(opts), newPolicyCmd(opts))
+	root.AddCommand(newEventsCmd(opts))
 	root.AddCommand(newTokenCmd(opts))
 	root.AddCommand(newAPIKeyCmd(opts))
 	root.AddCommand(newKeysCmd(opts))

@@ -71,6 +71,7 @@ reconciler (etcd election).`,
 	addInvocationFlags(f, &cfg.Invocation)
 	addGRPCFlags(f, &cfg.GRPC, "0.0.0.0")
 	addAutoscaleFlags(f, &cfg.Autoscale)
+	addEventsFlags(f, &cfg.Events)
 	f.StringVar(&adminKeys, "admin-keys", string(auth.InstallBootstrap),
 		"who may mint admin tokens and rotate keys: bootstrap (holders of the bootstrap secret), loopback (this machine only) or open (anyone; only for isolated tests)")
 	f.StringVar(&secretFile, "bootstrap-secret-file", "",
