@@ -59,6 +59,7 @@ commands find it there by default.`,
 	addInvocationFlags(f, &cfg.Invocation)
 	addGRPCFlags(f, &cfg.GRPC, "127.0.0.1")
 	addAutoscaleFlags(f, &cfg.Autoscale)
+	addEventsFlags(f, &cfg.Events)
 	return cmd
 }
 

@@ -52,6 +52,8 @@ type Config struct {
 	GRPC controlplane.GRPC
 	// Autoscale tunes the autoscaler.
 	Autoscale controlplane.Autoscale
+	// Events is the retention of the platform event stream.
+	Events controlplane.Events
 }
 
 // Platform is a running dev platform.
@@ -82,7 +84,7 @@ func New(cfg Config) (*Platform, error) {
 		cfg.ClusterGroup = LocalCluster
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
-		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Logger: cfg.Logger})
+		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
