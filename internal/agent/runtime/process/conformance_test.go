@@ -19,6 +19,9 @@ import (
 const (
 	testBackoffBase = 10 * time.Millisecond
 	testBackoffMax  = 100 * time.Millisecond
+	// testStopGrace: "stop kills what ignores SIGTERM" waits it out; the
+	// program drains at SIGTERM in milliseconds, so a second is plenty.
+	testStopGrace = time.Second
 )
 
 // TestConformance runs the process runtime through the runtime conformance
@@ -32,7 +35,8 @@ func TestConformance(t *testing.T) {
 		NewState: func(t *testing.T) string { return t.TempDir() },
 		Open: func(t *testing.T, dir string, o runtimetest.Options) runtime.Runtime {
 			r, err := New(Config{Dir: dir, Notify: o.Notify, Logger: o.Logger,
-				BackoffBase: testBackoffBase, BackoffMax: testBackoffMax, HealthInterval: 50 * time.Millisecond})
+				BackoffBase: testBackoffBase, BackoffMax: testBackoffMax, HealthInterval: 50 * time.Millisecond,
+				StopGrace: testStopGrace})
 			if err != nil {
 				t.Fatal(err)
 			}

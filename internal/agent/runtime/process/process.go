@@ -67,10 +67,7 @@ const (
 	DefaultFailureThreshold = 3
 	DefaultHealthInterval   = 2 * time.Second
 	DefaultStartupTimeout   = 5 * time.Minute
-
-	// StopGrace is how long Stop waits after SIGTERM before SIGKILL, unless
-	// Stop's context ends first.
-	StopGrace = 5 * time.Second
+	DefaultStopGrace        = 5 * time.Second
 
 	// startingProbeInterval is the probe period while STARTING: connection
 	// refused costs microseconds, and cold-start latency is what users see.
@@ -129,6 +126,11 @@ type Config struct {
 	// StartupTimeout is how long a start may take to become healthy before
 	// it is killed and counted as a failed start. Default DefaultStartupTimeout.
 	StartupTimeout time.Duration
+	// StopGrace is how long Stop waits after SIGTERM before SIGKILL, unless
+	// Stop's context ends first: the time a function gets to finish what it
+	// is doing. Tests whose functions never use it shorten it so that one
+	// that ignores SIGTERM does not hold them up. Default DefaultStopGrace.
+	StopGrace time.Duration
 }
 
 // Runtime runs instances as local processes. Create it with New; it is safe
@@ -199,6 +201,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if cfg.StartupTimeout <= 0 {
 		cfg.StartupTimeout = DefaultStartupTimeout
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -324,7 +329,7 @@ func validInstanceID(id string) error {
 }
 
 // Stop stops an instance and forgets it: SIGTERM to its process group, up to
-// StopGrace (or until ctx ends) for it to exit, then SIGKILL to the group.
+// Config.StopGrace (or until ctx ends) for it to exit, then SIGKILL to the group.
 // It returns once the process has exited, which after SIGKILL is prompt.
 // Stopping an unknown instance is a no-op.
 func (r *Runtime) Stop(ctx context.Context, instanceID string) error {

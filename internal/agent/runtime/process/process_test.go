@@ -439,7 +439,7 @@ func TestStopKillsProcessGroup(t *testing.T) {
 			if err := r.Stop(ctx, "s"); err != nil {
 				t.Fatal(err)
 			}
-			if tc.stopCtx > 0 && time.Since(begin) > StopGrace {
+			if tc.stopCtx > 0 && time.Since(begin) > DefaultStopGrace {
 				t.Errorf("Stop took %s; the ctx deadline should cut the grace period", time.Since(begin))
 			}
 			if !processGone(pid) {

@@ -264,16 +264,16 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 }
 
 // terminate stops a running process for Stop: SIGTERM to its group, then
-// SIGKILL after StopGrace or as soon as in.kill is closed. The leader's exit
+// SIGKILL after Config.StopGrace or as soon as in.kill is closed. The leader's exit
 // ends the grace period; anything left in the group is killed then.
 func (r *Runtime) terminate(in *instance, proc *os.Process, exited <-chan error) {
 	signalGroup(proc, syscall.SIGTERM)
-	t := time.NewTimer(StopGrace)
+	t := time.NewTimer(r.cfg.StopGrace)
 	defer t.Stop()
 	select {
 	case <-exited:
 	case <-t.C:
-		r.log.Warn("instance ignored SIGTERM; killing", "instance", in.spec.InstanceID, "grace", StopGrace)
+		r.log.Warn("instance ignored SIGTERM; killing", "instance", in.spec.InstanceID, "grace", r.cfg.StopGrace)
 		signalGroup(proc, syscall.SIGKILL)
 		<-exited
 	case <-in.kill:
