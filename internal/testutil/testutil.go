@@ -34,6 +34,10 @@ func Context(t testing.TB) context.Context {
 
 // WaitFor polls cond until it returns nil or timeout passes, then fails the
 // test with cond's last error. Use it instead of sleeping.
+//
+// The interval starts at 5ms and doubles up to waitForMaxInterval: a
+// condition met a moment after a poll is seen at most that late, and
+// every wait in a suite pays about half of it.
 func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -47,11 +51,12 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 			t.Fatalf("testutil: condition not met after %v: %v", timeout, err)
 		}
 		time.Sleep(interval)
-		if interval < 200*time.Millisecond {
-			interval *= 2
-		}
+		interval = min(2*interval, waitForMaxInterval)
 	}
 }
+
+// waitForMaxInterval caps WaitFor's poll interval.
+const waitForMaxInterval = 100 * time.Millisecond
 
 // Errorf is a shorthand for building WaitFor conditions.
 func Errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
