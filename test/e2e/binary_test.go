@@ -23,11 +23,12 @@ import (
 // it exits cleanly and leaves no function process behind, starts it again on
 // the same data dir and checks that the function comes back and answers.
 func TestQuickStartBinary(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the gantry binary and runs it as a subprocess; skipped with -short")
 	}
 	tmp := t.TempDir()
-	bin := buildGantry(t, tmp)
+	bin := buildGantry(t)
 	data := filepath.Join(tmp, "data")
 	// GANTRY_DATA_DIR is set for gantry dev too, so even a flag that failed to
 	// apply could not reach the user's real data dir.

@@ -27,6 +27,7 @@ import (
 // than once only if it was running when something died, so duplicates are
 // bounded by the slots in flight at the two kills.
 func TestAcceptedCallsSurviveKills(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary and runs it through two crashes")
 	}
@@ -34,7 +35,7 @@ func TestAcceptedCallsSurviveKills(t *testing.T) {
 		calls = 200
 		slots = 16
 	)
-	bin := buildGantry(t, t.TempDir())
+	bin := buildGantry(t)
 	dataDir, agentDir := t.TempDir(), t.TempDir()
 	apiAddr, natsAddr := freeAddr(t), freeAddr(t)
 	url := "http://" + apiAddr
@@ -259,11 +260,12 @@ func kill9(t *testing.T, p *agentProcess) {
 // replica takes over and carries the burst to maxInstances; no call fails
 // and the version never has more instances than maxInstances.
 func TestLeaderKilledDuringABurst(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary and kills a replica")
 	}
 	const maxInstances = 4
-	bin := buildGantry(t, t.TempDir())
+	bin := buildGantry(t)
 	etcd := testutil.StartEtcdEndpoint(t)
 	natsURL := testutil.StartNATS(t)
 	shared := t.TempDir()

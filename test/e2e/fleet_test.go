@@ -129,7 +129,7 @@ func (m *member) start() {
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("agent", m.name),
 		NewRuntime: func(notify func()) (runtime.Runtime, error) {
 			rt, err := process.New(process.Config{Dir: filepath.Join(m.stateDir, "runtime"), Notify: notify,
-				BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+				BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, StopGrace: testStopGrace})
 			m.rt = rt
 			return rt, err
 		}})

@@ -79,25 +79,54 @@ func raceEnabled() bool {
 	return false
 }
 
-// buildGantry builds ./cmd/gantry into dir and returns the binary's path.
-func buildGantry(t *testing.T, dir string) string {
+// The gantry binary is built once per run of this package and shared by the
+// tests that drive it (each only runs it): under -race the link alone takes
+// 10-20 s, which every such test used to pay again.
+var (
+	gantryOnce sync.Once
+	gantryDir  string // removed by TestMain when the tests are done
+	gantryBin  string
+	gantryErr  error
+)
+
+// buildGantry builds ./cmd/gantry once and returns the binary's path. A
+// failed build fails every test that asks for it, with the same output.
+func buildGantry(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(dir, "gantry")
-	args := []string{"build", "-o", bin}
-	if raceEnabled() {
-		args = append(args, "-race")
+	root := moduleRoot(t)
+	gantryOnce.Do(func() {
+		gantryDir, gantryErr = os.MkdirTemp("", "gantry-e2e-bin-")
+		if gantryErr != nil {
+			return
+		}
+		gantryBin = filepath.Join(gantryDir, "gantry")
+		args := []string{"build", "-o", gantryBin}
+		if raceEnabled() {
+			args = append(args, "-race")
+		}
+		args = append(args, "./cmd/gantry")
+		ctx, cancel := context.WithTimeout(context.Background(), binBuildTimeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = root
+		began := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			gantryErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return
+		}
+		t.Logf("built %s in %.1fs (race=%v)", gantryBin, time.Since(began).Seconds(), raceEnabled())
+	})
+	if gantryErr != nil {
+		t.Fatal(gantryErr)
 	}
-	args = append(args, "./cmd/gantry")
-	ctx, cancel := context.WithTimeout(context.Background(), binBuildTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = moduleRoot(t)
-	began := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	return gantryBin
+}
+
+// removeGantry deletes the binary buildGantry built, if any.
+func removeGantry() {
+	if gantryDir != "" {
+		_ = os.RemoveAll(gantryDir)
 	}
-	t.Logf("built %s in %.1fs (race=%v)", bin, time.Since(began).Seconds(), raceEnabled())
-	return bin
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.

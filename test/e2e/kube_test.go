@@ -42,6 +42,7 @@ const kubeWait = 90 * time.Second
 // an unschedulable pod, agent restart, undeploy, service-account-token
 // enrollment and uninstall.
 func TestKubernetesRuntime(t *testing.T) {
+	t.Parallel()
 	// Pod IPs on loopback: the echo server below answers at every pod IP,
 	// so invocations travel gateway -> NATS -> agent worker -> pod IP.
 	env := kubetest.Start(t, kubetest.Options{PodCIDR: "127.0.100.0/24"})
@@ -58,7 +59,7 @@ func TestKubernetesRuntime(t *testing.T) {
 	}
 
 	f := startFleet(t)
-	bin := buildGantry(t, t.TempDir())
+	bin := buildGantry(t)
 	reg, err := f.c.RegisterCluster(ctx, controlplane.DefaultAccount, model.ClusterRequest{ClusterName: "k8s", ClusterGroupName: "prod", Region: "r1"})
 	if err != nil {
 		t.Fatal(err)

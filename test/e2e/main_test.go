@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -22,7 +23,15 @@ const helperEnv = "GANTRY_E2E_HELPER"
 func TestMain(m *testing.M) {
 	switch os.Getenv(helperEnv) {
 	case "":
-		os.Exit(m.Run())
+		// Every process the tests start (function instances are this
+		// binary, and the gantry binary is built with -race too) inherits
+		// this: a race-enabled program otherwise sleeps a second in
+		// os.Exit, so each instance stopped, each CLI command and each
+		// gantry process shut down would cost a second of nothing.
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		code := m.Run()
+		removeGantry()
+		os.Exit(code)
 	case "echo":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 		defer stop()

@@ -23,6 +23,11 @@ type platform struct {
 	c *client.Client
 }
 
+// testStopGrace is the process runtime's stop grace in these tests: their
+// functions exit at SIGTERM (the stream helper) or drain in milliseconds
+// (echo), so a longer one only delays a test whose instance is stuck.
+const testStopGrace = time.Second
+
 // startPlatform runs the whole platform in-process in dir with short loops.
 func startPlatform(t testing.TB, dir string) *platform {
 	t.Helper()
@@ -34,8 +39,9 @@ func startPlatformWith(t testing.TB, dir string, edit func(*dev.Config)) *platfo
 	t.Helper()
 	cfg := dev.Config{
 		DataDir: dir, Listen: "127.0.0.1:0",
-		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Process:   process.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, FailureThreshold: 3},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Process: process.Config{BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, FailureThreshold: 3,
+			StopGrace: testStopGrace},
 		Heartbeat: 200 * time.Millisecond,
 		Resync:    300 * time.Millisecond,
 	}
