@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantry-dev/gantry/internal/auth"
@@ -38,6 +39,8 @@ type Events struct {
 	Keepalive time.Duration
 	now       func() time.Time
 	logger    *slog.Logger
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // NewEvents builds the events route over log, guarded by g.
@@ -46,8 +49,13 @@ func NewEvents(log EventLog, g web.Guard) *Events {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Events{log: log, guard: g, Keepalive: 15 * time.Second, now: time.Now, logger: logger}
+	return &Events{log: log, guard: g, Keepalive: 15 * time.Second, now: time.Now, logger: logger, closing: make(chan struct{})}
 }
+
+// Close ends every event stream being followed, so that they do not hold
+// the HTTP server's shutdown (register it with RegisterOnShutdown). A
+// browser reconnects to another replica with Last-Event-ID.
+func (h *Events) Close() { h.closeOnce.Do(func() { close(h.closing) }) }
 
 // Register adds the route to mux.
 func (h *Events) Register(mux *http.ServeMux) {
@@ -136,6 +144,8 @@ func (h *Events) follow(w http.ResponseWriter, r *http.Request, p auth.Principal
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-h.closing:
 			return nil
 		case err := <-failed:
 			if err != nil && ctx.Err() == nil {

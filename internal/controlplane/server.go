@@ -275,7 +275,8 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.gateway.Register(mux)
 	assetAPI.Register(mux)
-	api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log}).Register(mux)
+	eventsAPI := api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log})
+	eventsAPI.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	// Ready once the catalog has loaded: a load balancer should not send
 	// invocations to a replica that cannot resolve functions yet.
@@ -297,6 +298,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	s.http.RegisterOnShutdown(eventsAPI.Close) // followed event streams end
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("controlplane: http server stopped", "err", err)

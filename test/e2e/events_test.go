@@ -59,7 +59,6 @@ func created(fnID string) func(events.Event) bool {
 // problems of bad queries.
 func TestEventsAPI(t *testing.T) {
 	t.Parallel()
-	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	admin := p.c
@@ -270,7 +269,6 @@ func kinds(es []events.Event) []string {
 // as the SSE format has them.
 func TestEventsServerSentForBrowsers(t *testing.T) {
 	t.Parallel()
-	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(testutil.Context(t), 60*time.Second)
 	defer cancel()
@@ -318,7 +316,6 @@ func TestEventsServerSentForBrowsers(t *testing.T) {
 // follow (the new leader resumes where the stream ends).
 func TestEventsSurviveRestart(t *testing.T) {
 	t.Parallel()
-	t.Parallel()
 	dir := t.TempDir()
 	p := startPlatform(t, dir)
 	ctx := testutil.Context(t)
@@ -344,5 +341,48 @@ func TestEventsSurviveRestart(t *testing.T) {
 	}
 	if n := len(eventsAbout(all, before.ID)); n != 1 {
 		t.Errorf("%d events about the function from before the restart, want 1", n)
+	}
+}
+
+// TestEventsStreamEndsWithServer follows the events and stops the server:
+// the stream ends at once (the browser would reconnect elsewhere) instead of
+// holding the HTTP shutdown to its timeout.
+func TestEventsStreamEndsWithServer(t *testing.T) {
+	t.Parallel()
+	p := startPlatform(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(testutil.Context(t), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", p.URL()+"/v1/gantry/events?follow=true", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+p.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, err := r.ReadString('\n'); err != nil || line != ": gantry events\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	began := time.Now()
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for {
+			if _, err := r.ReadString('\n'); err != nil {
+				return
+			}
+		}
+	}()
+	p.Close()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatal("the stream outlived the server")
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("closing with a followed stream took %v", took)
 	}
 }
