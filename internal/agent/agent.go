@@ -43,7 +43,12 @@ type Config struct {
 	Heartbeat time.Duration
 	// Stream tunes the call streams between workers and gateways.
 	Stream stream.Options
-	Logger *slog.Logger
+	// DirectCalls lends instances' free slots to gateways, which then call
+	// the instances over HTTP themselves (worker lease.go, invoke
+	// direct.go). Only for gateways that can reach the instances'
+	// endpoints: the same host (gantry dev) or network.
+	DirectCalls bool
+	Logger      *slog.Logger
 }
 
 // clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
@@ -373,7 +378,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st, a.cfg.Stream, a.log)
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st, a.cfg.Stream, a.cfg.DirectCalls, a.log)
 		if err != nil {
 			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
 			continue

@@ -19,7 +19,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
@@ -57,6 +56,9 @@ type worker struct {
 	// assetDir and largeOutputDir hold the per-request directories the
 	// function is told of (NVCF-ASSET-DIR, NVCF-LARGE-OUTPUT-DIR).
 	assetDir, largeOutputDir string
+	// lender lends free slots to gateways that call the instance directly
+	// (lease.go); nil when the gateways cannot reach it.
+	lender *lender
 	// h2c calls an instance that serves gRPC (model.ServesGRPC) over
 	// HTTP/2 without TLS, as gRPC servers speak; nil for other instances.
 	h2c *http.Client
@@ -108,7 +110,7 @@ func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
 }
 
 func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
-	inst model.DesiredInstance, st runtime.Status, opts stream.Options, log *slog.Logger) (_ *worker, err error) {
+	inst model.DesiredInstance, st runtime.Status, opts stream.Options, direct bool, log *slog.Logger) (_ *worker, err error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
 	if _, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst)); err != nil {
@@ -146,9 +148,18 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 	if w.puller, err = newPuller(nc, bus.InvokeStream, bus.ConsumerName(inst.FunctionVersionID)); err != nil {
 		return nil, err
 	}
+	if direct && !inst.ServesGRPC() && strings.HasPrefix(st.Endpoint, "http://") {
+		// gRPC calls and calls naming assets still come over the bus.
+		if w.lender, err = startLender(w); err != nil {
+			return nil, fmt.Errorf("agent: lease control: %w", err)
+		}
+	}
 	if w.bell, err = nc.Subscribe(bus.QueuedSubject(inst.FunctionID, inst.FunctionVersionID), func(*nats.Msg) {
 		w.backlog.Store(true)
 		signal(w.rang)
+		if w.lender != nil {
+			w.lender.reclaim() // a queued call must not wait for good
+		}
 	}); err != nil {
 		return nil, fmt.Errorf("agent: doorbell: %w", err)
 	}
@@ -182,6 +193,11 @@ func (w *worker) listen() error {
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	w.offers = sub
+	if w.lender != nil {
+		if err := w.lender.listen(); err != nil {
+			return fmt.Errorf("agent: lease subject: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -190,6 +206,9 @@ func (w *worker) deafen() {
 	if w.offers != nil {
 		_ = w.offers.Unsubscribe()
 		w.offers = nil
+	}
+	if w.lender != nil {
+		w.lender.deafen()
 	}
 }
 
@@ -235,6 +254,9 @@ func (w *worker) stop() {
 	w.mu.Unlock()
 	if w.bell != nil {
 		_ = w.bell.Unsubscribe()
+	}
+	if w.lender != nil {
+		w.lender.close() // no gateway calls the instance any more
 	}
 	w.cancel()
 	w.wg.Wait()
@@ -772,39 +794,15 @@ func (w *worker) finish(c call, a answer) {
 // storeResponse keeps a response for polling: in the result record up to
 // the inline limit, else streamed into the object store.
 func (w *worker) storeResponse(c call, out nats.Header, body io.Reader) {
-	b, err := io.ReadAll(io.LimitReader(body, bus.MaxResponseBody+1))
-	switch {
-	case err != nil:
-		w.finish(c, errorAnswer(http.StatusBadGateway, "reading the function's response failed: "+err.Error()))
-	case len(b) > bus.MaxResponseBody:
-		name, size, err := w.storeLarge(io.MultiReader(bytes.NewReader(b), body))
-		if err != nil {
-			w.log.Error("agent: could not store a large result", "requestId", c.hdr.Get(bus.HeaderReqID), "err", err)
-			w.finish(c, errorAnswer(http.StatusBadGateway, "storing the function's large response failed: "+err.Error()))
-			return
-		}
-		w.finish(c, answer{header: out, large: name, size: size})
-	default:
-		w.finish(c, answer{header: out, body: b})
-	}
-}
-
-// storeLarge streams a response into the large-results object store under
-// a fresh random name, so that a redelivered call never meets its earlier
-// attempt's object.
-func (w *worker) storeLarge(body io.Reader) (name string, size int64, err error) {
 	ctx, cancel := context.WithTimeout(w.ctx, time.Hour)
 	defer cancel()
-	obs, err := w.js.ObjectStore(ctx, bus.LargeBucket)
-	if err != nil {
-		return "", 0, err
+	reqID := c.hdr.Get(bus.HeaderReqID)
+	if err := bus.StoreAnswer(ctx, w.js, reqID, c.hdr.Get(bus.HeaderAccount), http.Header(out), body); err != nil {
+		w.log.Error("agent: could not store a result", "requestId", reqID, "err", err)
+		w.finish(c, errorAnswer(http.StatusBadGateway, "storing the function's response failed: "+err.Error()))
+		return
 	}
-	name = nuid.Next()
-	info, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, body)
-	if err != nil {
-		return "", 0, err
-	}
-	return name, int64(info.Size), nil
+	w.done(c)
 }
 
 // store puts an answer in the results bucket for polling.

@@ -144,9 +144,10 @@ func FromAgent(msg *nats.Msg) (clusterID string, ok bool) {
 //     the filter part of the create subject may be "gantry.invoke.*.*".
 //   - Gateway replies: per gateway and per request (gantry.reply.*.*):
 //     every frame of a call's stream, to any gateway.
-//   - Offers and doorbells (gantry.fast.*.*, gantry.queued.*.*), for the
-//     same reason as work queues: an agent can take any version's offered
-//     calls.
+//   - Offers, doorbells and lease asks (gantry.fast.*.*, gantry.queued.*.*,
+//     gantry.lease.*.*), for the same reason as work queues: an agent can
+//     take any version's offered calls, or answer a gateway's ask for a
+//     slot with an endpoint of its choosing.
 //   - Results: keyed by request id ($KV.gantry_results.*); an agent can
 //     overwrite a result whose request id it knows. It cannot read results,
 //     nor list their keys (no stream info on the results bucket).
@@ -216,6 +217,8 @@ func agentPermissions(clusterID string) *server.Permissions {
 			// doorbell that says a call was queued, per function version.
 			subjectFastPrefix + "*.*",
 			subjectQueuedPrefix + "*.*",
+			// ... and the gateways' asks for a slot to call directly.
+			subjectLeasePrefix + "*.*",
 		}},
 	}
 }

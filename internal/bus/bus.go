@@ -48,6 +48,7 @@ const (
 	subjectReplyPrefix  = "gantry.reply."
 	subjectFastPrefix   = "gantry.fast."
 	subjectQueuedPrefix = "gantry.queued."
+	subjectLeasePrefix  = "gantry.lease."
 	subjectWatchPrefix  = "gantry.watch."
 	subjectLoadPrefix   = "gantry.load."
 	subjectDemandPrefix = "gantry.demand."
@@ -97,6 +98,14 @@ func InvokeSubject(functionID, versionID string) string {
 // its workers' free slots (a queue group: one worker gets each offer).
 func FastSubject(functionID, versionID string) string {
 	return subjectFastPrefix + functionID + "." + versionID
+}
+
+// LeaseSubject is where a gateway asks the workers of one function version
+// for a slot it may call the instance on directly (a queue group: one
+// worker answers; invoke/direct.go). Only workers whose instance the
+// gateways can reach listen there.
+func LeaseSubject(functionID, versionID string) string {
+	return subjectLeasePrefix + functionID + "." + versionID
 }
 
 // QueuedSubject is the doorbell a gateway rings after queueing a call of one

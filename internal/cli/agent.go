@@ -37,6 +37,7 @@ type agentOptions struct {
 	maintenance   bool
 	gpuMemoryGB   int
 	heartbeat     time.Duration
+	directCalls   bool
 	logLevel      string
 }
 
@@ -73,6 +74,7 @@ restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
 	f.IntVar(&o.gpuMemoryGB, "gpu-memory", 80, "memory of each GPU, in GB")
 	f.BoolVar(&o.maintenance, "maintenance", false, "maintenance mode: keep running instances but take no new ones")
 	f.DurationVar(&o.heartbeat, "heartbeat", 5*time.Second, "how often to report to the control plane")
+	f.BoolVar(&o.directCalls, "direct-calls", false, "lend free slots to the gateways so they call instances over HTTP themselves; only when every gateway can reach the instances' endpoints (same host or network)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	o.kube.addFlags(f)
 	cmd.AddCommand(newAgentUninstallCmd())
@@ -168,7 +170,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		where = fmt.Sprintf("Kubernetes, namespace %s", kc.opts.namespace)
 	}
 	a, err := agent.New(agent.Config{ClusterID: id.ClusterID, Conn: nc, Inventory: inv, Heartbeat: o.heartbeat, Logger: log,
-		NewRuntime: newRuntime})
+		NewRuntime: newRuntime, DirectCalls: o.directCalls})
 	if err != nil {
 		return err
 	}
