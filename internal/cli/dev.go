@@ -54,6 +54,7 @@ commands find it there by default.`,
 	f.IntVar(&cfg.GPUs, "gpus", 8, "number of simulated GPUs")
 	f.StringVar(&cfg.GPUModel, "gpu-model", "H100", "model of the simulated GPUs")
 	f.IntVar(&cfg.GPUMemoryGB, "gpu-memory", 80, "memory of each simulated GPU, in GB")
+	f.BoolVar(&cfg.BusCalls, "bus-calls", false, "send every call over NATS to the agent instead of letting the gateway call the local instances on slots the agent lends it")
 	f.StringVar(&cfg.ClusterGroup, "cluster-group", dev.LocalCluster, "group of the local cluster: the backend deployments name (NVCF's examples use nvcf-default)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addInvocationFlags(f, &cfg.Invocation)

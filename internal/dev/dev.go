@@ -38,7 +38,11 @@ type Config struct {
 	// (default "local"); NVCF's self-hosted examples deploy to
 	// "nvcf-default".
 	ClusterGroup string
-	Logger       *slog.Logger
+	// BusCalls sends every call over the bus, as to an agent whose
+	// instances the gateway cannot reach; by default the gateway calls the
+	// local instances directly on slots the agent lends it.
+	BusCalls bool
+	Logger   *slog.Logger
 	// Process tunes the process runtime (tests shorten backoffs); Dir,
 	// Notify and Logger are filled in.
 	Process process.Config
@@ -112,6 +116,7 @@ func (p *Platform) Start(ctx context.Context) error {
 	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(host, p.cfg.GPUModel, p.cfg.GPUMemoryGB, p.cfg.GPUs)}}
 	a, err := agent.New(agent.Config{
 		ClusterID: LocalCluster, Conn: nc, Inventory: inv, Heartbeat: p.cfg.Heartbeat, Logger: p.cfg.Logger,
+		DirectCalls: !p.cfg.BusCalls,
 		NewRuntime: func(notify func()) (runtime.Runtime, error) {
 			pc := p.cfg.Process
 			pc.Dir = filepath.Join(p.cfg.DataDir, "agent")

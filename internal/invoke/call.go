@@ -84,17 +84,33 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	// the call waits (queue position, position.go).
 	mark := bus.Result{Account: p.Account, Pending: true, Function: f.ID, Version: f.VersionID}
 
+	var fc *fastCall
+	if pollable {
+		// Kept so that, should the call be answered 202 while it runs on
+		// a slot, it can be recorded for the watcher (watch.go).
+		fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
+	}
+
+	// Direct: a slot leased from a worker whose instance this gateway
+	// reaches (direct.go). gRPC calls and calls naming assets, which the
+	// worker fetches first, go over the bus.
+	if !grpc && len(assets.ids) == 0 {
+		if l := g.leases.take(ctx, f); l != nil {
+			release := g.load.hold(f.VersionID)
+			handled, err := g.direct(w, r, l, directCall{method: method, path: path, reqID: reqID, hdr: hdr,
+				body: body, mark: mark, deadline: deadline, pollable: pollable, fc: fc})
+			release()
+			if handled {
+				return err
+			}
+		}
+	}
+
 	// The fast path: offer the call to a free slot.
 	if ep, ok := g.offer(ctx, f, hdr); ok {
 		defer g.load.hold(f.VersionID)()
 		defer ep.Close()
 		var over atomic.Bool
-		var fc *fastCall
-		if pollable {
-			// Kept so that, should the call be answered 202, it can be
-			// recorded for the watcher (watch.go).
-			fc = &fastCall{subject: bus.WatchSubject(f.ID, f.VersionID), hdr: hdr}
-		}
 		if grpc {
 			// A gRPC call starts before its first message: the function
 			// may send its headers first, and the caller wait for them.

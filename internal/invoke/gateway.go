@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,6 +108,16 @@ type Gateway struct {
 	limits *limiter
 	// fits tells whether a version at zero instances can ever get one.
 	fits *fits
+	// leases are the worker slots this gateway calls instances on
+	// directly (direct.go), with instances, the transport it calls them
+	// with.
+	leases    *leases
+	instances *http.Transport
+	// ctx ends with the gateway: direct calls end with it. detached
+	// counts the direct calls answered 202 still running.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	detached sync.WaitGroup
 }
 
 // New builds a gateway; Start subscribes it to its reply subject.
@@ -147,6 +158,13 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.load = newLoad(g.cfg.Conn, g.cfg.ID)
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.instances = directTransport()
+	if g.leases, err = newLeases(g.cfg.Conn, g.cfg.ID, g.log); err != nil {
+		g.watcher.stop()
+		mux.Close()
+		return err
+	}
 	return nil
 }
 
@@ -159,6 +177,12 @@ func (g *Gateway) Close() error {
 	}
 	if g.load != nil {
 		g.load.close()
+	}
+	if g.leases != nil {
+		g.cancel()
+		g.detached.Wait()
+		g.leases.close()
+		g.instances.CloseIdleConnections()
 	}
 	if g.mux != nil {
 		return g.mux.Close()

@@ -1,0 +1,335 @@
+package invoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gantry-dev/gantry/internal/bus"
+	"github.com/gantry-dev/gantry/internal/problem"
+)
+
+// Direct calls (docs/architecture.md, "Direct calls"): a sync call that can
+// take a slot leased from a worker whose instance this gateway reaches goes
+// to the instance over HTTP, as a reverse proxy would: no message on the
+// bus, the caller's hang-up is the function's, and the answer streams with
+// nothing between the two connections but a buffer. The slot lease keeps
+// maxRequestConcurrency, and a pexec call whose answer has not started in
+// its poll window is detached as on the fast path: recorded for the
+// watcher, answered 202, and its answer stored by this gateway.
+
+// directBufSize is the copy buffer of a direct answer, as large as the
+// HTTP/1 server writes through without buffering.
+const directBufSize = 64 << 10
+
+var directBufs = sync.Pool{New: func() any { b := make([]byte, directBufSize); return &b }}
+
+// directTransport calls instances: many connections to few hosts, kept
+// alive between calls, bodies as they are.
+func directTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 1024,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ReadBufferSize:      directBufSize,
+		WriteBufferSize:     directBufSize,
+	}
+}
+
+// directBody is the caller's body on its way to the instance: it counts
+// what was read (none read means the call can still go another way),
+// notes a body over the limit, and copies a pollable call's body for its
+// watch record. The transport reads it from its own goroutine.
+type directBody struct {
+	r      io.Reader
+	length int64 // as the caller declared it, or -1
+	keep   *bodyCopy
+	read   atomic.Int64
+	over   atomic.Bool
+}
+
+func (b *directBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 {
+		b.keep.add(p[:n])
+	}
+	read := b.read.Add(int64(n))
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == io.EOF, read == b.length:
+		// The transport stops reading at the declared length.
+		b.keep.complete()
+	case errors.As(err, &tooBig):
+		b.over.Store(true)
+	}
+	return n, err
+}
+
+// Close leaves the caller's body to the server, which closes it; the
+// transport closes its request's body even when it fails before reading
+// it, and the call may then still go over the bus.
+func (b *directBody) Close() error { return nil }
+
+type roundTrip struct {
+	resp *http.Response
+	err  error
+}
+
+// direct runs a call on lease l. It returns handled false, having read
+// nothing of the body, when the instance could not be reached at all (it
+// stopped, or restarted on another port): the call can then go over the
+// bus as if no lease had been found.
+func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c directCall) (handled bool, err error) {
+	reuse := false
+	defer func() {
+		if l != nil { // nil: a detached call took it over
+			g.leases.put(l, reuse)
+		}
+	}()
+
+	// The function's request ends when the caller goes, unless the call
+	// was detached (answered 202); and with the gateway.
+	ctx, cancel := context.WithCancel(g.ctx)
+	var detached atomic.Bool
+	defer func() {
+		if !detached.Load() { // a detached call ends in the background
+			cancel()
+		}
+	}()
+	stop := context.AfterFunc(r.Context(), func() {
+		if !detached.Load() {
+			cancel()
+		}
+	})
+	defer stop()
+
+	db := &directBody{r: c.body, length: r.ContentLength, keep: c.fc.keeper()}
+	req, err := http.NewRequestWithContext(ctx, c.method, l.Endpoint+c.path, db)
+	if err != nil {
+		return true, problem.BadRequest("the request cannot be forwarded: %v", err)
+	}
+	for k, vs := range c.hdr {
+		if !strings.HasPrefix(k, "Gantry-") && !strings.HasPrefix(k, "Nats-") {
+			req.Header[k] = vs
+		}
+	}
+	for k, v := range l.Header {
+		req.Header.Set(k, v)
+	}
+	if l.AssetDir != "" {
+		req.Header.Set("NVCF-ASSET-DIR", filepath.Join(l.AssetDir, c.reqID))
+	}
+	if l.LargeOutputDir != "" {
+		req.Header.Set("NVCF-LARGE-OUTPUT-DIR", filepath.Join(l.LargeOutputDir, c.reqID))
+	}
+	req.ContentLength = r.ContentLength
+	if r.ContentLength == 0 {
+		req.Body = http.NoBody
+		c.fc.keeper().complete()
+	}
+
+	done := make(chan roundTrip, 1)
+	go func() {
+		resp, err := g.instances.RoundTrip(req)
+		done <- roundTrip{resp, err}
+	}()
+	wait := time.NewTimer(time.Until(c.deadline))
+	defer wait.Stop()
+	var rt roundTrip
+	select {
+	case rt = <-done:
+	case <-wait.C:
+		if !c.pollable {
+			cancel()
+			if rt = <-done; rt.resp != nil {
+				rt.resp.Body.Close()
+			}
+			return true, &problem.Error{Status: http.StatusGatewayTimeout,
+				Detail:  "the function did not start answering in time (NVCF-POLL-SECONDS, or the gateway's --host-call-limit); the call was cancelled",
+				Headers: map[string]string{"NVCF-REQID": c.reqID, "NVCF-STATUS": statusErrored}}
+		}
+		// The poll window is over: the caller gets a 202, and the
+		// answer is kept for its polls.
+		select {
+		case rt = <-done: // it came meanwhile: serve it after all
+		default:
+			detached.Store(true)
+			g.detach(l, c, db, done, cancel)
+			// The lease is the detached call's now; it puts it back.
+			l = nil
+			return true, g.deferResult(w, r.Context(), c.reqID, c.mark)
+		}
+	}
+	if rt.err != nil {
+		var op *net.OpError
+		switch {
+		case r.Context().Err() != nil:
+			return true, r.Context().Err()
+		case db.over.Load():
+			return true, tooLarge(g.cfg.MaxRequestBody)
+		case errors.As(rt.err, &op) && op.Op == "dial" && db.read.Load() == 0:
+			return false, nil // nothing reached the function: try the bus
+		}
+		return true, &problem.Error{Status: http.StatusBadGateway,
+			Detail:  "the function instance failed while handling the request: " + rt.err.Error(),
+			Headers: map[string]string{"NVCF-REQID": c.reqID, "NVCF-STATUS": statusErrored}}
+	}
+	resp := rt.resp
+	defer resp.Body.Close()
+	if db.over.Load() {
+		// The function answered a body that was cut: the caller hears why.
+		return true, tooLarge(g.cfg.MaxRequestBody)
+	}
+	ok, err := g.relayDirect(w, r, resp, c)
+	reuse = ok
+	return true, err
+}
+
+// directCall is what a direct call carries from invoke.
+type directCall struct {
+	method, path, reqID string
+	hdr                 nats.Header
+	body                io.Reader
+	mark                bus.Result
+	deadline            time.Time
+	pollable            bool
+	fc                  *fastCall
+}
+
+// relayDirect streams the instance's answer to the caller, flushing each
+// read of a body of unknown length (server-sent events, chunked streams)
+// so that it reaches the caller as written. It reports whether the answer
+// came whole, so that the lease can serve the next call.
+func (g *Gateway) relayDirect(w http.ResponseWriter, r *http.Request, resp *http.Response, c directCall) (bool, error) {
+	h := w.Header()
+	status := answerHeader(h, resp.Header, resp.StatusCode, c.reqID)
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	w.WriteHeader(status)
+	rc := http.NewResponseController(w)
+	flush := resp.ContentLength < 0
+	pb := directBufs.Get().(*[]byte)
+	defer directBufs.Put(pb)
+	buf := *pb
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return false, nil // the caller is gone; nothing left to tell it
+			}
+			if flush {
+				_ = rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			for k, vs := range resp.Trailer {
+				h[k] = vs
+			}
+			return true, nil
+		}
+		if err != nil {
+			if r.Context().Err() != nil {
+				return false, nil
+			}
+			reason := "the function's response broke off: " + err.Error()
+			if g.ctx.Err() != nil {
+				reason = "the gateway is shutting down; the answer is incomplete"
+			} else {
+				g.log.Warn("invoke: answer broke off mid-stream", "requestId", c.reqID, "err", err)
+				g.storeFailure(c.reqID, c.mark.Account, http.StatusBadGateway, reason)
+			}
+			if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
+				b, _ := json.Marshal(map[string]string{"error": reason})
+				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+				_ = rc.Flush()
+				return false, nil
+			}
+			panic(http.ErrAbortHandler) // cut short: not a complete answer
+		}
+	}
+}
+
+// detach hands a direct call whose poll window ended to the background: it
+// is recorded for the watcher under an endpoint of this gateway that stays
+// open while the call runs (so the watcher re-queues it if this gateway
+// dies first), and its answer is stored for the caller's polls.
+func (g *Gateway) detach(l *lease, c directCall, db *directBody, done <-chan roundTrip, cancel context.CancelFunc) {
+	ep, err := g.mux.Open("d" + c.reqID)
+	var watched uint64
+	if err == nil && c.fc != nil {
+		watched = g.watch(c.fc, ep.Addr())
+	}
+	g.detached.Add(1)
+	go func() {
+		defer g.detached.Done()
+		defer cancel()
+		reuse := false
+		defer func() { g.leases.put(l, reuse) }()
+		if ep != nil {
+			defer ep.Close()
+		}
+		rt := <-done
+		switch {
+		case rt.err != nil && (watched != 0 || g.ctx.Err() != nil):
+			// The instance failed (or this gateway is shutting down)
+			// before answering: with the endpoint closed, the watcher
+			// finds the call ended unanswered and runs it again from its
+			// record, as it does for a worker that went away. Without a
+			// record, only this gateway could have, and it is stopping.
+			return
+		case rt.err != nil:
+			g.storeFailure(c.reqID, c.mark.Account, http.StatusBadGateway, "the function instance failed while handling the request: "+rt.err.Error())
+		default:
+			defer rt.resp.Body.Close()
+			out := rt.resp.Header.Clone()
+			out.Set(bus.HeaderStatus, strconv.Itoa(rt.resp.StatusCode))
+			sctx, scancel := context.WithTimeout(g.ctx, time.Hour)
+			err := bus.StoreAnswer(sctx, g.cfg.JS, c.reqID, c.mark.Account, out, rt.resp.Body)
+			scancel()
+			if err != nil {
+				if g.ctx.Err() != nil {
+					return
+				}
+				g.log.Error("invoke: could not store a detached call's answer", "requestId", c.reqID, "err", err)
+				g.storeFailure(c.reqID, c.mark.Account, http.StatusBadGateway, "storing the function's response failed: "+err.Error())
+			} else {
+				reuse = true
+			}
+		}
+		if watched != 0 {
+			g.unwatch(watched)
+		}
+	}()
+}
+
+// storeFailure records why a call failed, for its status polls.
+func (g *Gateway) storeFailure(reqID, account string, status int, detail string) {
+	b, _ := json.Marshal(problem.Body{Type: problem.TypeURI(status), Title: http.StatusText(status), Status: status, Detail: detail})
+	h := http.Header{}
+	h.Set("Content-Type", problem.ContentType)
+	h.Set(bus.HeaderError, "1")
+	res := bus.Result{Account: account, Status: status, Header: h, Body: b}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.cfg.JS.Publish(ctx, bus.ResultSubject(reqID), res.Encode()); err != nil {
+		g.log.Error("invoke: could not store a call's failure", "requestId", reqID, "err", err)
+	}
+}
