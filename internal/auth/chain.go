@@ -42,11 +42,19 @@ func (c *Chain) Authenticate(r *http.Request) (Principal, error) {
 	if !ok || tok == "" {
 		return Principal{}, ErrNoCredential
 	}
+	return c.Verify(r.Context(), tok)
+}
+
+// Verify checks a credential given without a request: the password of an
+// MQTT client, the token of a NATS one (see bus.UserVerifier).
+func (c *Chain) Verify(ctx context.Context, tok string) (Principal, error) {
 	switch {
+	case tok == "":
+		return Principal{}, ErrNoCredential
 	case strings.HasPrefix(tok, APIKeyPrefix) && c.keys != nil:
-		return c.keys.Verify(r.Context(), tok)
+		return c.keys.Verify(ctx, tok)
 	case strings.Count(tok, ".") == 2 && c.admin != nil:
-		return c.admin.Verify(r.Context(), tok)
+		return c.admin.Verify(ctx, tok)
 	}
 	return Principal{}, fmt.Errorf("%w: neither an API key (%s...) nor an admin token (a JWT)", ErrBadCredential, APIKeyPrefix)
 }

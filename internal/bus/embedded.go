@@ -3,8 +3,10 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -15,6 +17,7 @@ import (
 type Embedded struct {
 	srv  *server.Server
 	auth *Authenticator
+	mqtt string
 }
 
 // EmbeddedConfig configures the embedded server.
@@ -25,6 +28,18 @@ type EmbeddedConfig struct {
 	// Auth makes every client authenticate: the control plane with its
 	// internal token, agents with their cluster credential. Nil: no auth.
 	Auth *Authenticator
+	// Users, with Auth, also admits user credentials (API keys, admin
+	// tokens), each allowed to subscribe to UserSubjects(account) only:
+	// NATS clients, and MQTT clients giving one as their password.
+	Users        UserVerifier
+	UserSubjects func(account string) []string
+	// UserRefused is told why a user connection was refused (no
+	// credential in it).
+	UserRefused func(remote, reason string)
+	// MQTTListen, when set (host:port, port 0: random), serves MQTT there
+	// with nats-server's MQTT support (sessions and QoS 1 in JetStream); a
+	// topic a/b/c is the subject a.b.c.
+	MQTTListen string
 }
 
 // StartEmbedded starts nats-server with JetStream file storage and waits until
@@ -55,6 +70,27 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 	}
 	if cfg.Auth != nil {
 		cfg.Auth.Apply(opts)
+		if cfg.Users != nil && cfg.UserSubjects != nil {
+			refused := cfg.UserRefused
+			if refused == nil {
+				refused = func(string, string) {}
+			}
+			opts.CustomClientAuthentication = &userAuthenticator{inner: cfg.Auth, users: cfg.Users, subjects: cfg.UserSubjects, refused: refused}
+		}
+	}
+	if cfg.MQTTListen != "" {
+		h, p, err := net.SplitHostPort(cfg.MQTTListen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: MQTT listen address %q: %w", cfg.MQTTListen, err)
+		}
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 0 || port > 65535 {
+			return nil, fmt.Errorf("bus: MQTT listen port %q is not a port number", p)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts.MQTT.Host, opts.MQTT.Port = h, port
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -65,8 +101,16 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 		srv.Shutdown()
 		return nil, errors.New("bus: embedded nats did not become ready in time")
 	}
-	return &Embedded{srv: srv, auth: cfg.Auth}, nil
+	e := &Embedded{srv: srv, auth: cfg.Auth}
+	if cfg.MQTTListen != "" {
+		// The server wrote the port it bound into its options.
+		e.mqtt = net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port))
+	}
+	return e, nil
 }
+
+// MQTTAddr is the MQTT listener's host:port, or "" when there is none.
+func (e *Embedded) MQTTAddr() string { return e.mqtt }
 
 // URL is the client URL for processes outside this one.
 func (e *Embedded) URL() string { return e.srv.ClientURL() }

@@ -180,10 +180,11 @@ func orDash(s string) string {
 	return s
 }
 
-// addEventsFlags adds the event stream's retention flags of gantry server
-// and gantry dev.
+// addEventsFlags adds the event stream's retention and MQTT flags of
+// gantry server and gantry dev.
 func addEventsFlags(f *pflag.FlagSet, e *controlplane.Events) {
 	e.MaxBytes = events.DefaultMaxBytes
 	f.DurationVar(&e.MaxAge, "events-max-age", events.DefaultMaxAge, "how long platform events are kept")
 	f.Var((*byteSizeFlag)(&e.MaxBytes), "events-max-bytes", "most the platform event stream may hold, e.g. 1GiB (the oldest go first)")
+	f.StringVar(&e.MQTTListen, "mqtt-listen", "", "serve MQTT on the embedded NATS at host:port: password = an API key or admin token, topics gantry/events/<account>/# (plaintext: keep it on loopback or a trusted network)")
 }

@@ -133,6 +133,7 @@ type Server struct {
 	listener net.Listener
 	grpc     *grpcListener
 	token    string
+	users    busUsers
 
 	cancel    context.CancelFunc
 	bg        chan struct{} // closed when background loops have exited
@@ -210,6 +211,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	apiKeys := auth.NewAPIKeys(s.st, auth.APIKeysConfig{})
 	authn := auth.NewChain(s.issuer, apiKeys)
+	s.users.chain.Store(authn) // MQTT and NATS users from now on
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -370,12 +372,19 @@ func (s *Server) startBus(ctx context.Context) error {
 			return terr
 		}
 		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port,
-			Auth: bus.NewAuthenticator(internal, s.reg)}, 30*time.Second)
+			Auth:  bus.NewAuthenticator(internal, s.reg),
+			Users: &s.users, UserSubjects: userSubjects, MQTTListen: s.cfg.Events.MQTTListen,
+			UserRefused: func(remote, reason string) {
+				s.log.Warn("controlplane: bus connection refused", "remote", remote, "reason", reason)
+			}}, 30*time.Second)
 		if err != nil {
 			return err
 		}
 		s.nc, err = s.nats.Connect("gantry-controlplane")
 	} else {
+		if s.cfg.Events.MQTTListen != "" {
+			return errors.New("controlplane: --mqtt-listen serves MQTT on the embedded NATS; with --nats-url, enable MQTT on that server")
+		}
 		var opts []nats.Option
 		if s.cfg.NATSCredsFile != "" {
 			opts = append(opts, nats.UserCredentials(s.cfg.NATSCredsFile))
@@ -451,6 +460,14 @@ func (s *Server) lead(ctx context.Context, ctrl *controller.Controller, scaler *
 		}
 		sess.Close()
 	}
+}
+
+// MQTTAddr is the MQTT listener's host:port, or "" when there is none.
+func (s *Server) MQTTAddr() string {
+	if s.nats != nil {
+		return s.nats.MQTTAddr()
+	}
+	return ""
 }
 
 // Ready is closed once Start has finished.
