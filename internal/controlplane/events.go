@@ -37,24 +37,24 @@ var _ bus.UserVerifier = (*busUsers)(nil)
 
 // VerifyUser implements bus.UserVerifier. Its errors say why without the
 // credential, for the server log.
-func (b *busUsers) VerifyUser(token string) (string, error) {
+func (b *busUsers) VerifyUser(token string) (string, time.Time, error) {
 	c := b.chain.Load()
 	if c == nil {
-		return "", errors.New("the server is still starting")
+		return "", time.Time{}, errors.New("the server is still starting")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	p, err := c.Verify(ctx, token)
 	if err != nil {
-		return "", errors.New("credential not accepted: it is malformed, expired, revoked or unknown")
+		return "", time.Time{}, errors.New("credential not accepted: it is malformed, expired, revoked or unknown")
 	}
 	if !p.Has(auth.ScopeListFunctions) && !p.Has(auth.ScopeListFunctionsDetails) {
-		return "", fmt.Errorf("credential %s lacks list_functions or list_functions_details, which reading events needs", p.CredentialID)
+		return "", time.Time{}, fmt.Errorf("credential %s lacks list_functions or list_functions_details, which reading events needs", p.CredentialID)
 	}
 	if p.Functions() != nil {
-		return "", fmt.Errorf("credential %s is limited to some functions, and the bus cannot narrow events to them: read GET /v1/gantry/events instead", p.CredentialID)
+		return "", time.Time{}, fmt.Errorf("credential %s is limited to some functions, and the bus cannot narrow events to them: read GET /v1/gantry/events instead", p.CredentialID)
 	}
-	return p.Account, nil
+	return p.Account, p.ExpiresAt, nil
 }
 
 // userSubjects are what a user of account may subscribe to: its events
