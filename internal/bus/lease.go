@@ -76,7 +76,8 @@ func StoreAnswer(ctx context.Context, js jetstream.JetStream, reqID, account str
 		if err != nil {
 			return fmt.Errorf("bus: large results store: %w", err)
 		}
-		info, err := PutObject(ctx, js, obs, nuid.Next(), io.MultiReader(bytes.NewReader(b), body))
+		// Agents store answers too: no ModTime, which they may not read.
+		info, err := putObject(ctx, js, obs, nuid.Next(), io.MultiReader(bytes.NewReader(b), body), false)
 		if err != nil {
 			return fmt.Errorf("bus: storing the large answer to %s: %w", reqID, err)
 		}

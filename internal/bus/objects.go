@@ -47,6 +47,12 @@ func objectMetaSubject(bucket, n string) string {
 // wrapped) or ctx ends, what was stored of the new object is purged and the
 // old one, if any, stays.
 func PutObject(ctx context.Context, js jetstream.JetStream, obs jetstream.ObjectStore, name string, r io.Reader) (*jetstream.ObjectInfo, error) {
+	return putObject(ctx, js, obs, name, r, true)
+}
+
+// putObject is PutObject; without modTime it leaves the object's ModTime
+// unread, which takes a stream message get that agents may not make.
+func putObject(ctx context.Context, js jetstream.JetStream, obs jetstream.ObjectStore, name string, r io.Reader, modTime bool) (*jetstream.ObjectInfo, error) {
 	status, err := obs.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -148,6 +154,9 @@ func PutObject(ctx context.Context, js jetstream.JetStream, obs jetstream.Object
 	}
 	if old != nil && !old.Deleted {
 		_ = st.Purge(context.WithoutCancel(ctx), jetstream.WithPurgeSubject(objectChunks(bucket, old.NUID)))
+	}
+	if !modTime {
+		return info, nil
 	}
 	if msg, err := st.GetMsg(ctx, ack.Sequence); err == nil {
 		info.ModTime = msg.Time
