@@ -3,13 +3,11 @@ package invoke
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -366,7 +364,8 @@ func (g *Gateway) answer(w http.ResponseWriter, r *http.Request, ep *stream.Endp
 }
 
 // relay writes the worker's answer to the caller as it arrives, flushing
-// every frame, so a server-sent event reaches the caller when written.
+// whenever no further frame is at hand, so a server-sent event reaches the
+// caller when written.
 func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpoint, reqID string, head stream.Frame) error {
 	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
 	h := w.Header()
@@ -385,36 +384,15 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpo
 	rc := http.NewResponseController(w)
 	pb := g.mux.Buffer()
 	defer g.mux.Recycle(pb)
-	buf := *pb
-	body := ep.Body()
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				ep.Cancel()
-				return nil // the caller is gone; nothing left to tell it
-			}
-			_ = rc.Flush()
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			if r.Context().Err() != nil {
-				return nil
-			}
-			g.log.Warn("invoke: answer broke off mid-stream", "requestId", reqID, "err", err)
-			if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
-				reason, _ := json.Marshal(map[string]string{"error": streamReason(err)})
-				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", reason)
-				_ = rc.Flush()
-				return nil
-			}
-			// Any other body is cut short: the caller sees the
-			// connection close before the end, not a complete answer.
-			panic(http.ErrAbortHandler)
-		}
+	gone, err := copyBody(w, rc, ep.Body(), *pb, func() bool { return !ep.Ready() })
+	switch {
+	case gone:
+		ep.Cancel() // the caller is gone; nothing left to tell it
+	case err != nil && r.Context().Err() == nil:
+		g.log.Warn("invoke: answer broke off mid-stream", "requestId", reqID, "err", err)
+		breakOff(w, rc, streamReason(err))
 	}
+	return nil
 }
 
 // streamReason is what the caller of a broken stream is told.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -127,8 +126,8 @@ func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c dir
 			req.Header[k] = vs
 		}
 	}
-	for k, v := range l.Header {
-		req.Header.Set(k, v)
+	for k, vs := range l.where {
+		req.Header[k] = vs
 	}
 	if l.AssetDir != "" {
 		req.Header.Set("NVCF-ASSET-DIR", filepath.Join(l.AssetDir, c.reqID))
@@ -225,46 +224,29 @@ func (g *Gateway) relayDirect(w http.ResponseWriter, r *http.Request, resp *http
 	}
 	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
-	flush := resp.ContentLength < 0
 	pb := directBufs.Get().(*[]byte)
 	defer directBufs.Put(pb)
-	buf := *pb
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return false, nil // the caller is gone; nothing left to tell it
-			}
-			if flush {
-				_ = rc.Flush()
-			}
+	// A body of known length is complete as it comes: the server flushes
+	// it at the end. Any other (SSE, chunked) is flushed read by read.
+	flushNow := func() bool { return resp.ContentLength < 0 }
+	gone, err := copyBody(w, rc, resp.Body, *pb, flushNow)
+	switch {
+	case gone || (err != nil && r.Context().Err() != nil):
+		return false, nil // the caller is gone; nothing left to tell it
+	case err != nil:
+		reason := "the gateway is shutting down; the answer is incomplete"
+		if g.ctx.Err() == nil {
+			reason = "the function's response broke off: " + err.Error()
+			g.log.Warn("invoke: answer broke off mid-stream", "requestId", c.reqID, "err", err)
+			g.storeFailure(c.reqID, c.mark.Account, http.StatusBadGateway, reason)
 		}
-		if err == io.EOF {
-			for k, vs := range resp.Trailer {
-				h[k] = vs
-			}
-			return true, nil
-		}
-		if err != nil {
-			if r.Context().Err() != nil {
-				return false, nil
-			}
-			reason := "the function's response broke off: " + err.Error()
-			if g.ctx.Err() != nil {
-				reason = "the gateway is shutting down; the answer is incomplete"
-			} else {
-				g.log.Warn("invoke: answer broke off mid-stream", "requestId", c.reqID, "err", err)
-				g.storeFailure(c.reqID, c.mark.Account, http.StatusBadGateway, reason)
-			}
-			if strings.HasPrefix(h.Get("Content-Type"), "text/event-stream") {
-				b, _ := json.Marshal(map[string]string{"error": reason})
-				_, _ = fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
-				_ = rc.Flush()
-				return false, nil
-			}
-			panic(http.ErrAbortHandler) // cut short: not a complete answer
-		}
+		breakOff(w, rc, reason)
+		return false, nil
 	}
+	for k, vs := range resp.Trailer {
+		h[k] = vs
+	}
+	return true, nil
 }
 
 // detach hands a direct call whose poll window ended to the background: it

@@ -233,35 +233,20 @@ func (g *Gateway) relayGRPC(w http.ResponseWriter, r *http.Request, ep *stream.E
 	}
 	pb := g.mux.Buffer()
 	defer g.mux.Recycle(pb)
-	buf := *pb
-	body := ep.Body()
-	for {
-		n, err := body.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				ep.Cancel()
-				return nil // the caller is gone; nothing left to tell it
-			}
-			if !ep.Ready() {
-				// Nothing more at hand: the caller gets what came. (What
-				// is at hand, such as the trailers, goes with it.)
-				_ = rc.Flush()
-			}
-		}
-		if err == io.EOF {
-			for k, vs := range ep.Trailer() {
-				h[http.TrailerPrefix+k] = vs
-			}
-			return nil
-		}
-		if err != nil {
-			if r.Context().Err() != nil {
-				return nil
-			}
-			g.log.Warn("invoke: gRPC answer broke off mid-stream", "requestId", reqID, "err", err)
-			h[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(int(codes.Unavailable))}
-			h[http.TrailerPrefix+"Grpc-Message"] = []string{grpcMessage(streamReason(err))}
-			return nil
+	// Flushed when nothing more is at hand: the caller gets what came
+	// (what is at hand, such as the trailers, goes with it).
+	gone, err := copyBody(w, rc, ep.Body(), *pb, func() bool { return !ep.Ready() })
+	switch {
+	case gone:
+		ep.Cancel() // the caller is gone; nothing left to tell it
+	case err != nil && r.Context().Err() == nil:
+		g.log.Warn("invoke: gRPC answer broke off mid-stream", "requestId", reqID, "err", err)
+		h[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(int(codes.Unavailable))}
+		h[http.TrailerPrefix+"Grpc-Message"] = []string{grpcMessage(streamReason(err))}
+	case err == nil:
+		for k, vs := range ep.Trailer() {
+			h[http.TrailerPrefix+k] = vs
 		}
 	}
+	return nil
 }

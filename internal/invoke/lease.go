@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -36,6 +37,8 @@ const (
 type lease struct {
 	bus.LeaseGrant
 	version string
+	// where is the grant's Header, ready to add to a request.
+	where http.Header
 	// Guarded by leases.mu.
 	used    time.Time // when its last call ended
 	inUse   bool
@@ -166,6 +169,10 @@ func (ls *leases) take(ctx context.Context, f model.Function) *lease {
 	if err := json.Unmarshal(msg.Data, &l.LeaseGrant); err != nil || l.ID == "" || l.Control == "" || !httpURL(l.Endpoint) {
 		ls.log.Warn("invoke: a worker answered a lease ask with a grant that cannot be used", "function", f.ID, "version", v)
 		return nil
+	}
+	l.where = make(http.Header, len(l.Header))
+	for k, v := range l.Header {
+		l.where.Set(k, v)
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
