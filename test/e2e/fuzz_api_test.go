@@ -27,6 +27,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{"PUT", "/v2/nvcf/ratelimit/functions/{id}/versions/{vid}"},
 	{"GET", "/v2/nvcf/queues/{id}/position"},
 	{"PUT", "/v2/nvcf/functions/{id}/versions/{vid}"},
+	{"GET", "/v1/gantry/events?since={id}&limit={vid}"},
 }
 
 // FuzzAPINeverFails sends arbitrary bodies, ids and poll headers to the
