@@ -59,7 +59,7 @@ func startLender(w *worker) (*lender, error) {
 	l.grant = bus.LeaseGrant{Control: control, Endpoint: w.endpoint,
 		Header: map[string]string{"NVCF-BACKEND": w.inst.Backend, "NVCF-INSTANCETYPE": w.inst.InstanceType,
 			"NVCF-REGION": w.inst.Region, "NVCF-ENV": runtime.NVCFEnvironment},
-		AssetDir: w.assetDir, LargeOutputDir: w.largeOutputDir}
+		AssetDir: w.assetDir, LargeOutputDir: w.largeOutputDir, GRPC: w.inst.ServesGRPC()}
 	sub, err := w.nc.Subscribe(control, l.onControl)
 	if err != nil {
 		return nil, err

@@ -148,8 +148,8 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 	if w.puller, err = newPuller(nc, bus.InvokeStream, bus.ConsumerName(inst.FunctionVersionID)); err != nil {
 		return nil, err
 	}
-	if direct && !inst.ServesGRPC() && strings.HasPrefix(st.Endpoint, "http://") {
-		// gRPC calls and calls naming assets still come over the bus.
+	if direct && strings.HasPrefix(st.Endpoint, "http://") {
+		// Calls naming assets still come over the bus.
 		if w.lender, err = startLender(w); err != nil {
 			return nil, fmt.Errorf("agent: lease control: %w", err)
 		}

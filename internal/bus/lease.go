@@ -30,6 +30,8 @@ type LeaseGrant struct {
 	// per-request NVCF-ASSET-DIR and NVCF-LARGE-OUTPUT-DIR.
 	AssetDir       string `json:"assetDir,omitempty"`
 	LargeOutputDir string `json:"largeOutputDir,omitempty"`
+	// GRPC says the instance serves gRPC: gRPC calls go to it over h2c.
+	GRPC bool `json:"grpc,omitempty"`
 }
 
 // LeaseControl is what a gateway sends a worker's Control subject: the

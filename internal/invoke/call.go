@@ -90,13 +90,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 
 	// Direct: a slot leased from a worker whose instance this gateway
-	// reaches (direct.go). gRPC calls and calls naming assets, which the
-	// worker fetches first, go over the bus.
-	if !grpc && len(assets.ids) == 0 {
+	// reaches (direct.go). Calls naming assets, which the worker fetches
+	// first, go over the bus.
+	if len(assets.ids) == 0 {
 		if l := g.leases.take(ctx, f); l != nil {
 			release := g.load.hold(f.VersionID)
 			handled, err := g.direct(w, r, l, directCall{method: method, path: path, reqID: reqID, hdr: hdr,
-				body: body, mark: mark, deadline: deadline, pollable: pollable, fc: fc})
+				body: body, mark: mark, deadline: deadline, pollable: pollable, fc: fc, grpc: grpc})
 			release()
 			if handled {
 				return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
 
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/problem"
@@ -46,6 +47,20 @@ func directTransport() *http.Transport {
 		DisableCompression:  true,
 		ReadBufferSize:      directBufSize,
 		WriteBufferSize:     directBufSize,
+	}
+}
+
+// h2cTransport calls instances that serve gRPC: HTTP/2 with prior
+// knowledge and no TLS, one connection carrying every call, each a stream
+// whose request and response flow at the same time.
+func h2cTransport() *http.Transport {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Protocols:          &p,
+		DialContext:        (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		IdleConnTimeout:    90 * time.Second,
+		DisableCompression: true,
 	}
 }
 
@@ -140,10 +155,22 @@ func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c dir
 		req.Body = http.NoBody
 		c.fc.keeper().complete()
 	}
+	tr := g.instances
+	if c.grpc {
+		if !l.GRPC {
+			return false, nil // not served here; the bus finds out why
+		}
+		// HTTP/2 without TLS, as gRPC servers speak it, and the te header
+		// they require (dropped from the caller's as hop-by-hop); the
+		// caller's messages stream for as long as it sends them.
+		tr = g.h2c
+		req.Header.Set("Te", "trailers")
+		req.ContentLength = -1
+	}
 
 	done := make(chan roundTrip, 1)
 	go func() {
-		resp, err := g.instances.RoundTrip(req)
+		resp, err := tr.RoundTrip(req)
 		done <- roundTrip{resp, err}
 	}()
 	wait := time.NewTimer(time.Until(c.deadline))
@@ -193,6 +220,12 @@ func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c dir
 		// The function answered a body that was cut: the caller hears why.
 		return true, tooLarge(g.cfg.MaxRequestBody)
 	}
+	if c.grpc {
+		// Once the function has answered, its stream is over, even while
+		// the caller's messages still come (a unary caller's end can
+		// trail the answer): the deferred cancel ends it.
+		return true, g.relayDirectGRPC(w, r, resp, c.reqID)
+	}
 	ok, err := g.relayDirect(w, r, resp, c)
 	reuse = ok
 	return true, err
@@ -207,6 +240,7 @@ type directCall struct {
 	deadline            time.Time
 	pollable            bool
 	fc                  *fastCall
+	grpc                bool
 }
 
 // relayDirect streams the instance's answer to the caller, flushing each
@@ -218,9 +252,6 @@ func (g *Gateway) relayDirect(w http.ResponseWriter, r *http.Request, resp *http
 	status := answerHeader(h, resp.Header, resp.StatusCode, c.reqID)
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-	}
-	for k := range resp.Trailer {
-		h.Add("Trailer", k)
 	}
 	w.WriteHeader(status)
 	rc := http.NewResponseController(w)
@@ -244,9 +275,41 @@ func (g *Gateway) relayDirect(w http.ResponseWriter, r *http.Request, resp *http
 		return false, nil
 	}
 	for k, vs := range resp.Trailer {
-		h[k] = vs
+		h[http.TrailerPrefix+k] = vs
 	}
 	return true, nil
+}
+
+// relayDirectGRPC streams a gRPC answer: its headers at once (a server may
+// send them and wait for the caller, who may wait for them), each read of
+// messages flushed, and its trailers; an answer that breaks off ends with
+// status Unavailable. A trailers-only answer's status is in its headers.
+func (g *Gateway) relayDirectGRPC(w http.ResponseWriter, r *http.Request, resp *http.Response, reqID string) error {
+	h := w.Header()
+	status := answerHeader(h, resp.Header, resp.StatusCode, reqID)
+	w.WriteHeader(status)
+	if resp.Header.Get("Grpc-Status") != "" {
+		// Trailers-only (an error status, no message): it stays one
+		// HEADERS frame, ending the stream, as it came.
+		return nil
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	pb := directBufs.Get().(*[]byte)
+	defer directBufs.Put(pb)
+	gone, err := copyBody(w, rc, resp.Body, *pb, nil)
+	switch {
+	case gone || (err != nil && r.Context().Err() != nil):
+	case err != nil:
+		g.log.Warn("invoke: gRPC answer broke off mid-stream", "requestId", reqID, "err", err)
+		h[http.TrailerPrefix+"Grpc-Status"] = []string{strconv.Itoa(int(codes.Unavailable))}
+		h[http.TrailerPrefix+"Grpc-Message"] = []string{grpcMessage("the function's answer broke off: " + err.Error())}
+	default:
+		for k, vs := range resp.Trailer {
+			h[http.TrailerPrefix+k] = vs
+		}
+	}
+	return nil
 }
 
 // detach hands a direct call whose poll window ended to the background: it

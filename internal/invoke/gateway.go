@@ -113,6 +113,7 @@ type Gateway struct {
 	// with.
 	leases    *leases
 	instances *http.Transport
+	h2c       *http.Transport // for gRPC calls to instances that serve it
 	// ctx ends with the gateway: direct calls end with it. detached
 	// counts the direct calls answered 202 still running.
 	ctx      context.Context
@@ -159,7 +160,7 @@ func (g *Gateway) Start() error {
 	}
 	g.load = newLoad(g.cfg.Conn, g.cfg.ID)
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.instances = directTransport()
+	g.instances, g.h2c = directTransport(), h2cTransport()
 	if g.leases, err = newLeases(g.cfg.Conn, g.cfg.ID, g.log); err != nil {
 		g.watcher.stop()
 		mux.Close()
@@ -183,6 +184,7 @@ func (g *Gateway) Close() error {
 		g.detached.Wait()
 		g.leases.close()
 		g.instances.CloseIdleConnections()
+		g.h2c.CloseIdleConnections()
 	}
 	if g.mux != nil {
 		return g.mux.Close()
