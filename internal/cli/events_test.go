@@ -140,3 +140,31 @@ func TestEventsCommand(t *testing.T) {
 		t.Errorf("--follow exit %d after the interrupt: %s", code, errOut.String())
 	}
 }
+
+// TestEventDetail checks the one-line summary each kind gets in tables.
+func TestEventDetail(t *testing.T) {
+	t.Parallel()
+	ev := func(kind string, data any) events.Event {
+		b, _ := json.Marshal(data)
+		return events.Event{Type: events.Type(kind), Data: b}
+	}
+	cases := []struct {
+		e    events.Event
+		want string
+	}{
+		{ev(events.KindFunctionCreated, events.FunctionData{Name: "echo"}), "echo"},
+		{ev(events.KindDeploymentStatus, events.DeploymentData{To: model.StatusDeploying}), "- -> DEPLOYING"},
+		{ev(events.KindDeploymentStatus, events.DeploymentData{From: model.StatusActive, To: model.StatusDegraded,
+			HealthInfo: []model.HealthInfo{{Error: "instance on cluster c failed: exit 3"}}}), "ACTIVE -> DEGRADED: instance on cluster c failed: exit 3"},
+		{ev(events.KindDeploymentScaled, events.ScaleData{SpecIndex: 0, GPU: "H100", From: 1, To: 3, Reason: "queue depth 9"}), "spec 0 (H100): 1 -> 3: queue depth 9"},
+		{ev(events.KindInstanceFailed, events.InstanceData{ClusterID: "local", Status: model.InstanceErrored, Reason: "exit status 3"}), "on local: ERRORED: exit status 3"},
+		{ev(events.KindClusterNotReady, events.ClusterData{Name: "west", From: model.ClusterReady, To: model.ClusterNotReady}), "west: READY -> NOT_READY"},
+		{ev(events.KindKeyRotated, events.KeyData{Key: "nek", From: 1, To: 2}), "NEK v1 -> v2"},
+		{events.Event{Type: "gantry.function.created", Data: json.RawMessage(`[`)}, ""},
+	}
+	for _, tc := range cases {
+		if got := eventDetail(tc.e); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.e.Type, got, tc.want)
+		}
+	}
+}
