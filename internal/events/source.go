@@ -109,18 +109,26 @@ func (s *Source) Run(ctx context.Context) {
 
 // start returns the revision to watch after: just before the revision of
 // the last event in the stream, so that revision is derived again (its
-// events may be only partly published; the copies are dropped). With no
-// event in the stream (a new installation, or one from before events) it
-// is 0: every change etcd still holds is an event, so nothing that happened
-// before the first leader got here is missed.
+// events may be only partly published; the copies are dropped). When the
+// stream never held anything (a new installation, or one from before
+// events) it is 0: every change etcd still holds is an event, so nothing
+// that happened before the first leader got here is missed. When it holds
+// messages but none of the last ones is Gantry's (see lastRevision), the
+// resume point is unknown, and it starts at the current revision rather
+// than publish an hour of history again.
 func (s *Source) start(ctx context.Context) (int64, error) {
 	cur, err := s.cfg.Store.Revision(ctx)
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.lastRevision(ctx)
+	rev, ever, err := s.lastRevision(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if rev == 0 && ever {
+		s.log.Warn("events: none of the newest messages in the stream is an event Gantry published; starting at the current revision",
+			"etcdRevision", cur)
+		return cur, nil
 	}
 	if rev > cur {
 		// etcd is older than the stream (restored from a backup): its
@@ -132,27 +140,32 @@ func (s *Source) start(ctx context.Context) (int64, error) {
 	return max(rev-1, 0), nil
 }
 
-// lastRevision reads the revision header of the newest events in the
-// stream (a message without one, which Gantry did not publish, is skipped).
-func (s *Source) lastRevision(ctx context.Context) (int64, error) {
+// lookBack is how many of the stream's newest messages lastRevision reads
+// for one Gantry published.
+const lookBack = 256
+
+// lastRevision reads the revision header of the newest event in the stream
+// (a message without one, which Gantry did not publish, is skipped), and
+// whether the stream ever held a message.
+func (s *Source) lastRevision(ctx context.Context) (rev int64, ever bool, err error) {
 	st, err := s.cfg.JS.Stream(ctx, Stream)
 	if err != nil {
-		return 0, fmt.Errorf("events: %w", err)
+		return 0, false, fmt.Errorf("events: %w", err)
 	}
-	last := st.CachedInfo().State.LastSeq
-	for seq := last; seq > 0 && last-seq < 64; seq-- {
+	state := st.CachedInfo().State
+	for seq := state.LastSeq; seq >= max(state.FirstSeq, 1) && state.LastSeq-seq < lookBack; seq-- {
 		m, err := st.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("events: read event %d: %w", seq, err)
+			return 0, true, fmt.Errorf("events: read event %d: %w", seq, err)
 		}
 		if rev, err := strconv.ParseInt(m.Header.Get(HeaderRevision), 10, 64); err == nil && rev > 0 {
-			return rev, nil
+			return rev, true, nil
 		}
 	}
-	return 0, nil
+	return 0, state.LastSeq > 0, nil
 }
 
 // handle publishes the events of one change, retrying a failed publish a

@@ -421,3 +421,39 @@ func TestLogSeesOneAccount(t *testing.T) {
 	default:
 	}
 }
+
+// TestSourceUnknownResumePoint: a stream whose newest messages are none of
+// Gantry's (a client aimed server answers at event subjects) gives no
+// resume point; the source starts at the current revision instead of
+// publishing etcd's history again.
+func TestSourceUnknownResumePoint(t *testing.T) {
+	r := newRig(t)
+	ctx := testutil.Context(t)
+	r.createFunctions(t, "acct-a", 0, 3) // before any source: history
+	for range 5 {
+		if _, err := r.js.Publish(ctx, "gantry.events.acct-a.function.created", []byte(`{"type":"io.nats.jetstream.api.v1.pub_ack_response"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.runSource(t)
+	r.waitStarted(t, "probe-account")
+	r.createFunctions(t, "acct-a", 10, 1)
+	got := r.waitKinds(t, "acct-a", events.KindFunctionCreated)
+	if got[0].Event.Function != "fn-10" {
+		t.Errorf("published %s, want only fn-10", got[0].Event.Function)
+	}
+}
+
+// TestSourceReplaysHistoryOnAnEmptyStream: the first leader of an
+// installation publishes what etcd holds from before it led.
+func TestSourceReplaysHistoryOnAnEmptyStream(t *testing.T) {
+	r := newRig(t)
+	r.createFunctions(t, "acct-a", 0, 3)
+	r.runSource(t)
+	got := r.waitKinds(t, "acct-a", events.KindFunctionCreated, events.KindFunctionCreated, events.KindFunctionCreated)
+	for i, e := range got {
+		if want := fmt.Sprintf("fn-%d", i); e.Event.Function != want {
+			t.Errorf("event %d is about %s, want %s", i, e.Event.Function, want)
+		}
+	}
+}
