@@ -65,6 +65,42 @@ func startProxy(upstream string, maxConcurrency int, logger *slog.Logger) (*reve
 	return p, nil
 }
 
+// startH2CProxy is startProxy for gRPC: the same httputil.ReverseProxy,
+// serving HTTP/2 without TLS (h2c) and calling upstream the same way, and
+// flushing every write, as a gRPC stream needs.
+func startH2CProxy(upstream string, logger *slog.Logger) (*reverseProxy, error) {
+	u, err := url.Parse(upstream)
+	if err != nil {
+		return nil, fmt.Errorf("bench: proxy upstream: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: proxy listen: %w", err)
+	}
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c, DisableCompression: true,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext}
+	errLog := log.New(io.Discard, "", 0)
+	if logger != nil {
+		errLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(u) },
+		Transport:     tr,
+		FlushInterval: -1,
+		ErrorLog:      errLog,
+	}
+	p := &reverseProxy{
+		addr: ln.Addr().String(),
+		srv:  &http.Server{Handler: rp, Protocols: &h2c, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog},
+		tr:   tr,
+		done: make(chan error, 1),
+	}
+	go func() { p.done <- p.srv.Serve(ln) }()
+	return p, nil
+}
+
 // fullDuplex lets next read the request body after it has begun the
 // response, as any proxy must. Without it, net/http's HTTP/1 server drains
 // and closes the body when the response headers go out; the proxy's

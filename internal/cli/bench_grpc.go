@@ -96,5 +96,6 @@ func writeGRPC(w io.Writer, res *bench.GRPCResult) error {
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "Unary p50, gateway over the httputil.ReverseProxy (h2c) baseline: %sms.\n\n", bench.SignedMillis(res.AddedOverProxyP50))
 	return writeTargets(w, res.Targets)
 }

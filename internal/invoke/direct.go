@@ -293,11 +293,19 @@ func (g *Gateway) relayDirectGRPC(w http.ResponseWriter, r *http.Request, resp *
 		// HEADERS frame, ending the stream, as it came.
 		return nil
 	}
+	// The headers go with the first message, or alone once grpcHeadWait
+	// passes without one: a server may send its headers and then wait for
+	// the caller, who may wait for them.
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
+	hw := &headWriter{ResponseWriter: w}
+	t := time.AfterFunc(grpcHeadWait, func() { hw.flushAlone(rc) })
+	defer func() {
+		t.Stop()
+		hw.flushAlone(nil) // a late timer must not touch w
+	}()
 	pb := directBufs.Get().(*[]byte)
 	defer directBufs.Put(pb)
-	gone, err := copyBody(w, rc, resp.Body, *pb, nil)
+	gone, err := copyBody(hw, rc, resp.Body, *pb, nil)
 	switch {
 	case gone || (err != nil && r.Context().Err() != nil):
 	case err != nil:
@@ -310,6 +318,36 @@ func (g *Gateway) relayDirectGRPC(w http.ResponseWriter, r *http.Request, resp *
 		}
 	}
 	return nil
+}
+
+// grpcHeadWait is how long a gRPC answer's headers wait for its first
+// message, to go out in one write with it.
+const grpcHeadWait = time.Millisecond
+
+// headWriter is a ResponseWriter whose headers a timer may flush alone
+// until its first write.
+type headWriter struct {
+	http.ResponseWriter
+	mu    sync.Mutex
+	wrote bool // written to, or flushed: the timer has nothing to do
+}
+
+func (hw *headWriter) Write(p []byte) (int, error) {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	hw.wrote = true
+	return hw.ResponseWriter.Write(p)
+}
+
+// flushAlone flushes the headers if nothing was written yet (rc nil: only
+// marks the writer done).
+func (hw *headWriter) flushAlone(rc *http.ResponseController) {
+	hw.mu.Lock()
+	defer hw.mu.Unlock()
+	if !hw.wrote && rc != nil {
+		_ = rc.Flush()
+	}
+	hw.wrote = true
 }
 
 // detach hands a direct call whose poll window ended to the background: it
