@@ -32,7 +32,7 @@ clusters READY and NOT_READY, keys rotated. Events are CloudEvents
 (--events-max-age on gantry server and gantry dev).
 
 --since takes an RFC 3339 time or a duration back from now (10m, 1h30m,
-168h). Without --follow the newest --limit events since then are listed,
+7d). Without --follow the newest --limit events since then are listed,
 oldest first; with --follow the command prints each new event as it happens
 (after those since --since, if given) until interrupted, reconnecting where
 it left off if the connection drops. -o json then prints one event per line.`,
@@ -61,7 +61,7 @@ it left off if the connection drops. -o json then prints one event per line.`,
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&follow, "follow", "f", false, "keep printing events as they happen")
-	f.StringVar(&q.Since, "since", "", "start at this RFC 3339 time or this long ago (10m, 1h30m, 168h)")
+	f.StringVar(&q.Since, "since", "", "start at this RFC 3339 time or this long ago (10m, 1h30m, 7d)")
 	f.IntVar(&q.Limit, "limit", 0, "list at most this many of the newest events (default 1000, at most 10000)")
 	return cmd
 }

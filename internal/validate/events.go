@@ -35,7 +35,7 @@ var eventsParams = []string{"since", "follow", "limit"}
 // Events decodes the query of GET /v1/gantry/events and its Last-Event-ID
 // header (which a browser's EventSource sends back when it reconnects):
 // since is an RFC 3339 time or a duration back from now ("10m", "1h30m",
-// "24h"), follow a boolean, limit 1-10000. Unknown or repeated parameters
+// "7d"), follow a boolean, limit 1-10000. Unknown or repeated parameters
 // are refused, so a misspelt "sinse" is a 400 rather than every event.
 func Events(q url.Values, lastEventID string, now time.Time) (EventsQuery, error) {
 	var out EventsQuery
@@ -94,16 +94,17 @@ type sinceError struct{ value string }
 
 func (e sinceError) Error() string {
 	return "since " + quote(e.value) + " is invalid: use an RFC 3339 time such as 2026-01-02T15:04:05Z " +
-		"or a duration back from now such as 10m, 1h30m or 24h"
+		"or a duration back from now such as 10m, 1h30m or 7d"
 }
 
-// Since parses a since value: an RFC 3339 time, or a positive Go duration
-// (up to ten years) counted back from now.
+// Since parses a since value: an RFC 3339 time, or a positive duration (up
+// to ten years) counted back from now: Go's form, optionally after a whole
+// number of days ("7d", "1d12h").
 func Since(v string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		return t.UTC(), nil
 	}
-	d, err := time.ParseDuration(v)
+	d, err := sinceDuration(v)
 	switch {
 	case err != nil || v == "" || strings.ContainsAny(v, " \t"):
 		return time.Time{}, sinceError{v}
@@ -113,6 +114,24 @@ func Since(v string, now time.Time) (time.Time, error) {
 		return time.Time{}, errorString("since " + quote(v) + " is too long: at most ten years back")
 	}
 	return now.Add(-d).UTC(), nil
+}
+
+// sinceDuration parses [<days>d][<Go duration>].
+func sinceDuration(v string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(v, "d")
+	if !ok || days == "" || !allBytes(days, isDigit) || len(days) > 4 {
+		return time.ParseDuration(v)
+	}
+	n, _ := strconv.Atoi(days) // at most 4 digits
+	d := time.Duration(n) * 24 * time.Hour
+	if rest == "" {
+		return d, nil
+	}
+	if !isDigit(rest[0]) {
+		return 0, sinceError{v}
+	}
+	r, err := time.ParseDuration(rest)
+	return d + r, err
 }
 
 type errorString string
