@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/dev"
 )
 
@@ -43,6 +44,9 @@ commands find it there by default.`,
 			}
 			defer p.Close()
 			printDevBanner(cmd, p, cfg, time.Since(began))
+			if addr := p.ControlPlane().MQTTAddr(); addr != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "MQTT: mqtt://%s (password: the admin token or an API key; topics gantry/events/%s/#)\n", addr, controlplane.DefaultAccount)
+			}
 			<-cmd.Context().Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "Stopping: instances first, then the control plane...")
 			return nil

@@ -52,6 +52,9 @@ reconciler (etcd election).`,
 			}
 			defer s.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "Gantry server ready.\n  API:   %s\n  gRPC:  %s\n  NATS:  %s\n", s.URL(), grpcEndpoint(s.GRPCAddr(), s.GRPCTLS()), s.NATSURL())
+			if addr := s.MQTTAddr(); addr != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  MQTT:  mqtt://%s (password: an API key or admin token; topics gantry/events/<account>/#)\n", addr)
+			}
 			<-cmd.Context().Done()
 			return nil
 		},
