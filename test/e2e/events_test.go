@@ -14,6 +14,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/client"
 	"github.com/gantry-dev/gantry/internal/controlplane"
+	"github.com/gantry-dev/gantry/internal/dev"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/testutil"
@@ -385,5 +386,55 @@ func TestEventsStreamEndsWithServer(t *testing.T) {
 	}
 	if took := time.Since(began); took > 5*time.Second {
 		t.Errorf("closing with a followed stream took %v", took)
+	}
+}
+
+// TestEventsOfScaling deploys at zero instances and calls the function: the
+// autoscaler's decision to start one, the instance starting, and, after the
+// scale-down delay, the decision to go back to zero and the instance
+// stopping are events, in that order.
+func TestEventsOfScaling(t *testing.T) {
+	t.Parallel()
+	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = 2 * time.Second })
+	ctx := testutil.Context(t)
+	f, err := p.c.CreateFunction(ctx, selfFunction(t, "scaled", "echo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deploy(t, f, model.GPUSpec{GPU: "H100", MinInstances: 0, MaxInstances: 1}, model.StatusActive)
+	inv, err := p.c.Invoke(ctx, client.InvokeRequest{FunctionID: f.ID})
+	if err != nil || inv.StatusCode != http.StatusOK {
+		t.Fatalf("invoke: %v %v", inv, err)
+	}
+	all := waitEvent(t, p.c, "instance.stopped", func(e events.Event) bool {
+		return e.Kind() == events.KindInstanceStopped && e.Function == f.ID
+	})
+	var seq []string
+	for _, e := range all {
+		if e.Function != f.ID {
+			continue
+		}
+		s := e.Kind()
+		if e.Kind() == events.KindDeploymentScaled {
+			var d events.ScaleData
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				t.Fatal(err)
+			}
+			s += fmt.Sprintf(" %d->%d", d.From, d.To)
+			if d.Reason == "" || d.GPU != "H100" || d.At.IsZero() {
+				t.Errorf("decision %+v", d)
+			}
+		}
+		seq = append(seq, s)
+	}
+	want := []string{"deployment.scaled 0->1", events.KindInstanceStarted, "deployment.scaled 1->0", events.KindInstanceStopped}
+	var got []string
+	for _, s := range seq {
+		if slices.Contains(want, s) {
+			got = append(got, s)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("events of the function: %v, want %v in that order", seq, want)
 	}
 }
