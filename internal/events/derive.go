@@ -106,7 +106,7 @@ type draft struct {
 // whose record carries no time of its own. Records that do not decode are
 // skipped (the store wrote them; an old format is not an event).
 func derive(ctx context.Context, h History, c store.Change, now time.Time) ([]draft, error) {
-	kind, _, _ := strings.Cut(c.Key, "/")
+	prefix, _, _ := strings.Cut(c.Key, "/")
 	id := func(n int) string { return fmt.Sprintf("%d:%s:%d", c.Revision, c.Key, n) }
 	mk := func(n int, account, kind, subject, function string, at time.Time, data any) draft {
 		if at.IsZero() {
@@ -115,7 +115,7 @@ func derive(ctx context.Context, h History, c store.Change, now time.Time) ([]dr
 		return draft{id: id(n), account: account, kind: kind, subject: subject, function: function,
 			time: at.UTC(), data: data, revision: c.Revision}
 	}
-	switch kind {
+	switch prefix {
 	case "functions":
 		var f model.Function
 		switch {
