@@ -215,7 +215,11 @@ func (s *spec) held(now time.Time, st *model.Stickiness, hold time.Duration, con
 	size, threshold := stickiness(st)
 	var total time.Duration
 	for i := last; i >= 0 && now.Sub(s.samples[i].at) < size && s.samples[i].at.After(s.changed); i-- {
-		if cond(s.samples[i]) {
+		// A sample stands for the time before it only when the one before
+		// it saw the condition too: the first sample that sees it cannot
+		// tell since when it held, and crediting it the whole period
+		// would let a condition held for a threshold minus a period pass.
+		if cond(s.samples[i]) && i > 0 && cond(s.samples[i-1]) {
 			from := since(i)
 			if now.Sub(from) > size {
 				from = now.Add(-size)

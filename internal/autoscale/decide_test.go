@@ -49,6 +49,8 @@ func TestDecide(t *testing.T) {
 			{0, 1, 2}, {11 * time.Second, 1, 1}, {11 * time.Second, 1, 1}, {11 * time.Second, 0, 0}}},
 		{"custom: stickiness waits for the condition to hold", Policy{Min: 1, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: sticky}, 1, []step{
 			{0, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 2}, {time.Second, 2, 2}, {time.Second, 0, 2}}},
+		{"custom: stickiness counts from the first look that saw the condition", Policy{Min: 1, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: sticky}, 1, []step{
+			{0, 0, 1}, {time.Second, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 1}, {time.Second, 1, 2}}},
 		{"custom: under the scale-down threshold for the delay, halve", Policy{Min: 0, Max: 16, Concurrency: 1, ScaleDownDelay: delay, Custom: down}, 8, []step{
 			{0, 1, 8}, {5 * time.Second, 1, 8}, {6 * time.Second, 1, 4}, {11 * time.Second, 0, 2}}},
 	}
