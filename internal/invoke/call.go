@@ -54,7 +54,8 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 		return err
 	}
 	reqID := uuid.NewString()
-	hdr := nats.Header{}
+	// Sized for the caller's headers and ours, so that it does not grow.
+	hdr := make(nats.Header, len(r.Header)+16)
 	for k, vs := range r.Header {
 		if !stripped(k) {
 			hdr[k] = vs

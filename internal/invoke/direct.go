@@ -136,6 +136,7 @@ func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c dir
 	if err != nil {
 		return true, problem.BadRequest("the request cannot be forwarded: %v", err)
 	}
+	req.Header = make(http.Header, len(c.hdr)+len(l.where)+2)
 	for k, vs := range c.hdr {
 		if !strings.HasPrefix(k, "Gantry-") && !strings.HasPrefix(k, "Nats-") {
 			req.Header[k] = vs
