@@ -299,6 +299,9 @@ func Connect(url, name string, opts ...nats.Option) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, append(base, opts...)...)
 	if err != nil {
+		if hint := tlsHint(err); hint != "" {
+			return nil, fmt.Errorf("bus: connect to %s: %s: %w", url, hint, err)
+		}
 		return nil, fmt.Errorf("bus: connect to %s: %w", url, err)
 	}
 	return nc, nil

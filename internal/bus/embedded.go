@@ -1,12 +1,14 @@
 package bus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -40,6 +42,12 @@ type EmbeddedConfig struct {
 	// with nats-server's MQTT support (sessions and QoS 1 in JetStream); a
 	// topic a/b/c is the subject a.b.c.
 	MQTTListen string
+	// TLS, when set, is the tls.Config of the client and MQTT listeners
+	// (ServerTLS): every connection over TCP must speak TLS, and with a
+	// client CA present a certificate it signed. A verified certificate
+	// does not authenticate on its own: the connection still needs its
+	// token or password (Auth). In-process connections skip TLS.
+	TLS *tls.Config
 }
 
 // StartEmbedded starts nats-server with JetStream file storage and waits until
@@ -68,6 +76,11 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 		NoSigs:             true,
 		NoLog:              true,
 	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = tlsTimeout
+	}
 	if cfg.Auth != nil {
 		cfg.Auth.Apply(opts)
 		if cfg.Users != nil && cfg.UserSubjects != nil {
@@ -91,6 +104,9 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 			port = server.RANDOM_PORT
 		}
 		opts.MQTT.Host, opts.MQTT.Port = h, port
+		if cfg.TLS != nil {
+			opts.MQTT.TLSConfig, opts.MQTT.TLSTimeout = cfg.TLS, tlsTimeout
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -109,6 +125,10 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 	return e, nil
 }
 
+// tlsTimeout bounds a TLS handshake on the embedded listeners, in seconds
+// (nats-server's default is 2 s; agents across sites may need more).
+const tlsTimeout = 5
+
 // MQTTAddr is the MQTT listener's host:port, or "" when there is none.
 func (e *Embedded) MQTTAddr() string { return e.mqtt }
 
@@ -122,14 +142,20 @@ func (e *Embedded) Connect(name string) (*nats.Conn, error) {
 	if e.auth != nil {
 		opts = append(opts, e.auth.InternalOption())
 	}
-	return Connect(e.srv.ClientURL(), name, opts...)
+	return Connect(e.inProcessURL(), name, opts...)
 }
 
 // ConnectAgent opens an in-process connection as the agent of clusterID,
 // with exactly the permissions a remote agent gets.
 func (e *Embedded) ConnectAgent(clusterID, credential string) (*nats.Conn, error) {
 	opts := append([]nats.Option{nats.InProcessServer(e.srv)}, AgentOptions(clusterID, credential)...)
-	return Connect(e.srv.ClientURL(), "gantry-agent-"+clusterID, opts...)
+	return Connect(e.inProcessURL(), "gantry-agent-"+clusterID, opts...)
+}
+
+// inProcessURL names the server for in-process connections: never tls://,
+// which would make the client start a TLS handshake on the pipe.
+func (e *Embedded) inProcessURL() string {
+	return "nats://" + strings.TrimPrefix(strings.TrimPrefix(e.srv.ClientURL(), "tls://"), "nats://")
 }
 
 // Close shuts the server down and waits for it.

@@ -30,6 +30,7 @@ type agentOptions struct {
 	clusterID     string
 	stateDir      string
 	natsURL       string
+	natsTLS       bus.TLSFiles
 	runtime       string
 	kube          kubeAgentOptions
 	gpus          int
@@ -68,6 +69,7 @@ restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
 	f.StringVar(&o.clusterID, "cluster-id", "", "the cluster's id, with --identity-token-file")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/gantry-agent", "where the agent keeps its identity and instance logs")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
+	addNATSTLSFlags(f, &o.natsTLS, false)
 	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process (local processes on simulated GPUs) or kubernetes")
 	f.IntVar(&o.gpus, "gpus", 8, "GPUs of this machine (simulated for the process runtime)")
 	f.StringVar(&o.gpuModel, "gpu-model", "H100", "model of those GPUs")
@@ -140,16 +142,20 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		return err
 	}
 	natsURL := firstNonEmpty(o.natsURL, id.NATSURL)
+	tlsOpts, err := bus.ClientOptions(o.natsTLS)
+	if err != nil {
+		return err
+	}
 	var mu sync.Mutex
 	current := id.Credential
 	// The credential is read at every (re)connect, so renewals take effect
 	// without a restart; the inbox prefix is the only one NATS lets this
 	// agent subscribe to.
-	nc, err := bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, nats.TokenHandler(func() string {
+	nc, err := bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, append(tlsOpts, nats.TokenHandler(func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return current
-	}), nats.CustomInboxPrefix(bus.AgentInboxPrefix(id.ClusterID)))
+	}), nats.CustomInboxPrefix(bus.AgentInboxPrefix(id.ClusterID)))...)
 	if err != nil {
 		return err
 	}

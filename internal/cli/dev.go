@@ -61,6 +61,8 @@ commands find it there by default.`,
 	f.BoolVar(&cfg.BusCalls, "bus-calls", false, "send every call over NATS to the agent instead of letting the gateway call the local instances on slots the agent lends it")
 	f.StringVar(&cfg.ClusterGroup, "cluster-group", dev.LocalCluster, "group of the local cluster: the backend deployments name (NVCF's examples use nvcf-default)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	addNATSTLSFlags(f, &cfg.NATSTLS, true)
+	addNATSInsecureFlag(f, &cfg.NATSInsecure)
 	addInvocationFlags(f, &cfg.Invocation)
 	addGRPCFlags(f, &cfg.GRPC, "127.0.0.1")
 	addAutoscaleFlags(f, &cfg.Autoscale)

@@ -15,7 +15,7 @@ import (
 // server, agent, example, bench), as opposed to the client verbs that talk to a
 // running platform over its REST API.
 func addPlatformCommands(root *cobra.Command) {
-	root.AddCommand(newDevCmd(), newServerCmd(), newAgentCmd(), newExampleCmd(), newBenchCmd())
+	root.AddCommand(newDevCmd(), newServerCmd(), newAgentCmd(), newBusCmd(), newExampleCmd(), newBenchCmd())
 }
 
 // newLogger builds the text logger the platform commands write to stderr.

@@ -67,6 +67,8 @@ reconciler (etcd election).`,
 	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "where embedded NATS listens for agents")
 	f.StringVar(&cfg.NATSAdvertise, "nats-advertise", "", "NATS URL agents are told to use (default: the embedded server's URL, or --nats-url)")
 	f.StringVar(&cfg.NATSCredsFile, "nats-creds-file", "", "NATS credentials file (user JWT and NKey seed) for --nats-url")
+	addNATSTLSFlags(f, &cfg.NATSTLS, true)
+	addNATSInsecureFlag(f, &cfg.NATSInsecure)
 	f.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca-file", "", "CA bundle that signed the external etcd's certificate")
 	f.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert-file", "", "client certificate for external etcd")
 	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")

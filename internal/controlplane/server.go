@@ -7,6 +7,7 @@ package controlplane
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -70,6 +71,15 @@ type Config struct {
 	// NATSListen is where embedded NATS listens for agents in other
 	// processes (host:port; port 0: random).
 	NATSListen string
+	// NATSTLS is TLS on the bus. Embedded: the server's certificate and
+	// key for the client and MQTT listeners and, with CA, the CA every
+	// client certificate must chain to (mTLS). External (NATSURL): the CA
+	// that signed that server's certificate and this server's client
+	// certificate.
+	NATSTLS bus.TLSFiles
+	// NATSInsecure lets the embedded NATS (or MQTT) listen beyond loopback
+	// without TLS; otherwise that is refused at start.
+	NATSInsecure bool
 	// Account is the account the admin token acts for.
 	Account string
 	// NATSAdvertise is the NATS URL agents are told to use (default: the
@@ -371,7 +381,11 @@ func (s *Server) startBus(ctx context.Context) error {
 		if terr != nil {
 			return terr
 		}
-		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port,
+		tlsCfg, terr := s.busTLS(host)
+		if terr != nil {
+			return terr
+		}
+		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port, TLS: tlsCfg,
 			Auth:  bus.NewAuthenticator(internal, s.reg),
 			Users: &s.users, UserSubjects: userSubjects, MQTTListen: s.cfg.Events.MQTTListen,
 			UserRefused: func(remote, reason string) {
@@ -385,7 +399,10 @@ func (s *Server) startBus(ctx context.Context) error {
 		if s.cfg.Events.MQTTListen != "" {
 			return errors.New("controlplane: --mqtt-listen serves MQTT on the embedded NATS; with --nats-url, enable MQTT on that server")
 		}
-		var opts []nats.Option
+		opts, terr := bus.ClientOptions(s.cfg.NATSTLS)
+		if terr != nil {
+			return terr
+		}
 		if s.cfg.NATSCredsFile != "" {
 			opts = append(opts, nats.UserCredentials(s.cfg.NATSCredsFile))
 		}
@@ -403,6 +420,33 @@ func (s *Server) startBus(ctx context.Context) error {
 		return err
 	}
 	return events.Setup(sctx, s.js, events.StreamConfig{MaxAge: s.cfg.Events.MaxAge, MaxBytes: s.cfg.Events.MaxBytes})
+}
+
+// busTLS is the embedded NATS listeners' TLS, or nil for plaintext, which
+// is refused when a listener (host, or the MQTT one) is reachable from
+// other machines, unless NATSInsecure says so: agent credentials, desired
+// state and secret values cross the bus.
+func (s *Server) busTLS(host string) (*tls.Config, error) {
+	if !s.cfg.NATSTLS.IsZero() {
+		return bus.ServerTLS(s.cfg.NATSTLS)
+	}
+	var open []string
+	if !bus.IsLoopback(host) {
+		open = append(open, "NATS on "+s.cfg.NATSListen)
+	}
+	if m := s.cfg.Events.MQTTListen; m != "" {
+		if h, _, err := net.SplitHostPort(m); err == nil && !bus.IsLoopback(h) {
+			open = append(open, "MQTT on "+m)
+		}
+	}
+	if len(open) == 0 {
+		return nil, nil
+	}
+	if !s.cfg.NATSInsecure {
+		return nil, fmt.Errorf("controlplane: %s would listen beyond loopback without TLS, so agent credentials and secret values would cross the network in cleartext: give --nats-tls-cert and --nats-tls-key (gantry bus gen-secrets makes them), listen on 127.0.0.1, or pass --nats-insecure on a network you trust", strings.Join(open, " and "))
+	}
+	s.log.Warn("controlplane: THE BUS IS PLAINTEXT beyond loopback (--nats-insecure): agent credentials and secret values cross the network in cleartext", "listeners", strings.Join(open, ", "))
+	return nil, nil
 }
 
 func splitHostPort(addr string) (string, int, error) {
@@ -502,7 +546,11 @@ func (s *Server) ConnectAgent(cred model.AgentCredential) (*nats.Conn, error) {
 	if s.nats != nil {
 		return s.nats.ConnectAgent(cred.ClusterID, cred.Credential)
 	}
-	return bus.Connect(s.cfg.NATSURL, "gantry-agent-"+cred.ClusterID, bus.AgentOptions(cred.ClusterID, cred.Credential)...)
+	opts, err := bus.ClientOptions(s.cfg.NATSTLS)
+	if err != nil {
+		return nil, err
+	}
+	return bus.Connect(s.cfg.NATSURL, "gantry-agent-"+cred.ClusterID, append(opts, bus.AgentOptions(cred.ClusterID, cred.Credential)...)...)
 }
 
 // EnsureCluster registers c unless a cluster with its id exists, and issues

@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/agent"
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/agent/runtime/process"
+	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/controlplane"
 	"github.com/gantry-dev/gantry/internal/model"
 )
@@ -58,6 +59,11 @@ type Config struct {
 	Autoscale controlplane.Autoscale
 	// Events is the retention of the platform event stream.
 	Events controlplane.Events
+	// NATSTLS and NATSInsecure are the embedded NATS's TLS
+	// (controlplane.Config); the local agent connects in-process and
+	// needs none.
+	NATSTLS      bus.TLSFiles
+	NATSInsecure bool
 }
 
 // Platform is a running dev platform.
@@ -88,7 +94,8 @@ func New(cfg Config) (*Platform, error) {
 		cfg.ClusterGroup = LocalCluster
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
-		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger})
+		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger,
+		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure})
 	if err != nil {
 		return nil, err
 	}
