@@ -251,7 +251,9 @@ func TestManifests(t *testing.T) {
 					*sts.Spec.Replicas, len(sts.Spec.VolumeClaimTemplates))
 			}
 			pod := sts.Spec.Template.Spec
-			wantArgs(t, pod.Containers[0], "server", "--nats-listen=0.0.0.0:4222", "--mek-provider=file", "--admin-keys=bootstrap")
+			wantArgs(t, pod.Containers[0], "server", "--nats-listen=0.0.0.0:4222", "--mek-provider=file", "--admin-keys=bootstrap",
+				// No nats.tls Secret: the server refuses plaintext beyond loopback without it.
+				"--nats-insecure")
 			checkHardened(t, pod)
 			checkProbes(t, pod.Containers[0])
 			if a := pod.Affinity.PodAntiAffinity; len(a.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
@@ -303,6 +305,20 @@ func TestManifests(t *testing.T) {
 				wantMount(t, d.Spec.Template.Spec.Containers[0], "/var/lib/gantry/keys/mek")
 				var pdb policyv1.PodDisruptionBudget
 				ms.one(t, "PodDisruptionBudget", "gantry", &pdb)
+			}},
+		{name: "gantry/nats-tls", chart: controlPlaneChart, ns: controlPlaneNS,
+			values: []string{"--set", "nats.tls.existingSecret=gantry-nats-tls"},
+			check: func(t *testing.T, ms manifests) {
+				var sts appsv1.StatefulSet
+				ms.one(t, "StatefulSet", "gantry", &sts)
+				c := sts.Spec.Template.Spec.Containers[0]
+				wantArgs(t, c, "--nats-tls-cert=/etc/gantry/nats-tls/tls.crt", "--nats-tls-key=/etc/gantry/nats-tls/tls.key",
+					"--nats-tls-ca=/etc/gantry/nats-tls/ca.crt")
+				if slices.Contains(c.Args, "--nats-insecure") {
+					t.Error("--nats-insecure with a TLS Secret")
+				}
+				wantMount(t, c, "/etc/gantry/nats-tls")
+				wantSecretVolume(t, sts.Spec.Template.Spec, "gantry-nats-tls")
 			}},
 		{name: "gantry/ingress", chart: controlPlaneChart, ns: controlPlaneNS,
 			values: []string{"--set", "ingress.enabled=true,ingress.className=nginx,ingress.tlsSecretName=gantry-tls,domain=" + domain},
@@ -363,6 +379,16 @@ func TestManifests(t *testing.T) {
 				if sec.StringData["token"] != "gantry-bootstrap-token-x" {
 					t.Errorf("bootstrap Secret holds %v", sec.StringData)
 				}
+			}},
+		{name: "agent/nats-tls", chart: agentChart, ns: agentNS,
+			values: append([]string{"--set", "bootstrapToken.value=gantry-bootstrap-token-x,nats.tls.existingSecret=gantry-agent-nats-tls"}, agentRequired...),
+			check: func(t *testing.T, ms manifests) {
+				d := checkAgent(t, ms)
+				c := d.Spec.Template.Spec.Containers[0]
+				wantArgs(t, c, "--nats-tls-ca=/etc/gantry/nats-tls/ca.crt", "--nats-tls-cert=/etc/gantry/nats-tls/tls.crt",
+					"--nats-tls-key=/etc/gantry/nats-tls/tls.key")
+				wantMount(t, c, "/etc/gantry/nats-tls")
+				wantSecretVolume(t, d.Spec.Template.Spec, "gantry-agent-nats-tls")
 			}},
 		{name: "agent/identity-token", chart: agentChart, ns: agentNS,
 			values: append([]string{"--set", "identityToken.enabled=true,identityToken.clusterId=c-0123",
@@ -564,6 +590,16 @@ func wantMount(t *testing.T, c corev1.Container, path string) {
 		}
 	}
 	t.Errorf("container %s mounts nothing at %s", c.Name, path)
+}
+
+func wantSecretVolume(t *testing.T, pod corev1.PodSpec, secret string) {
+	t.Helper()
+	for _, v := range pod.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == secret {
+			return
+		}
+	}
+	t.Errorf("the pod has no volume of Secret %s", secret)
 }
 
 // TestBadValues checks that values.schema.json rejects bad values at

@@ -92,6 +92,14 @@ spec:
         {{- if $v.nats.credentials.existingSecret }}
         - --nats-creds-file=/etc/gantry/nats/nats.creds
         {{- end }}
+        {{- if $v.nats.tls.existingSecret }}
+        - --nats-tls-cert=/etc/gantry/nats-tls/tls.crt
+        - --nats-tls-key=/etc/gantry/nats-tls/tls.key
+        - --nats-tls-ca=/etc/gantry/nats-tls/ca.crt
+        {{- else if eq $v.mode "embedded" }}
+        # No nats.tls.existingSecret: NATS is plaintext on the pod network.
+        - --nats-insecure
+        {{- end }}
         {{- with $v.nats.advertiseURL }}
         - --nats-advertise={{ . }}
         {{- end }}
@@ -203,6 +211,11 @@ spec:
           mountPath: /etc/gantry/nats
           readOnly: true
         {{- end }}
+        {{- if $v.nats.tls.existingSecret }}
+        - name: nats-tls
+          mountPath: /etc/gantry/nats-tls
+          readOnly: true
+        {{- end }}
   volumes:
     {{- if ne $v.mode "embedded" }}
     - name: data
@@ -274,5 +287,15 @@ spec:
         items:
           - key: {{ $v.nats.credentials.key }}
             path: nats.creds
+    {{- end }}
+    {{- with $v.nats.tls.existingSecret }}
+    - name: nats-tls
+      secret:
+        secretName: {{ . }}
+        defaultMode: 0440
+        items:
+          - {key: ca.crt, path: ca.crt}
+          - {key: tls.crt, path: tls.crt}
+          - {key: tls.key, path: tls.key}
     {{- end }}
 {{- end -}}
