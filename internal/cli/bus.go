@@ -38,3 +38,12 @@ func addNATSTLSFlags(f *pflag.FlagSet, t *bus.TLSFiles, server bool) {
 func addNATSInsecureFlag(f *pflag.FlagSet, v *bool) {
 	f.BoolVar(v, "nats-insecure", false, "let the embedded NATS or MQTT listen beyond loopback without TLS (refused otherwise: credentials and secret values would cross the network in cleartext)")
 }
+
+// mqttScheme is the scheme of the MQTT URL the banners print: mqtts when
+// the listener speaks TLS.
+func mqttScheme(t bus.TLSFiles) string {
+	if t.Cert != "" {
+		return "mqtts"
+	}
+	return "mqtt"
+}

@@ -45,7 +45,7 @@ commands find it there by default.`,
 			defer p.Close()
 			printDevBanner(cmd, p, cfg, time.Since(began))
 			if addr := p.ControlPlane().MQTTAddr(); addr != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "MQTT: mqtt://%s (password: the admin token or an API key; topics gantry/events/%s/#)\n", addr, controlplane.DefaultAccount)
+				fmt.Fprintf(cmd.OutOrStdout(), "MQTT: %s://%s (password: the admin token or an API key; topics gantry/events/%s/#)\n", mqttScheme(cfg.NATSTLS), addr, controlplane.DefaultAccount)
 			}
 			<-cmd.Context().Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "Stopping: instances first, then the control plane...")

@@ -186,5 +186,5 @@ func addEventsFlags(f *pflag.FlagSet, e *controlplane.Events) {
 	e.MaxBytes = events.DefaultMaxBytes
 	f.DurationVar(&e.MaxAge, "events-max-age", events.DefaultMaxAge, "how long platform events are kept")
 	f.Var((*byteSizeFlag)(&e.MaxBytes), "events-max-bytes", "most the platform event stream may hold, e.g. 1GiB (the oldest go first)")
-	f.StringVar(&e.MQTTListen, "mqtt-listen", "", "serve MQTT on the embedded NATS at host:port: password = an API key or admin token, topics gantry/events/<account>/# (plaintext: keep it on loopback or a trusted network)")
+	f.StringVar(&e.MQTTListen, "mqtt-listen", "", "serve MQTT on the embedded NATS at host:port: password = an API key or admin token, topics gantry/events/<account>/#; TLS with --nats-tls-cert, else loopback only unless --nats-insecure")
 }

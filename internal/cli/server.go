@@ -53,7 +53,7 @@ reconciler (etcd election).`,
 			defer s.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "Gantry server ready.\n  API:   %s\n  gRPC:  %s\n  NATS:  %s\n", s.URL(), grpcEndpoint(s.GRPCAddr(), s.GRPCTLS()), s.NATSURL())
 			if addr := s.MQTTAddr(); addr != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), "  MQTT:  mqtt://%s (password: an API key or admin token; topics gantry/events/<account>/#)\n", addr)
+				fmt.Fprintf(cmd.OutOrStdout(), "  MQTT:  %s://%s (password: an API key or admin token; topics gantry/events/<account>/#)\n", mqttScheme(cfg.NATSTLS), addr)
 			}
 			<-cmd.Context().Done()
 			return nil
