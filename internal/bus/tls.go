@@ -177,6 +177,10 @@ func tlsHint(err error) string {
 		return "the server refused this client's certificate: it is not signed by the CA the server trusts (its --nats-tls-ca)"
 	case strings.Contains(msg, "tls: expired certificate"):
 		return "the server refused this client's certificate as expired: issue a new one"
+	case strings.Contains(msg, "connection closed by remote after TLS handshake"):
+		// TLS 1.3: the server checks the client's certificate after the
+		// client has finished; its alert may be lost to the closed socket.
+		return "the server closed the connection right after the TLS handshake: it refused this client's certificate: give --nats-tls-cert and --nats-tls-key if none was given, else one signed by the CA the server trusts (its --nats-tls-ca)"
 	case strings.Contains(msg, "first record does not look like a TLS handshake"), errors.Is(err, nats.ErrSecureConnWanted):
 		return "the server does not speak TLS there: drop the --nats-tls-* flags, or point at a server with TLS"
 	case errors.Is(err, nats.ErrSecureConnRequired):

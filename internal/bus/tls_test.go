@@ -77,7 +77,9 @@ func TestEmbeddedMTLS(t *testing.T) {
 		wantErr string // "" connects
 	}{
 		{"right CA, certificate and token", good, tokenA, ""},
-		{"no client certificate", bus.TLSFiles{CA: good.CA}, tokenA, "requires a client certificate"},
+		// The server's alert may be lost to the closed socket (TLS 1.3):
+		// then the client says the server refused its certificate.
+		{"no client certificate", bus.TLSFiles{CA: good.CA}, tokenA, "requires a client certificate|refused this client's certificate: give --nats-tls-cert"},
 		{"client certificate of another CA", bus.TLSFiles{CA: good.CA, Cert: clientFiles(wrong).Cert, Key: clientFiles(wrong).Key}, tokenA, "refused this client's certificate"},
 		{"server verified against another CA", bus.TLSFiles{CA: clientFiles(wrong).CA, Cert: good.Cert, Key: good.Key}, tokenA, "not signed by a CA this client trusts"},
 		{"no CA: system roots", bus.TLSFiles{Cert: good.Cert, Key: good.Key}, tokenA, "give the CA that signed it with --nats-tls-ca"},
@@ -113,7 +115,7 @@ func TestEmbeddedMTLS(t *testing.T) {
 				nc.Close()
 				t.Fatalf("connected; want refused with %q", tc.wantErr)
 			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
+			if !containsAny(err.Error(), strings.Split(tc.wantErr, "|")) {
 				t.Fatalf("error %q: want it to say %q", err, tc.wantErr)
 			}
 			t.Logf("refused: %v", err)
@@ -259,4 +261,13 @@ func TestIsLoopback(t *testing.T) {
 			t.Errorf("IsLoopback(%q) = %v, want %v", host, got, want)
 		}
 	}
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

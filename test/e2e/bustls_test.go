@@ -95,10 +95,11 @@ func TestBusTLSWithBinary(t *testing.T) {
 			"--nats-tls-cert", f(pki, "cpc/site-b/tls/tls.crt"), "--nats-tls-key", f(pki, "cpc/site-b/tls/tls.key")},
 			"the server's certificate is not signed by a CA this client trusts: give the CA that signed it with --nats-tls-ca"},
 		{"no client certificate", []string{"--nats-tls-ca", f(pki, "ca/ca.crt")},
-			"the server requires a client certificate: give --nats-tls-cert and --nats-tls-key"},
+			// Or, when the server's alert is lost to the closed socket (TLS 1.3):
+			"the server requires a client certificate: give --nats-tls-cert and --nats-tls-key|it refused this client's certificate: give --nats-tls-cert and --nats-tls-key if none was given"},
 		{"a client certificate of another CA", []string{"--nats-tls-ca", f(pki, "ca/ca.crt"),
 			"--nats-tls-cert", f(otherPKI, "cpc/site-a/tls/tls.crt"), "--nats-tls-key", f(otherPKI, "cpc/site-a/tls/tls.key")},
-			"the server refused this client's certificate"},
+			"refused this client's certificate"},
 		{"a key that is not the certificate's", []string{"--nats-tls-ca", f(pki, "ca/ca.crt"),
 			"--nats-tls-cert", f(pki, "cpc/site-b/tls/tls.crt"), "--nats-tls-key", f(pki, "cpc/site-a/tls/tls.key")},
 			"are they a pair?"},
@@ -111,7 +112,11 @@ func TestBusTLSWithBinary(t *testing.T) {
 			case <-time.After(binWaitTimeout):
 				t.Fatalf("the agent kept running:\n%s", p.output())
 			}
-			if !strings.Contains(p.output(), tc.want) {
+			found := false
+			for _, want := range strings.Split(tc.want, "|") {
+				found = found || strings.Contains(p.output(), want)
+			}
+			if !found {
 				t.Fatalf("the agent said:\n%s\nwant it to say %q", p.output(), tc.want)
 			}
 			if strings.Contains(p.output(), "PRIVATE KEY") {
