@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,13 +244,46 @@ func (e *Env) start(t testing.TB, name, path string, args ...string) {
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		f.Close()
 		t.Fatalf("kubetest: start %s: %v", name, err)
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
 	e.procs = append(e.procs, p)
+}
+
+// Components get Pdeathsig SIGKILL so that they die with the test binary.
+// Linux sends it when the *thread* that forked them exits, though, and a
+// thread exits when a goroutine that locked it returns — as the process
+// runtime's spawner does at Close. Forked from an ordinary goroutine, a
+// component could be on such a thread, and in a package whose tests run in
+// parallel (test/e2e: platforms close all the time) its API server or
+// controller manager was killed mid-test. So every component is forked by
+// one goroutine that locks its thread and never returns.
+var (
+	spawnOnce sync.Once
+	spawnCh   = make(chan spawnRequest)
+)
+
+type spawnRequest struct {
+	cmd    *exec.Cmd
+	result chan error
+}
+
+// spawn starts cmd on the spawner's thread.
+func spawn(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		go func() {
+			goruntime.LockOSThread()
+			for req := range spawnCh {
+				req.result <- req.cmd.Start()
+			}
+		}()
+	})
+	req := spawnRequest{cmd: cmd, result: make(chan error, 1)}
+	spawnCh <- req
+	return <-req.result
 }
 
 // waitReady waits for the API server's /readyz, failing early if it exits.
