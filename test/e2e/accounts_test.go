@@ -19,6 +19,7 @@ import (
 // cluster groups or GPUs, until the cluster's owner lists it in
 // authorizedNCAIds; removing it again moves the instance off.
 func TestClustersServeOnlyTheirAccount(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	tok, err := p.c.MintAdminToken(ctx, model.AdminKeyRequest{NCAID: "other-account"})

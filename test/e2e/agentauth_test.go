@@ -26,6 +26,7 @@ import (
 // HTTP API), and a credential for cluster A can act neither as cluster B
 // over HTTP nor over NATS.
 func TestAgentAuthModes(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	ctx := testutil.Context(t)
 	a := f.join("a", "prod", "r1", 4, "H100") // bootstrap mode, as gantry agent does it

@@ -203,6 +203,7 @@ func hasObject(t *testing.T, p *platform, account, id string) bool {
 // delete; another account gets 404 everywhere; bad uploads and bad
 // references are refused, saying why, before anything is stored or queued.
 func TestAssets(t *testing.T) {
+	t.Parallel()
 	const limit = 1 << 20
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) {
 		c.Invocation = controlplane.Invocation{MaxAssetSize: limit}
@@ -416,6 +417,7 @@ func mapsEqual(a, b map[string]assetFile) bool {
 // references at once, its upload URL with it, and the leader's sweep
 // deletes record and content.
 func TestAssetsExpire(t *testing.T) {
+	t.Parallel()
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) {
 		c.Invocation = controlplane.Invocation{AssetTTL: 2 * time.Second}
 	})
@@ -485,6 +487,8 @@ func (r *patternReader) Read(p []byte) (int, error) {
 // the function reads every byte. The platform runs in this process, which
 // grows by no more than 64 MiB while it does: upload, object store, fetch
 // and the agent's copy to disk all stream.
+//
+// Not parallel: it measures this process's memory, which platforms beside it would grow.
 func TestLargeAssetStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 512 MiB")

@@ -56,6 +56,7 @@ type credential struct {
 // 403 for a valid one that lacks the scope, 404 for another account's
 // resources, and past the check otherwise.
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	admin := p.c
@@ -308,6 +309,7 @@ func expiredAPIKey(t *testing.T, p *platform, account string) string {
 // with POST /v1/admin/keys, create an API key with POST /v1/keys, invoke
 // with the key, revoke it, and see 401.
 func TestNVCFKeyFlow(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	fn, err := p.c.CreateFunction(ctx, selfFunction(t, "keyflow", "echo"))
@@ -350,6 +352,7 @@ func TestNVCFKeyFlow(t *testing.T) {
 // signed before keep working, new ones are signed with the new key, and the
 // JWKS publishes both.
 func TestSigningKeyRotation(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	old := p.AdminToken()

@@ -28,6 +28,7 @@ const scaleDownDelay = 3 * time.Second
 // load stops it goes back to 0 after the scale-down delay with no function
 // process left; the next call is served from zero again.
 func TestScaleFromZeroToMaxAndBack(t *testing.T) {
+	t.Parallel()
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
 	ctx := testutil.Context(t)
 	log := filepath.Join(t.TempDir(), "function.log")
@@ -148,6 +149,7 @@ func TestScaleFromZeroToMaxAndBack(t *testing.T) {
 // window ends before an instance is up is answered 202 and its result
 // arrives by polling.
 func TestCallAtZeroIsFulfilledByPolling(t *testing.T) {
+	t.Parallel()
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
 	ctx := testutil.Context(t)
 	req := selfFunction(t, "polled", "stream")
@@ -195,6 +197,7 @@ func callOnce(t *testing.T, p *platform, f model.Function, id, delay string) (in
 // clusters, scaling up fills the first before the second, and scaling down
 // empties the second first.
 func TestScaleSpillsAndShrinksInReverse(t *testing.T) {
+	t.Parallel()
 	f := startFleetWith(t, func(c *controlplane.Config) { c.Autoscale.ScaleDownDelay = scaleDownDelay })
 	east := f.join("east", "prod", "us-east", 2, "H100")
 	west := f.join("west", "prod", "us-west", 4, "H100")
@@ -295,6 +298,7 @@ func callAt(url, token string, f model.Function, id, delay string) (int, string)
 // is stored, returned, and acted on: over its threshold the count doubles,
 // but only once the load has held for the stickiness threshold.
 func TestCustomAutoscalingWithStickiness(t *testing.T) {
+	t.Parallel()
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.Autoscale.ScaleDownDelay = time.Minute })
 	ctx := testutil.Context(t)
 	req := selfFunction(t, "sticky", "stream")
@@ -379,6 +383,7 @@ func TestCustomAutoscalingWithStickiness(t *testing.T) {
 // GPU no registered cluster offers cannot ever start an instance, so its
 // call fails at once with why, instead of waiting.
 func TestCallAtZeroThatCanNeverRunFails(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "nowhere", "echo"))
@@ -405,6 +410,7 @@ func TestCallAtZeroThatCanNeverRunFails(t *testing.T) {
 // instance is busy, the instance removed finishes its call before it stops:
 // no caller sees the scale-down.
 func TestScaleDownDrainsBusyInstances(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	log := filepath.Join(t.TempDir(), "function.log")

@@ -22,6 +22,7 @@ import (
 // and regions; an impossible request waits with a reason and is placed as
 // soon as a fitting cluster registers.
 func TestPlacementAcrossClusters(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	east := f.join("us-east", "prod", "us-east", 8, "H100")
 	west := f.join("us-west", "prod", "us-west", 4, "L40S")
@@ -74,6 +75,7 @@ func TestPlacementAcrossClusters(t *testing.T) {
 // TestConcurrentDeploymentsNeverOverbook creates 20 deployments at once on
 // 16 GPUs: no cluster may ever be promised more GPUs than it has.
 func TestConcurrentDeploymentsNeverOverbook(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	a := f.join("a", "prod", "r1", 8, "H100")
 	b := f.join("b", "prod", "r2", 8, "H100")
@@ -123,6 +125,7 @@ func TestConcurrentDeploymentsNeverOverbook(t *testing.T) {
 // cluster goes NOT_READY, its instances move and invocations succeed again;
 // when it comes back, its stale instances are stopped.
 func TestLostClusterMovesInstancesAndNothingDoubles(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	a := f.join("a", "prod", "r1", 4, "H100")
 	b := f.join("b", "prod", "r2", 4, "H100")
@@ -256,6 +259,7 @@ func (tr *traffic) stop(t *testing.T, since time.Time) (calls, failedBefore int)
 // TestCordonAndDrain: a cordoned cluster takes no new placements; draining
 // moves every instance off it while invocations keep succeeding.
 func TestCordonAndDrain(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	a := f.join("a", "prod", "r1", 4, "H100")
 	b := f.join("b", "prod", "r2", 4, "H100")
@@ -312,6 +316,7 @@ func TestCordonAndDrain(t *testing.T) {
 // TestAgentIdentity: a restarted agent keeps its cluster; a deleted
 // cluster's agent is refused, stops its instances and says why.
 func TestAgentIdentity(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	a := f.join("a", "prod", "r1", 4, "H100")
 	first := a.clusterID
@@ -393,6 +398,7 @@ func mustIdentity(t *testing.T, m *member) agentIdentity {
 // each instance type is (GPUs, CPU, memory), how many fit and how many run;
 // an agent in maintenance mode keeps its instances and takes no new ones.
 func TestHeartbeatInventoryAndMaintenance(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	a := f.join("a", "prod", "r1", 4, "H100")
 	ctx := testutil.Context(t)
@@ -462,6 +468,7 @@ func TestHeartbeatInventoryAndMaintenance(t *testing.T) {
 // An account a cluster is authorized for sees that cluster's group, only
 // itself among the authorized, and none of the owner's other clusters.
 func TestClusterAnswersAsNVCF(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	ctx := testutil.Context(t)
 	a := f.join("a", "prod", "r1", 4, "H100")

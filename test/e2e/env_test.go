@@ -17,6 +17,7 @@ import (
 // finds the NVCF_* variables NVCF sets in its containers, with the values
 // the platform knows about it: code written for NVCF reads them unchanged.
 func TestFunctionEnvironment(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startPlatform(t, dir)
 	ctx := testutil.Context(t)

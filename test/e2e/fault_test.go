@@ -81,9 +81,12 @@ func TestAcceptedCallsSurviveKills(t *testing.T) {
 	}
 	waitActive(t, c, f)
 
-	// 200 calls, each running 1.1 s on 16 slots: ~14 s of work, so many are
+	// 200 calls, each running 1.5 s on 16 slots: ~19 s of work, so many are
 	// still queued when the 202s are all in. A call's answer cannot start
-	// within its 1 s poll window, so every call is answered 202.
+	// within its 1 s poll window, so every call is answered 202: one that
+	// runs when the window ends is asked to detach, and the half second
+	// left is for that request to reach its worker on a busy machine (with
+	// 1.1 s, some calls had answered first and got 200).
 	reqIDs := make([]string, calls)
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -199,7 +202,7 @@ func accept(t *testing.T, url, token string, f model.Function, id string) string
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Call-Id", id)
-	req.Header.Set("Call-Delay", "1100ms")
+	req.Header.Set("Call-Delay", "1500ms")
 	req.Header.Set("NVCF-POLL-SECONDS", "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 // them listed together), nothing refused is stored, and attributes are
 // honoured as capabilities the cluster must have.
 func TestFieldsHonouredOrRefused(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	// plain has fewer GPUs, so bin-packing alone would fill it first.
 	plain := f.join("plain", "prod", "r1", 2, "H100")

@@ -17,6 +17,7 @@ import (
 // Gantry cannot do or the rules refuse is a 400 that changes nothing; a
 // shared account gets 403 and any other 404.
 func TestFunctionUpdate(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	req := selfFunction(t, "updated", "echo")

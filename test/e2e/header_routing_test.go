@@ -17,6 +17,7 @@ import (
 // Gantry's routes passes the call through to the function, path as is; the
 // API's own routes stay the API's.
 func TestFunctionIDHeaderRouting(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "echo", "echo"))

@@ -32,6 +32,7 @@ type echoReply struct {
 // TestCoreFlow is the quick start as a test: create the echo function, deploy
 // it on a simulated GPU, reach ACTIVE, invoke it every way NVCF clients do.
 func TestCoreFlow(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "echo", "echo"))
@@ -185,6 +186,7 @@ func TestCoreFlow(t *testing.T) {
 // maxRequestConcurrency 4: the function must never see more than 4 at once,
 // and every call must get its answer.
 func TestConcurrencyLimit(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "limited", "echo"))
@@ -232,6 +234,7 @@ func TestConcurrencyLimit(t *testing.T) {
 
 // TestFunctionThatExitsEndsInError deploys a function that exits at once.
 func TestFunctionThatExitsEndsInError(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "crasher", "exit"))

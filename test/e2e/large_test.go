@@ -26,6 +26,8 @@ import (
 // MiB under the race detector) through the gateway, which runs in this
 // process, and checks that this process's memory stays within 64 MiB of
 // where it started: the bodies stream, nothing holds them.
+//
+// Not parallel: it measures this process's memory, which platforms beside it would grow.
 func TestLargeBodiesStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 1.1 GiB")
@@ -193,6 +195,9 @@ func readRSS(t testing.TB) int64 {
 // TestLargePolledResult: a 202'd call whose answer is larger than a result
 // record holds is kept in the object store; the status poll answers 302 to
 // where it streams, for the same credential only.
+//
+// Not parallel: with busy platforms beside it, storing its 12 MiB answer
+// has stalled past the 30s wait.
 func TestLargePolledResult(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)

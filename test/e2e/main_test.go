@@ -5,16 +5,38 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/gantry-dev/gantry/internal/example/echo"
 )
+
+// e2eParallel is how many parallel tests run at once unless -parallel says
+// otherwise. Its default, GOMAXPROCS, is two on CI, but these tests spend
+// most of their time waiting on processes, heartbeats and polls rather than
+// on the CPU (the package used about a quarter of two cores running two at
+// a time). Tests that time latencies or measure this process's memory do
+// not call t.Parallel, so nothing runs beside them.
+const e2eParallel = 4
+
+// defaultParallel sets -test.parallel to e2eParallel when the command line
+// left it unset.
+func defaultParallel() {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
+}
 
 // helperEnv makes the test binary act as a function process instead of
 // running tests, so tests need no separately built function.
@@ -29,6 +51,7 @@ func TestMain(m *testing.M) {
 		// os.Exit, so each instance stopped, each CLI command and each
 		// gantry process shut down would cost a second of nothing.
 		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		defaultParallel()
 		code := m.Run()
 		removeGantry()
 		os.Exit(code)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,6 +192,19 @@ func helperScript(t *testing.T, mode string, env ...string) string {
 	return "process://" + path
 }
 
+// port8000 is held by a test whose function asks for inferencePort 8000.
+// Each platform's process runtime gives an instance that port when it sees
+// it free, so two such tests side by side can both hand it out; one
+// instance then fails to bind and restarts onto another port while its
+// test already calls it.
+var port8000 sync.Mutex
+
+// holdPort8000 keeps other port-8000 tests out until t ends.
+func holdPort8000(t *testing.T) {
+	port8000.Lock()
+	t.Cleanup(port8000.Unlock)
+}
+
 // TestNVCFCLIDefaults drives every command of nvcf-cli's function workflow
 // with its default flags, in the order its docs walk through: init,
 // api-key generate (both keys, validated) / list / revoke, function create / list / get /
@@ -198,6 +212,8 @@ func helperScript(t *testing.T, mode string, env ...string) string {
 // waiting for ACTIVE the CLI's way) / get, invoke through the invocation
 // host, queue status and position, deploy update, deploy remove, delete.
 func TestNVCFCLIDefaults(t *testing.T) {
+	t.Parallel()
+	holdPort8000(t)
 	p := startPlatform(t, t.TempDir())
 	cli := &nvcfCLI{t: t, base: p.URL()}
 
@@ -464,6 +480,8 @@ func TestNVCFCLIDefaults(t *testing.T) {
 // function's invocation host and through pexec. Only the container image
 // differs: this machine runs processes, not images.
 func TestNVCFDocumentedCurls(t *testing.T) {
+	t.Parallel()
+	holdPort8000(t)
 	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) { c.GPUModel, c.ClusterGroup = "A10G", "nvcf-default" })
 	gw := strings.TrimPrefix(p.URL(), "http://")
 	curl := &nvcfCLI{t: t, base: p.URL()}
@@ -531,6 +549,7 @@ func TestNVCFDocumentedCurls(t *testing.T) {
 // with a problem saying what to do instead, not a 404 that reads like a
 // mistyped path.
 func TestNVCFUnservedRoutes(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	gw := strings.TrimPrefix(p.URL(), "http://")
 	c := &nvcfCLI{t: t, base: p.URL(), token: p.AdminToken()}

@@ -12,6 +12,7 @@ import (
 // TestFillAndSpill: a policy that prefers us-east fills it before spilling
 // to us-west.
 func TestFillAndSpill(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	east := f.join("east", "prod", "us-east", 2, "H100")
 	west := f.join("west", "prod", "us-west", 4, "H100")
@@ -60,6 +61,7 @@ func TestFillAndSpill(t *testing.T) {
 // TestSpreadFiftyFifty: a 50/50 spread across two regions splits ten
 // instances five and five, although bin-packing alone would fill one first.
 func TestSpreadFiftyFifty(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	east := f.join("east", "prod", "us-east", 8, "H100")
 	west := f.join("west", "prod", "us-west", 8, "H100")

@@ -19,6 +19,7 @@ import (
 // worker has finished is at 0; another account's call, or an unknown id, is
 // not found.
 func TestQueuePosition(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})

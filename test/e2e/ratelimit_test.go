@@ -16,6 +16,8 @@ import (
 // TestRateLimit: a function's rateLimit "2-S" lets two calls a second
 // through per account; the third gets 429 with Retry-After. PUT and DELETE
 // /v2/nvcf/ratelimit/... change and remove the limit.
+//
+// Not parallel: its first three calls must fall within one second.
 func TestRateLimit(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
@@ -118,6 +120,7 @@ func TestRateLimit(t *testing.T) {
 // replica counts its own calls. (Nothing is deployed that can run, so the
 // calls the limiter lets through end in a 503; only 429s are counted.)
 func TestRateLimitSharedAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	etcd := testutil.StartEtcdEndpoint(t)
 	natsURL := testutil.StartNATS(t)
 	ctx := testutil.Context(t)

@@ -21,6 +21,7 @@ import (
 // with its instances RUNNING, and the restart must not leave twice as many
 // instances (records or processes) as the deployment asks for.
 func TestRestartKeepsEverything(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	p := startPlatform(t, dir)
 	ctx := testutil.Context(t)

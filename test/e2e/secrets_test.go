@@ -48,6 +48,7 @@ func (l *lockedBuffer) String() string {
 // and then checks that no etcd key or value, no file under the data dir and
 // no log line holds a marker in plaintext.
 func TestSecretsReachInstancesAndNothingElse(t *testing.T) {
+	t.Parallel()
 	const created, updated = "marker-created-7f3a9c", "marker-updated-1b2d4e"
 	dir := t.TempDir()
 	var logs lockedBuffer
@@ -165,6 +166,9 @@ func ioNop(s string) io.ReadCloser { return io.NopCloser(strings.NewReader(s)) }
 
 // TestSecretUpdateRollsInstances: new secret values reach a deployed
 // function by replacing its instances one at a time, with no failed call.
+//
+// Not parallel: under load a call has reached an old instance after the store
+// showed the roll done.
 func TestSecretUpdateRollsInstances(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
@@ -253,6 +257,7 @@ func TestSecretUpdateRollsInstances(t *testing.T) {
 // No call may fail or see a wrong value, and afterwards nothing depends on
 // the old keys.
 func TestKeyRotationUnderLoad(t *testing.T) {
+	t.Parallel()
 	const rounds = 2
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)

@@ -18,6 +18,7 @@ import (
 // authorized-functions resource; removing the account denies it again
 // within one catalog update.
 func TestFunctionSharing(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 	fn, err := p.c.CreateFunction(ctx, selfFunction(t, "shared", "echo"))

@@ -67,6 +67,8 @@ type sseEvent struct {
 
 // TestSSEStreamsAsWritten: each event a function writes reaches the caller
 // when it is written, not when the response ends.
+//
+// Not parallel: it holds each event's lag to 50ms.
 func TestSSEStreamsAsWritten(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(2)})
@@ -107,6 +109,8 @@ func TestSSEStreamsAsWritten(t *testing.T) {
 // TestHangUpCancels: a caller that leaves cancels its call, whether it runs
 // (the function sees its connection close) or still waits in the queue (it
 // is dropped and never runs).
+//
+// Not parallel: dropping the queued call is sensitive to load.
 func TestHangUpCancels(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
@@ -218,6 +222,7 @@ func (p *platform) waitQueueDepth(t *testing.T, f model.Function, n int) {
 // the fast path and the queue; every call runs exactly once and answers its
 // own caller.
 func TestFastPathRunsEveryCallOnce(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2, MaxRequestConcurrency: model.Int(4)})
 	ctx := testutil.Context(t)
@@ -270,6 +275,7 @@ func TestFastPathRunsEveryCallOnce(t *testing.T) {
 // TestFunctionDyingMidStream: the caller's stream ends with an error event,
 // and the call's status record says it failed.
 func TestFunctionDyingMidStream(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	f, _ := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
 	ctx := testutil.Context(t)
@@ -304,6 +310,9 @@ func TestFunctionDyingMidStream(t *testing.T) {
 
 // TestGatewayShutdownEndsStreamsCleanly: a stream under way when the
 // gateway shuts down ends with an error event saying why, not a hang.
+//
+// Not parallel: under load the stream has ended with "broke off" rather than
+// the shutdown's own error event.
 func TestGatewayShutdownEndsStreamsCleanly(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	f, _ := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})

@@ -30,6 +30,7 @@ type validationCase struct {
 // status, an application/problem+json body, and a detail that names what was
 // wrong. No answer may be a 5xx, and no answer may repeat a secret value.
 func TestValidationRejectsEachRule(t *testing.T) {
+	t.Parallel()
 	p := startPlatform(t, t.TempDir())
 	ctx := testutil.Context(t)
 

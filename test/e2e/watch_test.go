@@ -21,6 +21,7 @@ import (
 // cluster's worker runs it. It runs twice (the cut-off worker's function
 // kept going), and no more.
 func TestDetachedCallOutlivesItsWorker(t *testing.T) {
+	t.Parallel()
 	f := startFleet(t)
 	members := []*member{f.join("a", "prod", "r1", 1, "H100"), f.join("b", "prod", "r2", 1, "H100")}
 	ctx := testutil.Context(t)
@@ -99,6 +100,9 @@ func TestDetachedCallOutlivesItsWorker(t *testing.T) {
 
 // TestDetachedCallRunsOnce: with its worker alive, a call answered 202 on
 // the fast path runs once, and its watch record goes with its result.
+//
+// Not parallel: under load the watcher has re-queued the call while it still
+// ran, so it ran twice.
 func TestDetachedCallRunsOnce(t *testing.T) {
 	p := startPlatform(t, t.TempDir())
 	fn, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(2)})
