@@ -195,7 +195,7 @@ func (g *Gateway) direct(w http.ResponseWriter, r *http.Request, l *lease, c dir
 		case rt = <-done: // it came meanwhile: serve it after all
 		default:
 			detached.Store(true)
-			g.detach(l, c, db, done, cancel)
+			g.detach(l, c, done, cancel)
 			// The lease is the detached call's now; it puts it back.
 			l = nil
 			return true, g.deferResult(w, r.Context(), c.reqID, c.mark)
@@ -355,7 +355,7 @@ func (hw *headWriter) flushAlone(rc *http.ResponseController) {
 // is recorded for the watcher under an endpoint of this gateway that stays
 // open while the call runs (so the watcher re-queues it if this gateway
 // dies first), and its answer is stored for the caller's polls.
-func (g *Gateway) detach(l *lease, c directCall, db *directBody, done <-chan roundTrip, cancel context.CancelFunc) {
+func (g *Gateway) detach(l *lease, c directCall, done <-chan roundTrip, cancel context.CancelFunc) {
 	ep, err := g.mux.Open("d" + c.reqID)
 	var watched uint64
 	if err == nil && c.fc != nil {
