@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -85,7 +86,11 @@ func StoreAnswer(ctx context.Context, js jetstream.JetStream, reqID, account str
 		}
 		res.Body, res.Large, res.Size = nil, info.Name, int64(info.Size)
 	}
-	if _, err := js.Publish(ctx, ResultSubject(reqID), res.Encode()); err != nil {
+	// The record is one small message: it gets its own bound, not what
+	// is left of the hour a large answer may take.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := js.Publish(pctx, ResultSubject(reqID), res.Encode()); err != nil {
 		return fmt.Errorf("bus: storing the answer to %s: %w", reqID, err)
 	}
 	return nil
