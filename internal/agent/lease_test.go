@@ -35,6 +35,12 @@ func lendingWorker(t *testing.T, nc *nats.Conn, version string, slots int) *work
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The gateway side asks on another connection: without a round trip
+	// here its ask can reach the server before the worker's subscriptions
+	// and find no responders.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	return w
 }
 
@@ -94,6 +100,16 @@ func (g *gatewaySide) ask() (*bus.LeaseGrant, error) {
 		return nil, err
 	}
 	return &lg, nil
+}
+
+// granted asks for a lease and fails the test unless one is granted.
+func (g *gatewaySide) granted() *bus.LeaseGrant {
+	g.t.Helper()
+	a, err := g.ask()
+	if err != nil || a == nil {
+		g.t.Fatalf("ask: %v, %v; want a lease", a, err)
+	}
+	return a
 }
 
 func (g *gatewaySide) renew(control string, ids ...string) bus.LeaseDrop {
@@ -171,6 +187,9 @@ func TestLender(t *testing.T) {
 			}
 			return nil
 		})
+		if err := w.nc.Flush(); err != nil { // its new subscription, before the ask on another connection
+			t.Fatal(err)
+		}
 		c, err := g.ask()
 		if err != nil || c == nil {
 			t.Fatalf("ask after a release: %+v %v", c, err)
@@ -182,7 +201,7 @@ func TestLender(t *testing.T) {
 		w := lendingWorker(t, connect(), "v2", 2)
 		defer stopLending(w)
 		g := newGatewaySide(t, connect(), "v2")
-		a, _ := g.ask()
+		a := g.granted()
 		d := g.renew(a.Control, a.ID, "never-granted")
 		if len(d.Unknown) != 1 || d.Unknown[0] != "never-granted" || len(d.Revoked) != 0 {
 			t.Fatalf("renewal answered %+v, want only never-granted unknown", d)
@@ -194,7 +213,7 @@ func TestLender(t *testing.T) {
 		w := lendingWorker(t, connect(), "v3", 1)
 		defer stopLending(w)
 		g := newGatewaySide(t, connect(), "v3")
-		a, _ := g.ask()
+		a := g.granted()
 		if a == nil || freeSlots(w) != 0 {
 			t.Fatalf("grant %+v, free %d", a, freeSlots(w))
 		}
@@ -216,7 +235,7 @@ func TestLender(t *testing.T) {
 		w := lendingWorker(t, connect(), "v4", 1)
 		defer stopLending(w)
 		g := newGatewaySide(t, connect(), "v4")
-		a, _ := g.ask()
+		a := g.granted()
 		w.lender.reclaim() // what the doorbell does
 		select {
 		case d := <-g.revoked:
@@ -241,7 +260,7 @@ func TestLender(t *testing.T) {
 	t.Run("stopping waits for every lease to be given back", func(t *testing.T) {
 		w := lendingWorker(t, connect(), "v5", 2)
 		g := newGatewaySide(t, connect(), "v5")
-		a, _ := g.ask()
+		a := g.granted()
 		closed := make(chan struct{})
 		go func() {
 			stopLending(w)
