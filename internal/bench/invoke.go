@@ -248,9 +248,10 @@ type PathResult struct {
 	P50        time.Duration `json:"p50Ns"`
 	P99        time.Duration `json:"p99Ns"`
 	RPS        float64       `json:"rps"`
-	// AddedP50 is this path's median minus the direct path's.
+	// AddedP50 and ThroughputRatio compare this path with the direct path,
+	// paired by round (LevelResult.Compare): what it adds to the p50, and
+	// its requests/s over the direct path's.
 	AddedP50 time.Duration `json:"addedP50Ns"`
-	// ThroughputRatio is this path's requests/s over the direct path's.
 	ThroughputRatio float64     `json:"throughputRatio"`
 	Rounds          []RunResult `json:"rounds"`
 }
@@ -263,12 +264,27 @@ type Against struct {
 }
 
 // Compare returns path against baseline at l, and false when either was not
-// measured.
+// measured. Each round runs every path back to back, so when both have the
+// same rounds the comparison is paired: the median of the rounds' own
+// differences and ratios. A load that drifts between rounds (this machine is
+// shared) then moves both sides of a pair alike instead of skewing one
+// path's median against the other's. Without rounds it compares medians.
 func (l LevelResult) Compare(path, baseline string) (Against, bool) {
 	p, ok1 := l.Path(path)
 	b, ok2 := l.Path(baseline)
 	if !ok1 || !ok2 {
 		return Against{}, false
+	}
+	if n := len(p.Rounds); n > 0 && n == len(b.Rounds) {
+		added := make([]time.Duration, n)
+		ratios := make([]float64, n)
+		for i := range n {
+			added[i] = p.Rounds[i].Latency.P50 - b.Rounds[i].Latency.P50
+			if rps := b.Rounds[i].Latency.RPS; rps > 0 {
+				ratios[i] = p.Rounds[i].Latency.RPS / rps
+			}
+		}
+		return Against{AddedP50: Median(added), ThroughputRatio: Median(ratios)}, true
 	}
 	a := Against{AddedP50: p.P50 - b.P50}
 	if b.RPS > 0 {

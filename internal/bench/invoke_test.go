@@ -198,6 +198,21 @@ func TestCompare(t *testing.T) {
 	if a, _ := zero.Compare(PathGateway, PathProxy); a.ThroughputRatio != 0 {
 		t.Errorf("ratio over a baseline of 0 req/s = %v, want 0", a.ThroughputRatio)
 	}
+
+	// With rounds, each round is a pair: the load of round 2 halved both
+	// paths alike, which the medians of each path alone would misread
+	// (6000/8000 = 0.75 where every round says 0.9 or more).
+	round := func(p50ms, rps float64) RunResult {
+		return RunResult{Latency: Summary{P50: time.Duration(p50ms * float64(time.Millisecond)), RPS: rps}}
+	}
+	paired := LevelResult{Concurrency: 32, Paths: []PathResult{
+		{Path: PathProxy, P50: 3 * time.Millisecond, RPS: 8000, Rounds: []RunResult{round(2, 10000), round(6, 4000), round(3, 8000)}},
+		{Path: PathGateway, P50: 4 * time.Millisecond, RPS: 6000, Rounds: []RunResult{round(2.5, 9000), round(7, 3800), round(3.5, 6000*1.25)}},
+	}}
+	a, _ = paired.Compare(PathGateway, PathProxy)
+	if a.ThroughputRatio != 0.9375 || a.AddedP50 != 500*time.Microsecond {
+		t.Errorf("paired rounds = %+v, want the median of the rounds' ratios 0.9375 and differences +0.5ms", a)
+	}
 }
 
 func TestByteSize(t *testing.T) {

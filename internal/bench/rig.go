@@ -204,13 +204,11 @@ func (r *rig) measure(ctx context.Context, level int) (LevelResult, error) {
 	for i := range lr.Paths {
 		lr.Paths[i].summarize()
 	}
-	direct := lr.Paths[0] // the order starts with the direct path
+	direct := lr.Paths[0].Path // the order starts with the direct path
 	for i := range lr.Paths {
 		p := &lr.Paths[i]
-		p.AddedP50 = p.P50 - direct.P50
-		if direct.RPS > 0 {
-			p.ThroughputRatio = p.RPS / direct.RPS
-		}
+		a, _ := lr.Compare(p.Path, direct)
+		p.AddedP50, p.ThroughputRatio = a.AddedP50, a.ThroughputRatio
 	}
 	return lr, nil
 }

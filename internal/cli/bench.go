@@ -50,6 +50,9 @@ Send the same POSTs along every path: directly to the echo, through each
 baseline, and through the gateway (POST /v2/nvcf/pexec/functions/<id>). Each
 concurrency level runs every path in turn --rounds times, each after a
 warmup, and reports the medians of the rounds: p50, p99 and requests/s.
+Comparisons between paths (VS DIRECT, GATEWAY AGAINST, the targets) are
+paired by round: the median of each round's own difference and ratio, so
+that load drifting between rounds moves both sides of a pair alike.
 
 Then, unless --stream=false, on every path:
   SSE         --sse-calls streams of Echo-Events 5, Echo-Interval 50ms; the
@@ -160,7 +163,7 @@ func writeInvoke(w io.Writer, res *bench.InvokeResult) error {
 	if res.Requests > 0 {
 		per = strconv.Itoa(res.Requests) + " requests"
 	}
-	fmt.Fprintf(w, "Body %d bytes, %s per timed run; medians of %d rounds (REQUESTS and ERRORS are totals).\n", res.BodySize, per, res.Rounds)
+	fmt.Fprintf(w, "Body %d bytes, %s per timed run; medians of %d rounds (REQUESTS and ERRORS are totals), comparisons paired by round.\n", res.BodySize, per, res.Rounds)
 	for _, s := range res.Skipped {
 		fmt.Fprintf(w, "Note: the %s baseline was skipped: %s\n", s.Path, s.Reason)
 	}
