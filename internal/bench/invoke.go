@@ -251,9 +251,9 @@ type PathResult struct {
 	// AddedP50 and ThroughputRatio compare this path with the direct path,
 	// paired by round (LevelResult.Compare): what it adds to the p50, and
 	// its requests/s over the direct path's.
-	AddedP50 time.Duration `json:"addedP50Ns"`
-	ThroughputRatio float64     `json:"throughputRatio"`
-	Rounds          []RunResult `json:"rounds"`
+	AddedP50        time.Duration `json:"addedP50Ns"`
+	ThroughputRatio float64       `json:"throughputRatio"`
+	Rounds          []RunResult   `json:"rounds"`
 }
 
 // Against compares a path with a baseline at one level: what it adds to the
