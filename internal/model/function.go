@@ -43,9 +43,11 @@ const ProcessImagePrefix = "process://"
 // object: a function is the set of versions sharing an id, and every read
 // returns versions.
 //
-// Models, Resources, HelmChart and HelmChartServiceName are refused on
-// create (Gantry runs containerImage only); a version stored by an earlier
-// release may still hold them, and cannot be deployed.
+// Models and Resources are fetched by the agent before each instance
+// starts (docs/architecture.md, model delivery). HelmChart and
+// HelmChartServiceName are refused on create (Gantry runs containerImage
+// only); a version stored by an earlier release may still hold them, and
+// cannot be deployed.
 type Function struct {
 	ID                   string         `json:"id"`
 	VersionID            string         `json:"versionId"`
@@ -99,6 +101,9 @@ type EnvVar struct {
 }
 
 // Artifact is a model or resource reference NVCF attaches to a function.
+// Gantry takes http(s) URLs as URI (validate.checkArtifacts); the agent
+// fetches each into its cache and shows it to the instance under its
+// models or resources directory, in a directory named Name.
 type Artifact struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`

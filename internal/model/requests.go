@@ -28,7 +28,7 @@ type CreateFunctionRequest struct {
 	RateLimit            *RateLimit `json:"rateLimit,omitempty"`
 	// Telemetries, LLMInvocationConfig and UtilsContainerImage (a field
 	// NVCF does not document) are NVCF's and not supported by Gantry yet,
-	// like models, resources and helmChart: they are decoded only so that
+	// like helmChart: they are decoded only so that
 	// validate refuses them rather than drop them.
 	Telemetries         *Telemetries    `json:"telemetries,omitempty"`
 	LLMInvocationConfig json.RawMessage `json:"llmInvocationConfig,omitempty"`

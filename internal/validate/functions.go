@@ -58,8 +58,11 @@ const (
 // spaces or control characters; healthUri and health.uri both set and
 // different; a rateLimit that is not "<count>-<S|M|H|D>".
 //
+// models and resources must be http(s) URLs (checkArtifacts): the agent
+// fetches them before the instance starts.
+//
 // Every NVCF field is honoured or refused, never stored and ignored: Gantry
-// runs containerImage only, so models, resources, helmChart,
+// runs containerImage only, so helmChart,
 // helmChartServiceName, telemetries, llmInvocationConfig,
 // utilsContainerImage and functionType LLM are refused with what to do
 // instead (see unsupportedFunction), and containerImage is required.
@@ -75,6 +78,8 @@ func Function(req *model.CreateFunctionRequest) error {
 	checkPort(&p, "inferencePort", req.InferencePort)
 	checkHealth(&p, req)
 	checkContainer(&p, req)
+	checkArtifacts(&p, "models", req.Models)
+	checkArtifacts(&p, "resources", req.Resources)
 	unsupportedArtifacts(&p, req)
 	if req.ContainerImage == "" && req.HelmChart == "" {
 		p.addf(`containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`)
@@ -102,18 +107,9 @@ func Function(req *model.CreateFunctionRequest) error {
 	return p.err()
 }
 
-// unsupportedArtifacts refuses what a function could run instead of, or
-// beside, its containerImage: Gantry runs container and process:// images
-// only.
+// unsupportedArtifacts refuses what a function could run instead of its
+// containerImage: Gantry runs container and process:// images only.
 func unsupportedArtifacts(p *problems, req *model.CreateFunctionRequest) {
-	if len(req.Models) > 0 {
-		p.addf("models is not supported: Gantry does not support model artifacts yet; " +
-			"bake the model into containerImage or have the container fetch it at start-up, and remove models")
-	}
-	if len(req.Resources) > 0 {
-		p.addf("resources is not supported: Gantry does not support resource artifacts yet; " +
-			"bake them into containerImage or have the container fetch them at start-up, and remove resources")
-	}
 	switch {
 	case req.HelmChart != "" && req.HelmChartServiceName != "":
 		p.addf("helmChart is not supported: Gantry does not run Helm charts yet; " +

@@ -239,8 +239,6 @@ func TestFunctionRules(t *testing.T) {
 func TestFunctionRefusesUnsupported(t *testing.T) {
 	t.Parallel()
 	const (
-		models = "models is not supported: Gantry does not support model artifacts yet; " +
-			"bake the model into containerImage or have the container fetch it at start-up, and remove models"
 		helm = "helmChart is not supported: Gantry does not run Helm charts yet; " +
 			"build the function as a container image, send it as containerImage, and remove helmChart"
 	)
@@ -249,17 +247,6 @@ func TestFunctionRefusesUnsupported(t *testing.T) {
 		mutate func(r *model.CreateFunctionRequest)
 		want   string // the whole detail
 	}{
-		{"models", func(r *model.CreateFunctionRequest) {
-			r.Models = []model.Artifact{{Name: "m", Version: "1", URI: "ngc://m/1"}}
-		}, models},
-		{"models instead of an image", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.Models = "", []model.Artifact{{Name: "m"}}
-		}, models + `; containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`},
-		{"resources", func(r *model.CreateFunctionRequest) {
-			r.Resources = []model.Artifact{{Name: "r", Version: "1", URI: "u"}}
-		},
-			"resources is not supported: Gantry does not support resource artifacts yet; " +
-				"bake them into containerImage or have the container fetch them at start-up, and remove resources"},
 		{"helmChart", func(r *model.CreateFunctionRequest) {
 			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
 			r.HelmChart = "oci://charts/echo"
@@ -300,8 +287,6 @@ func TestFunctionRefusesUnsupported(t *testing.T) {
 func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 	t.Parallel()
 	r := validFunction()
-	r.Models = []model.Artifact{{Name: "m"}}
-	r.Resources = []model.Artifact{{Name: "r"}}
 	r.HelmChart = "oci://c"
 	r.FunctionType = model.FunctionTypeLLM
 	r.Telemetries = &model.Telemetries{LogsTelemetryID: "l"}
@@ -315,7 +300,7 @@ func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 			fields = append(fields, f)
 		}
 	}
-	want := []string{"models", "resources", "helmChart", `functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
+	want := []string{"helmChart", `functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("refused %q, want %q (detail %q)", fields, want, err)
 	}

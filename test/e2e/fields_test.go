@@ -57,11 +57,11 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 			{name: "models", body: fnBody(func(m jsonObj) {
 				m["models"] = []jsonObj{{"name": "llama", "version": "1", "uri": "ngc://models/llama:1"}}
 			}),
-				detail: []string{"models is not supported: Gantry does not support model artifacts yet", "bake the model into containerImage"}},
+				detail: []string{`models[0].uri "ngc://models/llama:1" is not supported: Gantry's agents do not pull from the NGC model registry yet`, "https URL"}},
 			{name: "models on a new version", path: versionPath, body: fnBody(func(m jsonObj) { m["models"] = []jsonObj{{"name": "m", "version": "1", "uri": "u"}} }),
-				detail: []string{"models is not supported"}},
+				detail: []string{`models[0].uri "u" has no scheme`}},
 			{name: "resources", body: fnBody(func(m jsonObj) { m["resources"] = []jsonObj{{"name": "r", "version": "1", "uri": "ngc://r:1"}} }),
-				detail: []string{"resources is not supported: Gantry does not support resource artifacts yet"}},
+				detail: []string{`resources[0].uri "ngc://r:1" is not supported`}},
 			{name: "helmChart", body: fnBody(func(m jsonObj) {
 				delete(m, "containerImage")
 				delete(m, "containerArgs")
