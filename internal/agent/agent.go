@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/gantry-dev/gantry/internal/agent/artifacts"
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
@@ -48,7 +51,12 @@ type Config struct {
 	// direct.go). Only for gateways that can reach the instances'
 	// endpoints: the same host (gantry dev) or network.
 	DirectCalls bool
-	Logger      *slog.Logger
+	// ArtifactCacheDir holds the agent's cache of function models and
+	// resources (package artifacts), shared by all its instances. Empty:
+	// instances of functions with models or resources cannot start, and
+	// say so.
+	ArtifactCacheDir string
+	Logger           *slog.Logger
 }
 
 // clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
@@ -89,6 +97,10 @@ type Agent struct {
 	stopping map[string]bool
 	stopped  chan string
 	lastSent []byte // last report the control plane accepted
+
+	cache   *artifacts.Cache          // nil without Config.ArtifactCacheDir
+	fetches map[string]*artifactFetch // owned by the run loop
+	fetched chan fetchResult
 }
 
 // New builds an agent; Start runs it.
@@ -113,6 +125,19 @@ func New(cfg Config) (*Agent, error) {
 		want: map[string]model.DesiredInstance{}, gpus: newGPUPool(total),
 		workers: map[string]*worker{}, failed: map[string]string{}, stopping: map[string]bool{},
 		stopped: make(chan string, 64),
+		fetches: map[string]*artifactFetch{}, fetched: make(chan fetchResult),
+	}
+	if cfg.ArtifactCacheDir != "" {
+		c, err := artifacts.New(artifacts.Config{Dir: cfg.ArtifactCacheDir, Logger: a.log})
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		// Views of instances of an earlier agent: its process instances
+		// died with it, and those started again get theirs anew.
+		if err := os.RemoveAll(filepath.Join(c.Dir(), instanceArtifactsDir)); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.cache = c
 	}
 	rt, err := cfg.NewRuntime(a.notify)
 	if err != nil {
@@ -202,7 +227,14 @@ func (a *Agent) run(ctx context.Context) {
 		case id := <-a.stopped:
 			delete(a.stopping, id)
 			a.gpus.release(id)
+			if _, wanted := a.want[id]; !wanted {
+				a.dropArtifacts(id)
+			}
 			a.converge(ctx)
+		case r := <-a.fetched:
+			a.fetchDone(r)
+			a.converge(ctx)
+			a.report(ctx, false)
 		case <-a.poke:
 			a.syncWorkers(ctx)
 			a.report(ctx, false)
@@ -282,6 +314,11 @@ func (a *Agent) converge(ctx context.Context) {
 			a.gpus.release(id)
 		}
 	}
+	for id := range a.fetches {
+		if _, ok := a.want[id]; !ok && !running[id] {
+			a.dropArtifacts(id)
+		}
+	}
 	ids := make([]string, 0, len(a.want))
 	for id := range a.want {
 		ids = append(ids, id)
@@ -291,7 +328,11 @@ func (a *Agent) converge(ctx context.Context) {
 		if running[id] || a.stopping[id] {
 			continue
 		}
-		if err := a.startInstance(ctx, a.want[id]); err != nil {
+		modelsDir, resourcesDir, ok := a.prepareArtifacts(ctx, a.want[id])
+		if !ok {
+			continue
+		}
+		if err := a.startInstance(ctx, a.want[id], modelsDir, resourcesDir); err != nil {
 			if a.failed[id] != err.Error() {
 				a.log.Warn("agent: instance cannot start", "instance", id, "err", err)
 			}
@@ -303,7 +344,7 @@ func (a *Agent) converge(ctx context.Context) {
 	a.syncWorkers(ctx)
 }
 
-func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) error {
+func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance, modelsDir, resourcesDir string) error {
 	var gpus []int
 	if a.cluster == nil {
 		var err error
@@ -324,7 +365,7 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance) err
 		Image: in.ContainerImage, Args: in.ContainerArgs, Env: in.ContainerEnvironment, Secrets: secrets,
 		InferencePort: in.InferencePort, GPUs: gpus, GPUModel: in.GPU, GPUCount: in.GPUCount,
 		FunctionName: in.FunctionName, NCAID: in.NCAID, Backend: in.Backend, InstanceType: in.InstanceType,
-		Region: in.Region, DockerConfigJSON: pull,
+		Region: in.Region, DockerConfigJSON: pull, ModelsDir: modelsDir, ResourcesDir: resourcesDir,
 		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
 			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
 	}
@@ -404,6 +445,7 @@ func (a *Agent) report(ctx context.Context, always bool) {
 		rep.Instances = append(rep.Instances, model.InstanceState{InstanceID: id, ClusterID: a.cfg.ClusterID,
 			Status: model.InstanceErrored, Reason: why})
 	}
+	rep.Instances = append(rep.Instances, a.fetchingStates()...)
 	sort.Slice(rep.Instances, func(i, j int) bool { return rep.Instances[i].InstanceID < rep.Instances[j].InstanceID })
 	a.addUsage(&rep)
 	b, _ := json.Marshal(rep)

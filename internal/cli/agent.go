@@ -29,6 +29,7 @@ type agentOptions struct {
 	idTokenFile   string
 	clusterID     string
 	stateDir      string
+	artifactDir   string
 	natsURL       string
 	natsTLS       bus.TLSFiles
 	runtime       string
@@ -68,6 +69,7 @@ restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
 	f.StringVar(&o.idTokenFile, "identity-token-file", "", "instead of a bootstrap token: a JWT of the cluster's own issuer (e.g. a projected Kubernetes service-account token with audience \"gantry\"), re-read whenever a credential is needed; needs --cluster-id")
 	f.StringVar(&o.clusterID, "cluster-id", "", "the cluster's id, with --identity-token-file")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/gantry-agent", "where the agent keeps its identity and instance logs")
+	f.StringVar(&o.artifactDir, "artifact-cache-dir", "", "where the agent caches function models and resources, shared by its instances (default <state-dir>/artifacts)")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
 	addNATSTLSFlags(f, &o.natsTLS, false)
 	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process (local processes on simulated GPUs) or kubernetes")
@@ -176,7 +178,7 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 		where = fmt.Sprintf("Kubernetes, namespace %s", kc.opts.namespace)
 	}
 	a, err := agent.New(agent.Config{ClusterID: id.ClusterID, Conn: nc, Inventory: inv, Heartbeat: o.heartbeat, Logger: log,
-		NewRuntime: newRuntime, DirectCalls: o.directCalls})
+		NewRuntime: newRuntime, DirectCalls: o.directCalls, ArtifactCacheDir: firstNonEmpty(o.artifactDir, filepath.Join(o.stateDir, "artifacts"))})
 	if err != nil {
 		return err
 	}

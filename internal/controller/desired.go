@@ -82,6 +82,8 @@ func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance, 
 		InferencePort:         f.InferencePort,
 		Health:                h,
 		SecretNames:           f.Secrets,
+		Models:                f.Models,
+		Resources:             f.Resources,
 	}
 }
 

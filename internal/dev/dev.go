@@ -123,7 +123,7 @@ func (p *Platform) Start(ctx context.Context) error {
 	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(host, p.cfg.GPUModel, p.cfg.GPUMemoryGB, p.cfg.GPUs)}}
 	a, err := agent.New(agent.Config{
 		ClusterID: LocalCluster, Conn: nc, Inventory: inv, Heartbeat: p.cfg.Heartbeat, Logger: p.cfg.Logger,
-		DirectCalls: !p.cfg.BusCalls,
+		DirectCalls: !p.cfg.BusCalls, ArtifactCacheDir: filepath.Join(p.cfg.DataDir, "agent", "artifacts"),
 		NewRuntime: func(notify func()) (runtime.Runtime, error) {
 			pc := p.cfg.Process
 			pc.Dir = filepath.Join(p.cfg.DataDir, "agent")

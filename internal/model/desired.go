@@ -36,6 +36,10 @@ type DesiredInstance struct {
 	// over its authenticated channel when it starts the instance, so plaintext
 	// is never part of any stored message.
 	SecretNames []string `json:"secretNames,omitempty"`
+	// Models and Resources are the function's artifacts, which the agent
+	// fetches into its cache and shows the instance before starting it.
+	Models    []Artifact `json:"models,omitempty"`
+	Resources []Artifact `json:"resources,omitempty"`
 }
 
 // InstanceSecretsRequest is what an agent sends on its secrets subject when

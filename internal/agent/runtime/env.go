@@ -14,9 +14,10 @@ const NVCFEnvironment = "gantry"
 // prefix). assetDir and largeOutputDir are the directories the runtime gives
 // the instance for input assets and for responses too large to return
 // inline; NVCF names per-request directories below them in the NVCF-ASSET-DIR
-// and NVCF-LARGE-OUTPUT-DIR request headers.
+// and NVCF-LARGE-OUTPUT-DIR request headers. NVCF_MODELS_DIR and
+// NVCF_RESOURCES_DIR (Gantry's) name the spec's artifact directories.
 func NVCFEnv(spec Spec, assetDir, largeOutputDir string) []model.EnvVar {
-	return []model.EnvVar{
+	env := []model.EnvVar{
 		{Key: "NVCF_FUNCTION_ID", Value: spec.FunctionID},
 		{Key: "NVCF_FUNCTION_VERSION_ID", Value: spec.FunctionVersionID},
 		{Key: "NVCF_FUNCTION_NAME", Value: spec.FunctionName},
@@ -29,4 +30,14 @@ func NVCFEnv(spec Spec, assetDir, largeOutputDir string) []model.EnvVar {
 		{Key: "NVCF_ASSET_DIR", Value: assetDir},
 		{Key: "NVCF_LARGE_OUTPUT_DIR", Value: largeOutputDir},
 	}
+	// NVCF's containers find their artifacts at fixed paths; an instance
+	// of the process runtime shares the host's file system, so Gantry says
+	// where they are.
+	if spec.ModelsDir != "" {
+		env = append(env, model.EnvVar{Key: "NVCF_MODELS_DIR", Value: spec.ModelsDir})
+	}
+	if spec.ResourcesDir != "" {
+		env = append(env, model.EnvVar{Key: "NVCF_RESOURCES_DIR", Value: spec.ResourcesDir})
+	}
+	return env
 }

@@ -63,6 +63,14 @@ type Spec struct {
 	Backend      string // the cluster group the instance runs in
 	InstanceType string // e.g. ON-PREM.GPU.H100_2x
 	Region       string // the cluster's region
+
+	// ModelsDir and ResourcesDir, when set, hold the function's models and
+	// resources, one directory per artifact name, fetched by the agent
+	// before Start (NVCF mounts them at /config/models and
+	// /config/resources). Runtimes hand them to the instance as
+	// NVCF_MODELS_DIR and NVCF_RESOURCES_DIR (see NVCFEnv). They are paths
+	// on the agent's file system: only the process runtime can use them.
+	ModelsDir, ResourcesDir string
 }
 
 // HealthCheck says how to tell that an instance is ready and still alive.
