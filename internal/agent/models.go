@@ -131,7 +131,9 @@ func (a *Agent) fetchArtifacts(ctx context.Context, in model.DesiredInstance, f 
 	}
 	for i, it := range items {
 		what := fmt.Sprintf("fetching %s %s (%d of %d)", it.kind, it.art.Name, i+1, len(items))
-		last := ""
+		last := what
+		f.progress.Store(&what)
+		a.notify()
 		b, err := a.cache.Fetch(ctx, it.art, func(done, total int64) {
 			s := what + ": " + progressText(done, total)
 			if s != last {

@@ -85,7 +85,7 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 				m["telemetries"] = jsonObj{"tracesTelemetryId": "t"}
 				m["llmInvocationConfig"] = jsonObj{"a": 1}
 				m["utilsContainerImage"] = "u"
-			}), detail: []string{"models is not supported", "; resources is not supported", `; functionType "LLM" is not supported`,
+			}), detail: []string{`models[0].uri "u" has no scheme`, `; resources[0].uri "u" has no scheme`, `; functionType "LLM" is not supported`,
 				"; telemetries is not supported", "; llmInvocationConfig is not supported", "; utilsContainerImage is not supported"}},
 
 			// Deployment specifications.

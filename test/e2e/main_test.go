@@ -80,6 +80,8 @@ func TestMain(m *testing.M) {
 		serveGRPC()
 	case "assets":
 		serveAssets()
+	case "models":
+		serveModels()
 	case "exit":
 		fmt.Fprintln(os.Stderr, "boom: bad config")
 		os.Exit(3)
