@@ -27,6 +27,7 @@ docs/benchmarks.md records the results and how to read them.`
 	cmd.AddCommand(newBenchMEKCmd())
 	cmd.AddCommand(newBenchAutoscaleCmd())
 	cmd.AddCommand(newBenchGRPCCmd())
+	cmd.AddCommand(newBenchModelsCmd())
 	return cmd
 }
 
