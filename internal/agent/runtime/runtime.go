@@ -34,8 +34,11 @@ type Spec struct {
 	FunctionID        string
 	FunctionVersionID string
 	Image             string // containerImage, e.g. process:///usr/bin/server
-	Args              string // containerArgs, split like a POSIX shell would
-	Env               []model.EnvVar
+	// Helm, when set, makes the instance a Helm release instead of a
+	// container (the kube runtime only); Image is empty then.
+	Helm *HelmSpec
+	Args string // containerArgs, split like a POSIX shell would
+	Env  []model.EnvVar
 	// Secrets are handed to the instance as environment variables. Runtimes
 	// must never write them to disk or logs.
 	Secrets map[string]string
@@ -71,6 +74,17 @@ type Spec struct {
 	// NVCF_MODELS_DIR and NVCF_RESOURCES_DIR (see NVCFEnv). They are paths
 	// on the agent's file system: only the process runtime can use them.
 	ModelsDir, ResourcesDir string
+}
+
+// HelmSpec is a Helm-chart function's instance: the chart, the Service
+// that serves its inference endpoint, and the deployment's configuration,
+// which becomes the chart's values.
+type HelmSpec struct {
+	Chart       string // helmChart: an http(s):// or oci:// URL of a packaged chart
+	ServiceName string // helmChartServiceName
+	// Values is the deployment spec's configuration, a JSON object (or
+	// empty). Not secret: the function's secrets travel in Spec.Secrets.
+	Values []byte
 }
 
 // HealthCheck says how to tell that an instance is ready and still alive.

@@ -38,10 +38,13 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
+
+	"helm.sh/helm/v4/pkg/action"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/model"
@@ -74,6 +77,9 @@ const byInstance = "instance"
 type Config struct {
 	// Client talks to the cluster's API server. Required.
 	Client kubernetes.Interface
+	// RESTConfig is the same connection as Client, for Helm, which builds
+	// clients of its own. Without it Helm-chart instances fail to start.
+	RESTConfig *rest.Config
 	// Namespace is where instances run. Default DefaultNamespace; New
 	// creates it, labelled ManagedByLabel=gantry, if it is missing.
 	Namespace string
@@ -106,6 +112,7 @@ type Runtime struct {
 	pods        cache.Indexer
 	deployments cache.Indexer
 	secrets     cache.Indexer
+	services    cache.Indexer
 	nodes       corelisters.NodeLister
 	gpuPods     cache.Indexer // all pods of the cluster, trimmed by trimPod, indexed byNode
 
@@ -123,6 +130,13 @@ type Runtime struct {
 	changed   chan struct{}  // closed and replaced on every cache event, for waiters
 	lastNodes []model.Node   // the inventory last notified
 	lastFree  map[string]int // the free GPUs last notified
+
+	// Helm, made on the first Helm instance (helmConfig); helmMu
+	// serialises releases' installs, upgrades and uninstalls.
+	helmOnce sync.Once
+	helm     *action.Configuration
+	helmErr  error
+	helmMu   sync.Mutex
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -134,6 +148,12 @@ type instance struct {
 	stopping bool // Stop was called
 	gone     bool // its Deployment was deleted while nobody stopped it
 	last     runtime.Status
+	// helm is set for a Helm release; digest is what it was installed
+	// from (see helmDigest), failed why it could not be.
+	helm          bool
+	digest        string
+	failed        string
+	upgradeFailed string
 }
 
 // New ensures the namespace exists, starts the informers, waits for their
@@ -206,12 +226,15 @@ func ensureNamespace(ctx context.Context, client kubernetes.Interface, name stri
 func (r *Runtime) startInformers(ctx context.Context) error {
 	r.namespaced = informers.NewSharedInformerFactoryWithOptions(r.cfg.Client, 0,
 		informers.WithNamespace(r.cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ManagedByLabel + "=" + ManagedByValue }))
+		// By cluster rather than ManagedByLabel: Helm sets that label to
+		// "Helm" on a release's objects.
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = ClusterLabel + "=" + r.cfg.ClusterID }))
 	r.cluster = informers.NewSharedInformerFactory(r.cfg.Client, 0)
 
 	podInf := r.namespaced.Core().V1().Pods().Informer()
 	depInf := r.namespaced.Apps().V1().Deployments().Informer()
 	secInf := r.namespaced.Core().V1().Secrets().Informer()
+	svcInf := r.namespaced.Core().V1().Services().Informer()
 	nodeInf := r.cluster.Core().V1().Nodes().Informer()
 	r.nodes = r.cluster.Core().V1().Nodes().Lister()
 	gpuPodInf := r.cluster.Core().V1().Pods().Informer()
@@ -223,7 +246,7 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	}
 	r.gpuPods = gpuPodInf.GetIndexer()
 	indexers := cache.Indexers{byInstance: instanceIndex}
-	for _, inf := range []cache.SharedIndexInformer{podInf, depInf, secInf} {
+	for _, inf := range []cache.SharedIndexInformer{podInf, depInf, secInf, svcInf} {
 		if err := inf.AddIndexers(indexers); err != nil {
 			return fmt.Errorf("kube: %w", err)
 		}
@@ -240,12 +263,12 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("kube: %w", err)
 	}
-	r.pods, r.deployments, r.secrets = podInf.GetIndexer(), depInf.GetIndexer(), secInf.GetIndexer()
+	r.pods, r.deployments, r.secrets, r.services = podInf.GetIndexer(), depInf.GetIndexer(), secInf.GetIndexer(), svcInf.GetIndexer()
 
 	handlers := []struct {
 		inf cache.SharedIndexInformer
 		fn  func(obj any, deleted bool)
-	}{{podInf, r.onPod}, {depInf, r.onDeployment}, {secInf, r.onSecret}, {nodeInf, r.onNode}, {gpuPodInf, r.onGPUPod}}
+	}{{podInf, r.onPod}, {depInf, r.onDeployment}, {secInf, r.onSecret}, {svcInf, r.onService}, {nodeInf, r.onNode}, {gpuPodInf, r.onGPUPod}}
 	for _, h := range handlers {
 		_, err := h.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { h.fn(obj, false) },
@@ -261,11 +284,11 @@ func (r *Runtime) startInformers(ctx context.Context) error {
 	r.cancel = cancel
 	r.namespaced.Start(wctx.Done())
 	r.cluster.Start(wctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, depInf.HasSynced, secInf.HasSynced, nodeInf.HasSynced, gpuPodInf.HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), podInf.HasSynced, depInf.HasSynced, secInf.HasSynced, svcInf.HasSynced, nodeInf.HasSynced, gpuPodInf.HasSynced) {
 		cancel()
 		r.namespaced.Shutdown()
 		r.cluster.Shutdown()
-		return fmt.Errorf("kube: informer caches did not fill (can the agent list deployments, secrets in %s, and nodes and pods cluster-wide?): %w",
+		return fmt.Errorf("kube: informer caches did not fill (can the agent list deployments, secrets, services in %s, and nodes and pods cluster-wide?): %w",
 			r.cfg.Namespace, context.Cause(ctx))
 	}
 	go r.worker(wctx)
@@ -283,9 +306,25 @@ func (r *Runtime) adopt() {
 		if !r.ours(d) || id == "" {
 			continue
 		}
-		in := &instance{id: id}
+		in := &instance{id: id, helm: d.Labels[HelmReleaseLabel] != "", digest: d.Labels[helmDigestLabel]}
 		in.last = r.status(in)
 		r.instances[id] = in
+	}
+	// A Helm release shows by its inference Service, also when its chart
+	// has no Deployment.
+	for _, obj := range r.services.List() {
+		s := obj.(*corev1.Service)
+		id := s.Labels[InstanceLabel]
+		if !r.ours(s) || id == "" || s.Labels[HelmReleaseLabel] == "" || s.Annotations[inferencePortAnnotation] == "" {
+			continue
+		}
+		in := r.instances[id]
+		if in == nil {
+			in = &instance{id: id}
+			r.instances[id] = in
+		}
+		in.helm, in.digest = true, s.Labels[helmDigestLabel]
+		in.last = r.status(in)
 	}
 	if len(r.instances) > 0 {
 		r.log.Info("adopted running instances", "count", len(r.instances))
@@ -296,6 +335,9 @@ func (r *Runtime) adopt() {
 // starts in the background and its progress shows up in List. Starting a
 // known instance, or one whose Deployment already exists, does nothing.
 func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
+	if spec.Helm != nil {
+		return r.startHelm(ctx, spec)
+	}
 	if err := checkSpec(spec); err != nil {
 		return err
 	}
@@ -429,6 +471,9 @@ func (r *Runtime) Stop(ctx context.Context, instanceID string) error {
 	}
 	r.mu.Unlock()
 
+	if r.isHelm(in, instanceID) {
+		return r.stopHelm(ctx, in, instanceID)
+	}
 	name := deploymentName(instanceID)
 	if d := r.deploymentOf(instanceID); d != nil {
 		name = d.Name
@@ -618,8 +663,12 @@ func (r *Runtime) status(in *instance) runtime.Status {
 
 // observe gathers what the caches hold about in. Callers hold r.mu.
 func (r *Runtime) observe(in *instance) observation {
-	return observation{InstanceID: in.id, Deployment: r.deploymentOf(in.id), Pods: r.podsOf(in.id),
+	o := observation{InstanceID: in.id, Deployment: r.deploymentOf(in.id), Pods: r.podsOf(in.id),
 		Stopping: in.stopping, Gone: in.gone}
+	if in.helm {
+		o.Helm, o.Service, o.Failed, o.UpgradeFailed = true, r.inferenceServiceOf(in.id), in.failed, in.upgradeFailed
+	}
+	return o
 }
 
 // refresh recomputes one instance's status and notifies if it changed.
@@ -683,6 +732,13 @@ func (r *Runtime) onDeployment(obj any, deleted bool) {
 	r.broadcast()
 }
 
+func (r *Runtime) onService(obj any, _ bool) {
+	if s, ok := unwrap[*corev1.Service](obj); ok && r.ours(s) {
+		r.refresh(s.Labels[InstanceLabel])
+		r.broadcast()
+	}
+}
+
 func (r *Runtime) onSecret(obj any, _ bool) {
 	if s, ok := unwrap[*corev1.Secret](obj); ok && r.ours(s) {
 		r.broadcast()
@@ -700,7 +756,7 @@ func unwrap[T metav1.Object](obj any) (T, bool) {
 }
 
 // ours reports whether an object belongs to this runtime's cluster; the
-// informers already keep to ManagedByLabel.
+// namespaced informers already keep to its ClusterLabel.
 func (r *Runtime) ours(obj metav1.Object) bool {
 	return obj.GetLabels()[ClusterLabel] == r.cfg.ClusterID
 }
@@ -741,4 +797,19 @@ func (r *Runtime) podsOf(id string) []*corev1.Pod {
 
 func (r *Runtime) secretsOf(id string) []*corev1.Secret {
 	return byIndex[*corev1.Secret](r, r.secrets, id)
+}
+
+func (r *Runtime) servicesOf(id string) []*corev1.Service {
+	return byIndex[*corev1.Service](r, r.services, id)
+}
+
+// inferenceServiceOf is the Service a Helm instance serves through: the
+// one the post-renderer marked with the inferencePort.
+func (r *Runtime) inferenceServiceOf(id string) *corev1.Service {
+	for _, s := range r.servicesOf(id) {
+		if s.Annotations[inferencePortAnnotation] != "" {
+			return s
+		}
+	}
+	return nil
 }

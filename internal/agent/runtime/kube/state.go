@@ -8,6 +8,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 )
@@ -26,6 +28,14 @@ type observation struct {
 	Stopping bool
 	// Gone is set when the Deployment disappeared while nobody stopped it.
 	Gone bool
+	// Helm marks a Helm release. Service is its inference Service (nil
+	// while the cache has none); only the pods it selects speak for the
+	// instance. Failed is why the release could not be installed;
+	// UpgradeFailed why the last upgrade was rolled back.
+	Helm          bool
+	Service       *corev1.Service
+	Failed        string
+	UpgradeFailed string
 }
 
 // Waiting reasons of a container that the kubelet will not get past on its
@@ -48,8 +58,26 @@ const deletedOutside = "deleted outside Gantry: its Deployment was deleted in Ku
 // stateOf maps what Kubernetes shows about an instance onto a runtime status,
 // with a reason a user can act on whenever it is not simply starting or
 // running.
-func stateOf(o observation) runtime.Status {
-	st := runtime.Status{InstanceID: o.InstanceID, State: runtime.StateStarting}
+func stateOf(o observation) (st runtime.Status) {
+	st = runtime.Status{InstanceID: o.InstanceID, State: runtime.StateStarting}
+	if o.Helm {
+		if o.Failed != "" {
+			st.State, st.Reason = runtime.StateErrored, o.Failed
+			return st
+		}
+		if o.Service == nil {
+			if !o.Stopping && o.Gone {
+				st.State, st.Reason = runtime.StateTerminated, deletedOutside
+			}
+			return st
+		}
+		o.Pods = selectedBy(o.Service, o.Pods)
+		defer func() {
+			if o.UpgradeFailed != "" && st.Reason == "" {
+				st.Reason = o.UpgradeFailed
+			}
+		}()
+	}
 	d := o.Deployment
 	if !o.Stopping && (o.Gone || (d != nil && d.DeletionTimestamp != nil)) {
 		st.State, st.Reason = runtime.StateTerminated, deletedOutside
@@ -95,7 +123,11 @@ func stateOf(o observation) runtime.Status {
 		return st
 	}
 	if c := podCondition(pod, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue && pod.Status.PodIP != "" {
-		if port := inferencePort(pod); port > 0 {
+		port := inferencePort(pod)
+		if o.Helm {
+			port = servicePort(o.Service, pod)
+		}
+		if port > 0 {
 			st.State = runtime.StateRunning
 			st.Endpoint = "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port))
 			return st
@@ -105,6 +137,49 @@ func stateOf(o observation) runtime.Status {
 		st.Reason = "restarted after it " + describeTermination(cs.LastTerminationState.Terminated)
 	}
 	return st
+}
+
+// selectedBy returns the pods a Service sends traffic to.
+func selectedBy(svc *corev1.Service, pods []*corev1.Pod) []*corev1.Pod {
+	if len(svc.Spec.Selector) == 0 {
+		return pods
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	var out []*corev1.Pod
+	for _, p := range pods {
+		if sel.Matches(labels.Set(p.Labels)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// servicePort is the pod port behind the Service's inferencePort, as the
+// endpoints controller resolves it: the agent calls the pod directly, as
+// it does container instances, so no kube-proxy is in the way.
+func servicePort(svc *corev1.Service, pod *corev1.Pod) int {
+	want, _ := strconv.Atoi(svc.Annotations[inferencePortAnnotation])
+	for _, sp := range svc.Spec.Ports {
+		if int(sp.Port) != want {
+			continue
+		}
+		switch {
+		case sp.TargetPort.Type == intstr.String:
+			for _, c := range pod.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == sp.TargetPort.StrVal {
+						return int(cp.ContainerPort)
+					}
+				}
+			}
+			return 0
+		case sp.TargetPort.IntVal > 0:
+			return int(sp.TargetPort.IntVal)
+		default:
+			return int(sp.Port)
+		}
+	}
+	return 0
 }
 
 // newestPod picks the pod that speaks for the instance: the newest one not

@@ -65,7 +65,13 @@ const (
 // it, stay valid. Ids that are not already lowercase DNS labels, or too long,
 // get a hash suffix so two ids never share a name.
 func deploymentName(instanceID string) string {
-	const prefix, maxLen = "gantry-", validation.DNS1123LabelMaxLength
+	return dnsName(instanceID, validation.DNS1123LabelMaxLength)
+}
+
+// dnsName is "gantry-" and the instance id, made a DNS-1123 label of at
+// most maxLen characters (see deploymentName).
+func dnsName(instanceID string, maxLen int) string {
+	const prefix = "gantry-"
 	base := strings.ToLower(instanceID)
 	clean := strings.Map(func(r rune) rune {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {

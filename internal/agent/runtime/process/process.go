@@ -276,6 +276,10 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.Spec) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("process: start %s: %w", spec.InstanceID, err)
 	}
+	if spec.Helm != nil {
+		return fmt.Errorf("process: %w: instance %s is a Helm chart (%s); Helm-chart functions run on a cluster whose agent has --runtime kubernetes",
+			runtime.ErrUnsupportedImage, spec.InstanceID, spec.Helm.Chart)
+	}
 	if !strings.HasPrefix(spec.Image, model.ProcessImagePrefix) {
 		return fmt.Errorf("process: %w: the process runtime only runs %s images, got %q",
 			runtime.ErrUnsupportedImage, model.ProcessImagePrefix, spec.Image)

@@ -61,6 +61,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -688,7 +689,7 @@ func (w *worker) check(p *corev1.Probe) bool {
 	timeout := max(time.Duration(p.TimeoutSeconds)*Second, time.Second) // not scaled below what a loaded machine needs
 	switch {
 	case p.HTTPGet != nil:
-		port := p.HTTPGet.Port.IntValue()
+		port := w.port(p.HTTPGet.Port)
 		client := &http.Client{Timeout: timeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		resp, err := client.Get("http://" + net.JoinHostPort(w.ip, strconv.Itoa(port)) + p.HTTPGet.Path)
@@ -701,7 +702,7 @@ func (w *worker) check(p *corev1.Probe) bool {
 	case p.TCPSocket != nil, p.GRPC != nil:
 		port := 0
 		if p.TCPSocket != nil {
-			port = p.TCPSocket.Port.IntValue()
+			port = w.port(p.TCPSocket.Port)
 		} else {
 			port = int(p.GRPC.Port)
 		}
@@ -713,6 +714,20 @@ func (w *worker) check(p *corev1.Probe) bool {
 		return true
 	}
 	return true
+}
+
+// port resolves a probe's port as the kubelet does: a number, or the name
+// of one of the container's ports.
+func (w *worker) port(p intstr.IntOrString) int {
+	if p.Type == intstr.Int {
+		return p.IntValue()
+	}
+	for _, cp := range w.pod.Spec.Containers[0].Ports {
+		if cp.Name == p.StrVal {
+			return int(cp.ContainerPort)
+		}
+	}
+	return 0
 }
 
 // env is the container's environment: the image's (PATH), the container's
