@@ -90,13 +90,16 @@ type Agent struct {
 	failed1 sync.Once
 
 	// Owned by the run loop.
-	want     map[string]model.DesiredInstance
-	gpus     *gpuPool
-	workers  map[string]*worker
-	failed   map[string]string // instance id -> why it could not start
-	stopping map[string]bool
-	stopped  chan string
-	lastSent []byte // last report the control plane accepted
+	want    map[string]model.DesiredInstance
+	gpus    *gpuPool
+	workers map[string]*worker
+	failed  map[string]string // instance id -> why it could not start
+	// helmApplied is, per Helm instance, the chart and values last handed
+	// to the runtime; a change upgrades the release in place.
+	helmApplied map[string]string
+	stopping    map[string]bool
+	stopped     chan string
+	lastSent    []byte // last report the control plane accepted
 
 	cache   *artifacts.Cache          // nil without Config.ArtifactCacheDir
 	fetches map[string]*artifactFetch // owned by the run loop
@@ -123,7 +126,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, log: log.With("cluster", cfg.ClusterID),
 		poke: make(chan struct{}, 1), ready: make(chan struct{}), done: make(chan struct{}),
 		want: map[string]model.DesiredInstance{}, gpus: newGPUPool(total),
-		workers: map[string]*worker{}, failed: map[string]string{}, stopping: map[string]bool{},
+		workers: map[string]*worker{}, failed: map[string]string{}, stopping: map[string]bool{}, helmApplied: map[string]string{},
 		stopped: make(chan string, 64),
 		fetches: map[string]*artifactFetch{}, fetched: make(chan fetchResult),
 	}
@@ -226,6 +229,7 @@ func (a *Agent) run(ctx context.Context) {
 			}
 		case id := <-a.stopped:
 			delete(a.stopping, id)
+			delete(a.helmApplied, id)
 			a.gpus.release(id)
 			if _, wanted := a.want[id]; !wanted {
 				a.dropArtifacts(id)
@@ -325,6 +329,16 @@ func (a *Agent) converge(ctx context.Context) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
+		if running[id] && !a.stopping[id] && a.want[id].HelmChart != "" && a.helmApplied[id] != helmKey(a.want[id]) {
+			// The runtime upgrades the release when its values changed,
+			// and does nothing when they did not (an adopted instance).
+			if err := a.startInstance(ctx, a.want[id], "", ""); err != nil {
+				a.log.Warn("agent: Helm instance cannot be upgraded", "instance", id, "err", err)
+			} else {
+				a.helmApplied[id] = helmKey(a.want[id])
+			}
+			continue
+		}
 		if running[id] || a.stopping[id] {
 			continue
 		}
@@ -369,11 +383,19 @@ func (a *Agent) startInstance(ctx context.Context, in model.DesiredInstance, mod
 		Health: runtime.HealthCheck{Protocol: in.Health.Protocol, Path: in.Health.URI, Port: in.Health.Port,
 			Timeout: timeout, ExpectedStatus: in.Health.ExpectedStatusCode},
 	}
+	if in.HelmChart != "" {
+		spec.Helm = &runtime.HelmSpec{Chart: in.HelmChart, ServiceName: in.HelmChartServiceName, Values: in.Configuration}
+	}
 	if err := a.rt.Start(ctx, spec); err != nil {
 		return err
 	}
 	a.log.Info("agent: instance starting", "instance", in.InstanceID, "function", in.FunctionID, "gpus", gpus)
 	return nil
+}
+
+// helmKey is what of a Helm instance's desired state its release is made of.
+func helmKey(in model.DesiredInstance) string {
+	return in.HelmChart + "\x00" + in.HelmChartServiceName + "\x00" + string(in.Configuration)
 }
 
 // stopInstance stops an instance in the background; its worker stops first so

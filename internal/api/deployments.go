@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -37,8 +39,11 @@ func (a *API) createDeployment(w http.ResponseWriter, r *http.Request, p auth.Pr
 	if err != nil {
 		return err
 	}
-	if f.HelmChart != "" || len(f.Models) > 0 && f.ContainerImage == "" {
+	if f.HelmChart == "" && len(f.Models) > 0 && f.ContainerImage == "" {
 		return problem.BadRequest("function %s version %s has no containerImage; this installation runs container and process:// images only", f.ID, f.VersionID)
+	}
+	if err := configurationFits(f, req.Specs); err != nil {
+		return err
 	}
 	d := model.Deployment{
 		ID: uuid.NewString(), FunctionID: f.ID, FunctionVersionID: f.VersionID, NCAID: p.Account,
@@ -56,6 +61,24 @@ func (a *API) createDeployment(w http.ResponseWriter, r *http.Request, p auth.Pr
 	}
 	a.log.Info("api: deployment created", "function", f.ID, "version", f.VersionID, "deployment", d.ID)
 	return web.JSON(w, http.StatusOK, model.DeploymentResponse{Deployment: d})
+}
+
+// configurationFits refuses a specification's configuration (Helm values)
+// for a function that is not a Helm chart: nothing would read it.
+func configurationFits(f model.Function, specs []model.GPUSpec) error {
+	if f.HelmChart != "" {
+		return nil
+	}
+	for i, s := range specs {
+		var values map[string]json.RawMessage
+		if c := bytes.TrimSpace(s.Configuration); len(c) > 0 && !bytes.Equal(c, []byte("null")) &&
+			(json.Unmarshal(c, &values) != nil || len(values) > 0) {
+			return problem.BadRequest("deploymentSpecifications[%d].configuration is a Helm chart's values, and function %s version %s "+
+				"runs containerImage, not a Helm chart; remove configuration and configure the container with containerEnvironment or containerArgs",
+				i, f.ID, f.VersionID)
+		}
+	}
+	return nil
 }
 
 // withSpecIDs gives each spec a stable gpuSpecificationId: a spec that keeps
@@ -165,6 +188,13 @@ func (a *API) updateDeployment(w http.ResponseWriter, r *http.Request, p auth.Pr
 	}
 	req, err := a.decodeDeployment(r)
 	if err != nil {
+		return err
+	}
+	f, err := a.ownVersion(r.Context(), p, ids[0], ids[1])
+	if err != nil {
+		return err
+	}
+	if err := configurationFits(f, req.Specs); err != nil {
 		return err
 	}
 	return a.modify(w, r.Context(), func() (model.Deployment, error) {

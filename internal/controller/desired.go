@@ -84,6 +84,9 @@ func desiredInstance(f model.Function, spec model.GPUSpec, inst model.Instance, 
 		SecretNames:           f.Secrets,
 		Models:                f.Models,
 		Resources:             f.Resources,
+		HelmChart:             f.HelmChart,
+		HelmChartServiceName:  f.HelmChartServiceName,
+		Configuration:         spec.Configuration,
 	}
 }
 

@@ -1,5 +1,7 @@
 package model
 
+import "encoding/json"
+
 // DesiredState is the whole set of instances one cluster should run. The
 // control plane publishes it and the agent converges on it: the agent never
 // acts on deltas, so a lost notification or a restart loses nothing.
@@ -40,6 +42,12 @@ type DesiredInstance struct {
 	// fetches into its cache and shows the instance before starting it.
 	Models    []Artifact `json:"models,omitempty"`
 	Resources []Artifact `json:"resources,omitempty"`
+	// HelmChart and HelmChartServiceName make the instance a Helm release
+	// (ContainerImage is empty then); Configuration, the deployment
+	// spec's, is its values. A changed Configuration upgrades the release.
+	HelmChart            string          `json:"helmChart,omitempty"`
+	HelmChartServiceName string          `json:"helmChartServiceName,omitempty"`
+	Configuration        json.RawMessage `json:"configuration,omitempty"`
 }
 
 // InstanceSecretsRequest is what an agent sends on its secrets subject when

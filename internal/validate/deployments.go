@@ -29,8 +29,10 @@ const gpuRule = "use 1-64 characters of letters, digits, '-', '_' and '.'"
 // instanceType and backend: the scheduler and the PATCH endpoint could not
 // tell them apart. An empty instanceType is kept as sent (the scheduler picks
 // the default shape), so it does not collide with an explicit one.
-// NVCF fields Gantry does not support yet (configuration, preferredOrder and
-// the instance selectors cpuArch, os, driverVersion, storage, systemMemory
+// configuration, a Helm function's values, must be a JSON object of at most
+// MaxConfigurationLen bytes ({} and null are kept as none); the API refuses
+// it for functions that are not Helm charts. NVCF fields Gantry does not
+// support yet (preferredOrder and the instance selectors cpuArch, os, driverVersion, storage, systemMemory
 // and gpuMemory) are refused, never stored and ignored; attributes are
 // honoured by placement (model.GPUSpec.Selects).
 // Specification ids are the caller's to assign; Deployment changes nothing.
@@ -47,7 +49,8 @@ func Deployment(req *model.DeploymentRequest) error {
 		prefix := "deploymentSpecifications[" + itoa(i) + "]."
 		checkSpec(&p, prefix, s, "")
 		unsupportedSpec(&p, prefix, specExtras{s.PreferredOrder, s.Configuration, s.CPUArch, s.OS,
-			s.DriverVersion, s.Storage, s.SystemMemory, s.GPUMemory})
+			s.DriverVersion, s.Storage, s.SystemMemory, s.GPUMemory, false})
+		checkConfiguration(&p, prefix, s)
 		k := key{s.GPU, s.InstanceType, s.Backend}
 		if s.InstanceType != "" {
 			// NCP.GPU.H100_1x and ON-PREM.GPU.H100_1x are one shape.
@@ -242,7 +245,7 @@ func fixedInPlace(probs *problems, p *model.GPUSpecPatch, current model.GPUSpec)
 		}
 	}
 	unsupportedSpec(probs, "", specExtras{p.PreferredOrder, p.Configuration, p.CPUArch, p.OS,
-		p.DriverVersion, p.Storage, p.SystemMemory, p.GPUMemory})
+		p.DriverVersion, p.Storage, p.SystemMemory, p.GPUMemory, true})
 }
 
 // specExtras are the deploymentSpecification fields NVCF has and Gantry
@@ -256,6 +259,27 @@ type specExtras struct {
 	storage        string
 	systemMemory   string
 	gpuMemory      string
+	patch          bool // a PATCH body, where configuration is fixed
+}
+
+// MaxConfigurationLen is the largest configuration (Helm values) of one
+// specification, in bytes.
+const MaxConfigurationLen = 64 << 10
+
+// checkConfiguration checks a specification's configuration, the Helm
+// chart's values; an empty object or null is none.
+func checkConfiguration(p *problems, prefix string, s *model.GPUSpec) {
+	c := bytes.TrimSpace(s.Configuration)
+	if !jsonSet(c) {
+		return
+	}
+	var obj map[string]json.RawMessage
+	switch {
+	case len(c) > MaxConfigurationLen:
+		p.addf("%sconfiguration is %d bytes: at most %d (64 KiB) are allowed", prefix, len(c), MaxConfigurationLen)
+	case json.Unmarshal(c, &obj) != nil || obj == nil:
+		p.addf(`%sconfiguration must be a JSON object of Helm values, e.g. {"replicaCount":1,"image":{"tag":"1.2"}}`, prefix)
+	}
 }
 
 // unsupportedSpec refuses each of x that is set, saying what to do instead.
@@ -264,9 +288,8 @@ func unsupportedSpec(p *problems, prefix string, x specExtras) {
 		p.addf("%spreferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and "+
 			"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies)", prefix)
 	}
-	if jsonSet(x.configuration) {
-		p.addf("%sconfiguration is not supported: Gantry does not support Helm configuration yet (it runs container images, not charts); "+
-			"remove it and configure the container with containerEnvironment or containerArgs", prefix)
+	if jsonSet(x.configuration) && x.patch {
+		p.addf("%sconfiguration cannot change in place: PUT the deployment with the new configuration, which upgrades a Helm function's releases", prefix)
 	}
 	for _, f := range []struct{ field, value, what string }{
 		{"cpuArch", x.cpuArch, "CPU architecture"},

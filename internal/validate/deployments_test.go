@@ -64,6 +64,9 @@ func TestDeploymentValid(t *testing.T) {
 		}},
 		{"null configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage("null") }},
 		{"empty configuration", func(r *model.DeploymentRequest) { r.Specs[0].Configuration = json.RawMessage(" {} ") }},
+		{"Helm values", func(r *model.DeploymentRequest) {
+			r.Specs[0].Configuration = json.RawMessage(`{"replicaCount":1,"image":{"tag":"1.2"}}`)
+		}},
 		{"nvcf-cli's default instance type", func(r *model.DeploymentRequest) {
 			r.Specs = []model.GPUSpec{{GPU: "H100", InstanceType: "NCP.GPU.H100_1x", MinInstances: 1, MaxInstances: 1}}
 		}},
@@ -155,12 +158,8 @@ func TestDeploymentRefusesUnsupported(t *testing.T) {
 		mutate func(s *model.GPUSpec)
 		want   string // the whole detail
 	}{
-		{"configuration", func(s *model.GPUSpec) { s.Configuration = json.RawMessage(`{"replicas":1}`) },
-			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
-				"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs"},
 		{"configuration not an object", func(s *model.GPUSpec) { s.Configuration = json.RawMessage(`[1]`) },
-			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
-				"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs"},
+			`deploymentSpecifications[1].configuration must be a JSON object of Helm values, e.g. {"replicaCount":1,"image":{"tag":"1.2"}}`},
 		{"preferredOrder", func(s *model.GPUSpec) { s.PreferredOrder = 2 },
 			"deploymentSpecifications[1].preferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and " +
 				"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies)"},
@@ -174,8 +173,6 @@ func TestDeploymentRefusesUnsupported(t *testing.T) {
 			s.PreferredOrder, s.Configuration, s.CPUArch, s.GPUMemory = 1, json.RawMessage(`{"a":1}`), "x86_64", "80GB"
 		}, "deploymentSpecifications[1].preferredOrder is not supported: Gantry orders clusters with schedule policies; remove it and " +
 			"create a policy whose fillAndSpill tiers list the clusters in the order to fill them (POST /v1/gantry/policies); " +
-			"deploymentSpecifications[1].configuration is not supported: Gantry does not support Helm configuration yet " +
-			"(it runs container images, not charts); remove it and configure the container with containerEnvironment or containerArgs; " +
 			selector("cpuArch", "CPU architecture") + "; " + selector("gpuMemory", "GPU memory")},
 	}
 	for _, tc := range tests {
@@ -255,7 +252,7 @@ func TestGPUSpecPatch(t *testing.T) {
 		{"attributes", &model.GPUSpecPatch{MinInstances: n(2), Attributes: []string{"fast", "nvlink"}}, nil, "attributes cannot change in place"},
 		{"availabilityZones", &model.GPUSpecPatch{MinInstances: n(2), AvailabilityZones: []string{"eu-1b"}}, nil, "availabilityZones cannot change in place"},
 		{"preferredOrder", &model.GPUSpecPatch{MinInstances: n(2), PreferredOrder: 1}, nil, "preferredOrder is not supported"},
-		{"configuration", &model.GPUSpecPatch{MinInstances: n(2), Configuration: json.RawMessage(`{"a":1}`)}, nil, "configuration is not supported"},
+		{"configuration", &model.GPUSpecPatch{MinInstances: n(2), Configuration: json.RawMessage(`{"a":1}`)}, nil, "configuration cannot change in place: PUT the deployment"},
 		{"gpuMemory", &model.GPUSpecPatch{MinInstances: n(2), GPUMemory: "80GB"}, nil, "gpuMemory is not supported"},
 		{"gpu alone", &model.GPUSpecPatch{GPU: "A100"}, nil,
 			`gpu cannot change in place (it is "H100"): PUT the deployment with the new gpu, which replaces its instances; send at least one of minInstances`},

@@ -3,6 +3,8 @@ package validate
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -23,6 +25,8 @@ const (
 	// MaxContainerArgsLen is the longest containerArgs string, in bytes
 	// (16 KiB, far above any real command line and below ARG_MAX).
 	MaxContainerArgsLen = 16 << 10
+	// MaxHelmChartLen is the longest helmChart URL.
+	MaxHelmChartLen = 2048
 	// MaxContainerEnv is the most containerEnvironment entries a function may have.
 	MaxContainerEnv = 256
 	// MaxPathLen is the longest inferenceUrl or health.uri, in bytes.
@@ -61,11 +65,13 @@ const (
 // models and resources must be http(s) URLs (checkArtifacts): the agent
 // fetches them before the instance starts.
 //
-// Every NVCF field is honoured or refused, never stored and ignored: Gantry
-// runs containerImage only, so helmChart,
-// helmChartServiceName, telemetries, llmInvocationConfig,
-// utilsContainerImage and functionType LLM are refused with what to do
-// instead (see unsupportedFunction), and containerImage is required.
+// helmChart with helmChartServiceName makes a Helm-chart function, which
+// the Kubernetes runtime installs (checkHelmChart).
+//
+// Every NVCF field is honoured or refused, never stored and ignored:
+// telemetries, llmInvocationConfig, utilsContainerImage and functionType
+// LLM are refused with what to do instead (see unsupportedFunction), and
+// containerImage is required unless helmChart is set.
 func Function(req *model.CreateFunctionRequest) error {
 	if req == nil {
 		return problem.BadRequest("request body is empty; send a JSON object")
@@ -80,7 +86,7 @@ func Function(req *model.CreateFunctionRequest) error {
 	checkContainer(&p, req)
 	checkArtifacts(&p, "models", req.Models)
 	checkArtifacts(&p, "resources", req.Resources)
-	unsupportedArtifacts(&p, req)
+	checkHelmChart(&p, req)
 	if req.ContainerImage == "" && req.HelmChart == "" {
 		p.addf(`containerImage is required: give the image to run, e.g. "nvcr.io/org/server:1.0", or a local program as "process:///usr/local/bin/server"`)
 	}
@@ -107,18 +113,53 @@ func Function(req *model.CreateFunctionRequest) error {
 	return p.err()
 }
 
-// unsupportedArtifacts refuses what a function could run instead of its
-// containerImage: Gantry runs container and process:// images only.
-func unsupportedArtifacts(p *problems, req *model.CreateFunctionRequest) {
+// dns1035 is a Kubernetes Service name.
+var dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// checkHelmChart checks a Helm-chart function: helmChart is the URL of a
+// packaged chart (https://, http:// or oci://, as NVCF's
+// oci://<registry>/<repository>/charts/<name>-<version>.tgz), without
+// credentials in it (a HELM registry credential carries those);
+// helmChartServiceName is the chart's Service, a DNS-1035 label; the two
+// come together, with inferencePort (the Service's port), and exclude
+// containerImage, containerArgs and containerEnvironment (the chart says
+// what runs).
+func checkHelmChart(p *problems, req *model.CreateFunctionRequest) {
+	if req.HelmChart == "" {
+		if req.HelmChartServiceName != "" {
+			p.addf("helmChartServiceName is set without helmChart: it names a Helm chart's Service; add helmChart or remove helmChartServiceName")
+		}
+		return
+	}
+	chart := req.HelmChart
+	u, err := url.Parse(chart)
 	switch {
-	case req.HelmChart != "" && req.HelmChartServiceName != "":
-		p.addf("helmChart is not supported: Gantry does not run Helm charts yet; " +
-			"build the function as a container image, send it as containerImage, and remove helmChart and helmChartServiceName")
-	case req.HelmChart != "":
-		p.addf("helmChart is not supported: Gantry does not run Helm charts yet; " +
-			"build the function as a container image, send it as containerImage, and remove helmChart")
-	case req.HelmChartServiceName != "":
-		p.addf("helmChartServiceName is not supported: it names a Helm chart's Service, and Gantry does not run Helm charts yet; remove it")
+	case len(chart) > MaxHelmChartLen:
+		p.addf("helmChart is %d bytes long: at most %d are allowed", len(chart), MaxHelmChartLen)
+	case hasSpaceOrControl(chart) || err != nil || u.Host == "" || u.Opaque != "":
+		p.addf(`helmChart is not a URL: give the packaged chart's URL, e.g. "https://charts.example.com/echo-1.0.0.tgz" or "oci://registry.example.com/org/charts/echo-1.0.0.tgz"`)
+	case u.Scheme != "https" && u.Scheme != "http" && u.Scheme != "oci":
+		p.addf("helmChart scheme %s is not supported: use https:// (or http://) for a packaged chart (.tgz), or oci:// for a chart in an OCI registry", quote(u.Scheme))
+	case u.User != nil:
+		p.addf("helmChart must not carry credentials: remove them from the URL and add a HELM registry credential for %s (POST /v2/nvcf/registry-credentials)", quote(u.Hostname()))
+	}
+	switch name := req.HelmChartServiceName; {
+	case name == "":
+		p.addf("helmChartServiceName is required with helmChart: name the chart's Service that serves inferencePort (templated names are not supported)")
+	case len(name) > 63 || !dns1035.MatchString(name):
+		p.addf("helmChartServiceName %s is not a Kubernetes Service name: use at most 63 lowercase letters, digits and '-', starting with a letter", quote(name))
+	}
+	if req.InferencePort == 0 {
+		p.addf("inferencePort is required with helmChart: give the port of the Service helmChartServiceName names")
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+	}{{"containerImage", req.ContainerImage != ""}, {"containerArgs", req.ContainerArgs != ""},
+		{"containerEnvironment", len(req.ContainerEnvironment) > 0}} {
+		if f.set {
+			p.addf("%s cannot be combined with helmChart: the chart says what runs; remove %s (configure the chart with the deployment's configuration, its values)", f.field, f.field)
+		}
 	}
 }
 

@@ -238,25 +238,11 @@ func TestFunctionRules(t *testing.T) {
 // and ignored.
 func TestFunctionRefusesUnsupported(t *testing.T) {
 	t.Parallel()
-	const (
-		helm = "helmChart is not supported: Gantry does not run Helm charts yet; " +
-			"build the function as a container image, send it as containerImage, and remove helmChart"
-	)
 	tests := []struct {
 		name   string
 		mutate func(r *model.CreateFunctionRequest)
 		want   string // the whole detail
 	}{
-		{"helmChart", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
-			r.HelmChart = "oci://charts/echo"
-		}, helm},
-		{"helmChart and its service", func(r *model.CreateFunctionRequest) {
-			r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
-			r.HelmChart, r.HelmChartServiceName = "oci://charts/echo", "echo"
-		}, helm + " and helmChartServiceName"},
-		{"helmChartServiceName alone", func(r *model.CreateFunctionRequest) { r.HelmChartServiceName = "echo" },
-			"helmChartServiceName is not supported: it names a Helm chart's Service, and Gantry does not run Helm charts yet; remove it"},
 		{"functionType LLM", func(r *model.CreateFunctionRequest) { r.FunctionType = model.FunctionTypeLLM },
 			`functionType "LLM" is not supported: Gantry does not support LLM functions yet (NVCF builds them from models); ` +
 				`use "DEFAULT" or "STREAMING" and serve the model from containerImage`},
@@ -282,12 +268,63 @@ func TestFunctionRefusesUnsupported(t *testing.T) {
 	}
 }
 
+// TestFunctionHelmChart: a Helm-chart function needs its chart's URL, its
+// Service and inferencePort, and no container fields.
+func TestFunctionHelmChart(t *testing.T) {
+	t.Parallel()
+	helm := func(r *model.CreateFunctionRequest) {
+		r.ContainerImage, r.ContainerArgs, r.ContainerEnvironment = "", "", nil
+		r.HelmChart, r.HelmChartServiceName, r.InferencePort = "oci://registry.example.com/org/charts/echo-1.0.tgz", "echo-svc", 8000
+	}
+	tests := []struct {
+		name   string
+		mutate func(r *model.CreateFunctionRequest)
+		want   string // the whole detail; empty: accepted
+	}{
+		{"oci chart", func(r *model.CreateFunctionRequest) {}, ""},
+		{"https chart", func(r *model.CreateFunctionRequest) { r.HelmChart = "https://charts.example.com/echo-1.0.0.tgz" }, ""},
+		{"no service", func(r *model.CreateFunctionRequest) { r.HelmChartServiceName = "" },
+			"helmChartServiceName is required with helmChart: name the chart's Service that serves inferencePort (templated names are not supported)"},
+		{"service alone", func(r *model.CreateFunctionRequest) { r.HelmChart, r.ContainerImage = "", "nvcr.io/e/echo:1" },
+			"helmChartServiceName is set without helmChart: it names a Helm chart's Service; add helmChart or remove helmChartServiceName"},
+		{"bad service name", func(r *model.CreateFunctionRequest) { r.HelmChartServiceName = "Echo_Svc" },
+			`helmChartServiceName "Echo_Svc" is not a Kubernetes Service name: use at most 63 lowercase letters, digits and '-', starting with a letter`},
+		{"no inferencePort", func(r *model.CreateFunctionRequest) { r.InferencePort = 0 },
+			"inferencePort is required with helmChart: give the port of the Service helmChartServiceName names"},
+		{"file scheme", func(r *model.CreateFunctionRequest) { r.HelmChart = "file:///etc/chart.tgz" },
+			`helmChart is not a URL: give the packaged chart's URL, e.g. "https://charts.example.com/echo-1.0.0.tgz" or "oci://registry.example.com/org/charts/echo-1.0.0.tgz"`},
+		{"ftp scheme", func(r *model.CreateFunctionRequest) { r.HelmChart = "ftp://charts.example.com/echo.tgz" },
+			`helmChart scheme "ftp" is not supported: use https:// (or http://) for a packaged chart (.tgz), or oci:// for a chart in an OCI registry`},
+		{"credentials in the URL", func(r *model.CreateFunctionRequest) { r.HelmChart = "https://user:pw@charts.example.com/echo.tgz" },
+			`helmChart must not carry credentials: remove them from the URL and add a HELM registry credential for "charts.example.com" (POST /v2/nvcf/registry-credentials)`},
+		{"with containerImage", func(r *model.CreateFunctionRequest) { r.ContainerImage = "nvcr.io/e/echo:1" },
+			"containerImage cannot be combined with helmChart: the chart says what runs; remove containerImage (configure the chart with the deployment's configuration, its values)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := validFunction()
+			helm(r)
+			tc.mutate(r)
+			if tc.want == "" {
+				if err := Function(r); err != nil {
+					t.Fatalf("Function: %v", err)
+				}
+				return
+			}
+			wantDetail(t, Function(r), tc.want)
+			if strings.Contains(tc.name, "credentials") && strings.Contains(Function(r).Error(), "pw") {
+				t.Errorf("the problem repeats the URL's password")
+			}
+		})
+	}
+}
+
 // TestFunctionRefusesEveryUnsupportedFieldAtOnce: one answer lists them all,
 // in the order of the request type.
 func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 	t.Parallel()
 	r := validFunction()
-	r.HelmChart = "oci://c"
 	r.FunctionType = model.FunctionTypeLLM
 	r.Telemetries = &model.Telemetries{LogsTelemetryID: "l"}
 	r.LLMInvocationConfig = json.RawMessage(`{"a":1}`)
@@ -300,7 +337,7 @@ func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 			fields = append(fields, f)
 		}
 	}
-	want := []string{"helmChart", `functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
+	want := []string{`functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("refused %q, want %q (detail %q)", fields, want, err)
 	}

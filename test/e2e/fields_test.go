@@ -62,13 +62,11 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 				detail: []string{`models[0].uri "u" has no scheme`}},
 			{name: "resources", body: fnBody(func(m jsonObj) { m["resources"] = []jsonObj{{"name": "r", "version": "1", "uri": "ngc://r:1"}} }),
 				detail: []string{`resources[0].uri "ngc://r:1" is not supported`}},
-			{name: "helmChart", body: fnBody(func(m jsonObj) {
-				delete(m, "containerImage")
-				delete(m, "containerArgs")
-				m["helmChart"], m["helmChartServiceName"] = "oci://registry.example/charts/echo:1.0", "echo"
-			}), detail: []string{"helmChart is not supported: Gantry does not run Helm charts yet", "send it as containerImage"}},
+			{name: "helmChart with containerImage", body: fnBody(func(m jsonObj) {
+				m["helmChart"], m["helmChartServiceName"] = "oci://registry.example/charts/echo-1.0.tgz", "echo"
+			}), detail: []string{"containerImage cannot be combined with helmChart: the chart says what runs"}},
 			{name: "helmChartServiceName", body: fnBody(func(m jsonObj) { m["helmChartServiceName"] = "echo" }),
-				detail: []string{"helmChartServiceName is not supported"}},
+				detail: []string{"helmChartServiceName is set without helmChart"}},
 			{name: "functionType LLM", body: fnBody(func(m jsonObj) { m["functionType"] = "LLM" }),
 				detail: []string{`functionType "LLM" is not supported: Gantry does not support LLM functions yet`, `use "DEFAULT" or "STREAMING"`}},
 			{name: "telemetries", body: fnBody(func(m jsonObj) {
@@ -90,7 +88,7 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 
 			// Deployment specifications.
 			{name: "configuration", path: idleDeploy, body: deployBody(func(s jsonObj) { s["configuration"] = jsonObj{"replicas": 2} }),
-				detail: []string{"deploymentSpecifications[0].configuration is not supported: Gantry does not support Helm configuration yet", "containerEnvironment"}},
+				detail: []string{"deploymentSpecifications[0].configuration is a Helm chart's values", "not a Helm chart", "containerEnvironment"}},
 			{name: "preferredOrder", path: idleDeploy, body: deployBody(func(s jsonObj) { s["preferredOrder"] = 1 }),
 				detail: []string{"deploymentSpecifications[0].preferredOrder is not supported", "fillAndSpill", "/v1/gantry/policies"}},
 			{name: "cpuArch", path: idleDeploy, body: deployBody(func(s jsonObj) { s["cpuArch"] = "arm64" }), detail: selector("cpuArch")},
@@ -102,7 +100,7 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 			{name: "every spec field at once, on PUT", method: "PUT", path: liveDeploy, body: deployBody(func(s jsonObj) {
 				s["minInstances"] = 0
 				s["preferredOrder"], s["configuration"], s["os"], s["gpuMemory"] = 2, jsonObj{"a": 1}, "linux", "80GB"
-			}), detail: []string{"preferredOrder is not supported", "; deploymentSpecifications[0].configuration is not supported",
+			}), detail: []string{"preferredOrder is not supported",
 				"; deploymentSpecifications[0].os is not supported", "; deploymentSpecifications[0].gpuMemory is not supported"}},
 
 			// PATCH gpu-specifications: what cannot change in place is named.
@@ -117,7 +115,7 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 				detail: []string{"clusters cannot change in place", "; regions cannot change in place", "; attributes cannot change in place",
 					"; availabilityZones cannot change in place", "PUT the deployment"}},
 			{name: "patch unsupported", method: "PATCH", path: patchPath, body: `{"maxInstances":2,"preferredOrder":1,"configuration":{"a":1},"gpuMemory":"80GB"}`,
-				detail: []string{"preferredOrder is not supported", "; configuration is not supported", "; gpuMemory is not supported"}},
+				detail: []string{"preferredOrder is not supported", "; configuration cannot change in place", "; gpuMemory is not supported"}},
 		}
 		t.Run("each", func(t *testing.T) {
 			for _, tc := range cases {

@@ -127,10 +127,10 @@ func TestValidationRejectsEachRule(t *testing.T) {
 		{name: "health.timeout/months", body: fnBody(func(m jsonObj) { m["health"].(jsonObj)["timeout"] = "P1M" }), detail: []string{"health.timeout"}},
 		{name: "health.timeout/zero", body: fnBody(func(m jsonObj) { m["health"].(jsonObj)["timeout"] = "PT0S" }), detail: []string{"health.timeout"}},
 		{name: "containerImage/none", body: fnBody(func(m jsonObj) { delete(m, "containerImage") }), detail: []string{"containerImage is required"}},
-		{name: "helmChart/not run", body: fnBody(func(m jsonObj) {
+		{name: "helmChart/scheme", body: fnBody(func(m jsonObj) {
 			delete(m, "containerImage")
-			m["helmChart"], m["helmChartServiceName"] = "oci://registry.example/charts/echo:1.0", "echo"
-		}), detail: []string{"helmChart is not supported", "send it as containerImage"}},
+			m["helmChart"], m["helmChartServiceName"] = "ftp://registry.example/charts/echo-1.0.tgz", "echo"
+		}), detail: []string{`helmChart scheme "ftp" is not supported`, "oci://"}},
 		{name: "apiBodyFormat", body: fnBody(func(m jsonObj) { m["apiBodyFormat"] = "XML" }), detail: []string{"apiBodyFormat", "XML"}},
 		{name: "tags/too many", body: fnBody(func(m jsonObj) { m["tags"] = manyTags(65) }), detail: []string{"tags has 65 entries", "64"}},
 		{name: "tags/too long", body: fnBody(func(m jsonObj) { m["tags"] = []string{"ok", long(129)} }), detail: []string{"tags[1]"}},
