@@ -28,12 +28,25 @@ type puller struct {
 // the consumer was busy); the caller simply pulls again.
 var errNoMessage = errors.New("agent: no message")
 
-// newPuller makes a puller whose requests never wait: the server answers at
-// once with a message or "no messages", so no pull request outlives the free
-// slot it was made for (a waiting one would take a message while the slot
-// serves an offered call).
+// pullWait is how long a worker's pull request waits for a message. The
+// worker holds the slot it pulls for until the request ends (next returns),
+// so no pull request outlives the free slot it was made for (one that did
+// would take a message while the slot serves an offered call); short, so
+// that an empty queue holds the slot only briefly.
+//
+// It is not zero (no_wait) on purpose. nats-server answers a no_wait request
+// from the consumer's count of pending messages, and that count can fall
+// one short when a message is deleted before it is delivered (the gateway
+// deletes the queued call of a caller who left): the server then answers
+// "no messages" while a call waits in the queue, for as long as the count
+// stays off (a minute and more in TestHangUpCancels). Reproduced on 2.15.2
+// and 2.15.3 by TestPullerAfterADeletedCall. A waiting request is served
+// from the stream itself.
+const pullWait = 50 * time.Millisecond
+
+// newPuller makes a worker's puller, whose requests wait pullWait.
 func newPuller(nc *nats.Conn, stream, consumer string) (*puller, error) {
-	return newPullerExpiring(nc, stream, consumer, 0)
+	return newPullerExpiring(nc, stream, consumer, pullWait)
 }
 
 // newPullerExpiring makes a puller whose requests wait up to expiry for a

@@ -37,9 +37,10 @@ import (
 //     body once it has the accept. Nothing touches disk.
 //   - Queued: calls no slot could take wait in the version's JetStream work
 //     queue. The gateway rings the version's doorbell after each enqueue;
-//     a worker with a free slot then pulls one message (no_wait, so no pull
-//     request outlives the free slot it was made for) and asks the call's
-//     gateway whether the caller still waits.
+//     a worker with a free slot then pulls one message (waiting at most
+//     pullWait while it holds the slot, so no pull request outlives the
+//     free slot it was made for) and asks the call's gateway whether the
+//     caller still waits.
 //
 // Either way the response streams back to the gateway frame by frame,
 // unless the gateway detached (it answered 202), in which case the result
