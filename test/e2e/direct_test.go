@@ -32,6 +32,25 @@ var callPaths = []struct {
 	{"bus", func(c *dev.Config) { c.BusCalls = true }},
 }
 
+// onCallPaths runs test once on each call path, as subtests named after
+// the path, each on a platform of its own started with edit and then the
+// path's setting.
+func onCallPaths(t *testing.T, edit func(*dev.Config), test func(t *testing.T, p *platform)) {
+	t.Helper()
+	for _, cp := range callPaths {
+		t.Run(cp.name, func(t *testing.T) {
+			test(t, startPlatformWith(t, t.TempDir(), func(c *dev.Config) {
+				if edit != nil {
+					edit(c)
+				}
+				if cp.edit != nil {
+					cp.edit(c)
+				}
+			}))
+		})
+	}
+}
+
 // busCounter counts the messages of a subject pattern on the platform's
 // own connection.
 func busCounter(t *testing.T, p *platform, subject string) *atomic.Int64 {

@@ -227,7 +227,13 @@ func wantCode(t *testing.T, err error, want codes.Code, detail string) {
 // Not parallel: beside other tests, "a caller whose end trails the answer"
 // has hung (no answer for minutes).
 func TestGRPCInvocation(t *testing.T) {
-	p, fn, key, logPath := startGRPCPlatform(t, nil)
+	for _, cp := range callPaths {
+		t.Run(cp.name, func(t *testing.T) { testGRPCInvocation(t, cp.edit) })
+	}
+}
+
+func testGRPCInvocation(t *testing.T, edit func(*dev.Config)) {
+	p, fn, key, logPath := startGRPCPlatform(t, edit)
 	ctx := testutil.Context(t)
 	conn := dial(t, p.GRPCAddr(), insecure.NewCredentials())
 	call := callCtx(ctx, fn.ID, "", key)
@@ -435,7 +441,11 @@ func TestGRPCInvocation(t *testing.T) {
 		t.Cleanup(hc.CloseIdleConnections)
 		body, hold := io.Pipe()
 		t.Cleanup(func() { hold.Close() })
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.GRPCAddr()+"/"+echoService+"/Unary", body)
+		// Bounded, so that an answer that never comes fails here and
+		// says so instead of hanging the package until its timeout.
+		within, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(within, http.MethodPost, "http://"+p.GRPCAddr()+"/"+echoService+"/Unary", body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -446,7 +456,7 @@ func TestGRPCInvocation(t *testing.T) {
 		go func() { _, _ = hold.Write([]byte{0, 0, 0, 0, 4, 'h', 'e', 'l', 'd'}) }() // one length-prefixed message
 		resp, err := hc.Do(req)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("no answer while the caller's end is open: %v", err)
 		}
 		answer, err := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -32,9 +32,12 @@ func TestLargeBodiesStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves 1.1 GiB")
 	}
-	p := startPlatformWith(t, t.TempDir(), func(c *dev.Config) {
+	onCallPaths(t, func(c *dev.Config) {
 		c.Invocation = controlplane.Invocation{MaxRequestBody: 128 << 20}
-	})
+	}, testLargeBodiesStream)
+}
+
+func testLargeBodiesStream(t *testing.T, p *platform) {
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "echo", "echo"))
 	if err != nil {
@@ -199,7 +202,10 @@ func readRSS(t testing.TB) int64 {
 // Not parallel: with busy platforms beside it, storing its 12 MiB answer
 // has stalled past the 30s wait.
 func TestLargePolledResult(t *testing.T) {
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testLargePolledResult)
+}
+
+func testLargePolledResult(t *testing.T, p *platform) {
 	ctx := testutil.Context(t)
 	f, err := p.c.CreateFunction(ctx, selfFunction(t, "echo", "echo"))
 	if err != nil {

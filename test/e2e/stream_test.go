@@ -70,7 +70,10 @@ type sseEvent struct {
 //
 // Not parallel: it holds each event's lag to 50ms.
 func TestSSEStreamsAsWritten(t *testing.T) {
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testSSEStreamsAsWritten)
+}
+
+func testSSEStreamsAsWritten(t *testing.T, p *platform) {
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(2)})
 	ctx := testutil.Context(t)
 	const events, every = 5, 400 * time.Millisecond
@@ -112,7 +115,10 @@ func TestSSEStreamsAsWritten(t *testing.T) {
 //
 // Not parallel: dropping the queued call is sensitive to load.
 func TestHangUpCancels(t *testing.T) {
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testHangUpCancels)
+}
+
+func testHangUpCancels(t *testing.T, p *platform) {
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
 
 	t.Run("a running call: the function sees its connection close", func(t *testing.T) {
@@ -223,7 +229,10 @@ func (p *platform) waitQueueDepth(t *testing.T, f model.Function, n int) {
 // own caller.
 func TestFastPathRunsEveryCallOnce(t *testing.T) {
 	t.Parallel()
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testFastPathRunsEveryCallOnce)
+}
+
+func testFastPathRunsEveryCallOnce(t *testing.T, p *platform) {
 	f, log := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 2, MaxInstances: 2, MaxRequestConcurrency: model.Int(4)})
 	ctx := testutil.Context(t)
 	const callers, each = 32, 20
@@ -276,7 +285,10 @@ func TestFastPathRunsEveryCallOnce(t *testing.T) {
 // and the call's status record says it failed.
 func TestFunctionDyingMidStream(t *testing.T) {
 	t.Parallel()
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testFunctionDyingMidStream)
+}
+
+func testFunctionDyingMidStream(t *testing.T, p *platform) {
 	f, _ := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
 	ctx := testutil.Context(t)
 	resp, err := http.DefaultClient.Do(p.pexecRequest(t, ctx, f, http.Header{"Accept": {"text/event-stream"},
@@ -314,7 +326,10 @@ func TestFunctionDyingMidStream(t *testing.T) {
 // Not parallel: under load the stream has ended with "broke off" rather than
 // the shutdown's own error event.
 func TestGatewayShutdownEndsStreamsCleanly(t *testing.T) {
-	p := startPlatform(t, t.TempDir())
+	onCallPaths(t, nil, testGatewayShutdownEndsStreamsCleanly)
+}
+
+func testGatewayShutdownEndsStreamsCleanly(t *testing.T, p *platform) {
 	f, _ := streamFunction(t, p, model.GPUSpec{GPU: "H100", MinInstances: 1, MaxInstances: 1, MaxRequestConcurrency: model.Int(1)})
 	resp, err := http.DefaultClient.Do(p.pexecRequest(t, testutil.Context(t), f, http.Header{"Accept": {"text/event-stream"},
 		"Stream-Events": {"100"}, "Stream-Interval": {"100ms"}}))
