@@ -297,9 +297,14 @@ func TestHelm(t *testing.T) {
 				return nil
 			})
 			t.Logf("reason: %s", st.Reason)
-			if left := leftOf(t, rt, ns, tc.id); len(left) > 0 {
-				t.Errorf("left after the failure: %v", left)
-			}
+			// The release is gone at once; its pods may still be
+			// terminating.
+			testutil.WaitFor(t, 30*time.Second, func() error {
+				if left := leftOf(t, rt, ns, tc.id); len(left) > 0 {
+					return fmt.Errorf("left after the failure: %v", left)
+				}
+				return nil
+			})
 			if err := rt.Stop(ctx, tc.id); err != nil {
 				t.Fatal(err)
 			}
