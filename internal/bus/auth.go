@@ -30,6 +30,10 @@ type Authenticator struct {
 	internal       string
 	internalDigest [sha256.Size]byte
 	verifier       Verifier
+	leaves         *LeafAuth // nil: no leaf node is admitted (leafauth.go)
+	// perms are an agent's permissions: agentPermissions, or on a leaf
+	// node, whose mappings apply before the check, leafPermissions.
+	perms func(clusterID string) *server.Permissions
 }
 
 var _ server.Authentication = (*Authenticator)(nil)
@@ -50,7 +54,7 @@ const agentInboxRoot = "_GANTRY_INBOX."
 // control plane's credential and agent tokens that v accepts. An empty
 // internalToken admits no internal connection; a nil v admits no agent.
 func NewAuthenticator(internalToken string, v Verifier) *Authenticator {
-	return &Authenticator{internal: internalToken, internalDigest: sha256.Sum256([]byte(internalToken)), verifier: v}
+	return &Authenticator{internal: internalToken, internalDigest: sha256.Sum256([]byte(internalToken)), verifier: v, perms: agentPermissions}
 }
 
 // Apply makes opts authenticate every client with a. Call it on the options
@@ -68,6 +72,9 @@ func (a *Authenticator) InternalOption() nats.Option {
 // Check implements server.Authentication: it admits the connection and
 // registers its permissions, or refuses it.
 func (a *Authenticator) Check(c server.ClientAuthentication) bool {
+	if c.Kind() == server.LEAF {
+		return a.checkLeaf(c)
+	}
 	if c.Kind() != server.CLIENT {
 		return false
 	}
@@ -94,7 +101,7 @@ func (a *Authenticator) Check(c server.ClientAuthentication) bool {
 	if !ok || !isSubjectToken(clusterID) {
 		return false
 	}
-	c.RegisterUser(&server.User{Username: agentUserPrefix + clusterID, Permissions: agentPermissions(clusterID)})
+	c.RegisterUser(&server.User{Username: agentUserPrefix + clusterID, Permissions: a.perms(clusterID)})
 	return true
 }
 
@@ -208,6 +215,8 @@ func agentPermissions(clusterID string) *server.Permissions {
 			// Heartbeat reports and secret requests of this cluster only.
 			ReportSubject(clusterID),
 			SecretsSubject(clusterID),
+			// What this site publishes for the others (SiteSubject).
+			siteSubjectPrefix + clusterID + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			// Every reply, pull delivery, watch delivery and call stream
@@ -219,6 +228,8 @@ func agentPermissions(clusterID string) *server.Permissions {
 			subjectQueuedPrefix + "*.*",
 			// ... and the gateways' asks for a slot to call directly.
 			subjectLeasePrefix + "*.*",
+			// What every site publishes for the others (SiteSubject).
+			SiteSubjects,
 		}},
 	}
 }

@@ -20,6 +20,7 @@ type Embedded struct {
 	srv  *server.Server
 	auth *Authenticator
 	mqtt string
+	leaf string
 }
 
 // EmbeddedConfig configures the embedded server.
@@ -48,6 +49,13 @@ type EmbeddedConfig struct {
 	// does not authenticate on its own: the connection still needs its
 	// token or password (Auth). In-process connections skip TLS.
 	TLS *tls.Config
+	// LeafListen, when set (host:port, port 0: random), accepts leaf nodes
+	// there (hub.go), on TLS when TLS is set, each admitted as Auth's
+	// AdmitLeaves says. The server then has the JetStream domain
+	// HubDomain.
+	LeafListen string
+	// Cluster, when set, makes this server one node of a hub cluster.
+	Cluster *ClusterConfig
 }
 
 // StartEmbedded starts nats-server with JetStream file storage and waits until
@@ -108,6 +116,9 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 			opts.MQTT.TLSConfig, opts.MQTT.TLSTimeout = cfg.TLS, tlsTimeout
 		}
 	}
+	if err := configureHub(opts, cfg); err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded nats: %w", err)
@@ -122,6 +133,9 @@ func StartEmbedded(cfg EmbeddedConfig, startTimeout time.Duration) (*Embedded, e
 		// The server wrote the port it bound into its options.
 		e.mqtt = net.JoinHostPort(opts.MQTT.Host, strconv.Itoa(opts.MQTT.Port))
 	}
+	if cfg.LeafListen != "" {
+		e.leaf = net.JoinHostPort(opts.LeafNode.Host, strconv.Itoa(opts.LeafNode.Port))
+	}
 	return e, nil
 }
 
@@ -131,6 +145,25 @@ const tlsTimeout = 5
 
 // MQTTAddr is the MQTT listener's host:port, or "" when there is none.
 func (e *Embedded) MQTTAddr() string { return e.mqtt }
+
+// LeafAddr is the leaf-node listener's host:port, or "" when there is none.
+func (e *Embedded) LeafAddr() string { return e.leaf }
+
+// LeafURL is the URL leaf nodes dial (tls:// on TLS), or "" when there is
+// no leaf-node listener.
+func (e *Embedded) LeafURL() string {
+	if e.leaf == "" {
+		return ""
+	}
+	if e.srv.ClientURL() != "" && strings.HasPrefix(e.srv.ClientURL(), "tls://") {
+		return "tls://" + e.leaf
+	}
+	return "nats-leaf://" + e.leaf
+}
+
+// Server is the nats-server, for tests and benchmarks that need its
+// monitoring (Leafz, Routez).
+func (e *Embedded) Server() *server.Server { return e.srv }
 
 // URL is the client URL for processes outside this one.
 func (e *Embedded) URL() string { return e.srv.ClientURL() }
