@@ -2,8 +2,11 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,6 +44,10 @@ type agentOptions struct {
 	heartbeat     time.Duration
 	directCalls   bool
 	logLevel      string
+	leaf          string
+	leafURL       string
+	leafNKey      string
+	natsInsecure  bool
 }
 
 func newAgentCmd() *cobra.Command {
@@ -59,8 +66,27 @@ With --runtime kubernetes the agent runs in (or against) a Kubernetes cluster
 with the NVIDIA GPU Operator: instances are Deployments in --namespace, the
 inventory comes from the GPU nodes, and the identity lives in the Secret
 --identity-secret of --agent-namespace. Instances keep running while the agent
-restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
-		Args: cobra.NoArgs,
+restarts; the next agent adopts them. 'gantry agent uninstall' removes them.
+
+With --leaf the agent runs a NATS leaf node of the hub (gantry server
+--nats-leaf-listen) in its own process: the agent, and this cluster's clients
+on the leaf's address, publish and subscribe there, and the leaf keeps one
+outbound connection to the hub, signed with the site's NKey, which it resumes
+after a cut. For example, with the files of 'gantry bus gen-secrets --out pki
+--cpc <cluster-id>':
+
+  gantry agent --server https://gantry.example.com --bootstrap-token-file token \
+      --leaf --leaf-url tls://hub.example.com:7422 \
+      --leaf-nkey-file pki/cpc/<cluster-id>/nkeys/user/seed \
+      --nats-tls-ca pki/cpc/<cluster-id>/tls/ca.crt \
+      --nats-tls-cert pki/cpc/<cluster-id>/tls/tls.crt --nats-tls-key pki/cpc/<cluster-id>/tls/tls.key`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && o.leaf == defaultLeafListen {
+				// --leaf takes its address only after '='.
+				return fmt.Errorf("unexpected argument %q: give the leaf's address as --leaf=%s", args[0], args[0])
+			}
+			return cobra.NoArgs(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error { return runAgent(cmd, o) },
 	}
 	f := cmd.Flags()
@@ -72,6 +98,11 @@ restarts; the next agent adopts them. 'gantry agent uninstall' removes them.`,
 	f.StringVar(&o.artifactDir, "artifact-cache-dir", "", "where the agent caches function models and resources, shared by its instances (default <state-dir>/artifacts)")
 	f.StringVar(&o.natsURL, "nats-url", "", "NATS URL (default: the one the control plane gives)")
 	addNATSTLSFlags(f, &o.natsTLS, false)
+	f.StringVar(&o.leaf, "leaf", "", "run a NATS leaf node in this agent and connect through it; it serves this cluster's clients on 127.0.0.1:4222, or on the address of --leaf=host:port (with '='), and keeps one connection to the hub (--leaf-url)")
+	f.Lookup("leaf").NoOptDefVal = defaultLeafListen
+	f.StringVar(&o.leafURL, "leaf-url", "", "with --leaf: the hub's leaf-node URL, as the 'Leaf:' line of gantry server --nats-leaf-listen prints it (e.g. tls://hub.example.com:7422); tls:// or any --nats-tls-* flag turns TLS on, with --nats-tls-* as for --nats-url")
+	f.StringVar(&o.leafNKey, "leaf-nkey-file", "", "with --leaf: file holding this site's NKey seed, gantry bus gen-secrets' <out>/cpc/<cluster-id>/nkeys/user/seed")
+	f.BoolVar(&o.natsInsecure, "nats-insecure", false, "with --leaf: let the leaf serve this cluster's clients beyond loopback (e.g. --leaf=0.0.0.0:4222) without TLS; its clients' cluster credential then crosses that network in cleartext")
 	f.StringVar(&o.runtime, "runtime", "process", "how instances run: process (local processes on simulated GPUs) or kubernetes")
 	f.IntVar(&o.gpus, "gpus", 8, "GPUs of this machine (simulated for the process runtime)")
 	f.StringVar(&o.gpuModel, "gpu-model", "H100", "model of those GPUs")
@@ -109,6 +140,12 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	}
 	if (o.idTokenFile == "") != (o.clusterID == "") {
 		return errors.New("--identity-token-file and --cluster-id go together")
+	}
+	// Leaf flags are checked, and the seed read, before the one-time
+	// bootstrap token is spent.
+	seed, err := leafSeed(o)
+	if err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	src := func(ctx context.Context, tok string) (model.AgentCredential, error) {
@@ -153,11 +190,23 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 	// The credential is read at every (re)connect, so renewals take effect
 	// without a restart; the inbox prefix is the only one NATS lets this
 	// agent subscribe to.
-	nc, err := bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, append(tlsOpts, nats.TokenHandler(func() string {
+	credential := func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return current
-	}), nats.CustomInboxPrefix(bus.AgentInboxPrefix(id.ClusterID)))...)
+	}
+	var nc *nats.Conn
+	if o.leaf != "" {
+		leaf, lerr := startAgentLeaf(o, seed, id.ClusterID, credential, log)
+		if lerr != nil {
+			return lerr
+		}
+		defer leaf.Close()
+		nc, err = leaf.ConnectAgent(credential)
+	} else {
+		nc, err = bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, append(tlsOpts, nats.TokenHandler(credential),
+			nats.CustomInboxPrefix(bus.AgentInboxPrefix(id.ClusterID)))...)
+	}
 	if err != nil {
 		return err
 	}
@@ -239,4 +288,62 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// defaultLeafListen is where --leaf alone serves the cluster's clients.
+const defaultLeafListen = "127.0.0.1:4222"
+
+// leafSeed checks the --leaf flags and returns the site's NKey seed (nil
+// without --leaf).
+func leafSeed(o *agentOptions) ([]byte, error) {
+	if o.leaf == "" {
+		switch {
+		case o.leafURL != "":
+			return nil, errors.New("--leaf-url is for the leaf node: add --leaf")
+		case o.leafNKey != "":
+			return nil, errors.New("--leaf-nkey-file is for the leaf node: add --leaf")
+		case o.natsInsecure:
+			return nil, errors.New("--nats-insecure is for the leaf's listener: add --leaf, or drop it")
+		}
+		return nil, nil
+	}
+	if o.natsURL != "" {
+		return nil, errors.New("--nats-url and --leaf exclude each other: with --leaf the agent reaches the hub through the leaf node's --leaf-url")
+	}
+	if o.leafURL == "" || o.leafNKey == "" {
+		return nil, errors.New("--leaf needs --leaf-url (the hub's leaf-node URL, the 'Leaf:' line of gantry server) and --leaf-nkey-file (this site's gen-secrets file cpc/<cluster-id>/nkeys/user/seed)")
+	}
+	seed, err := os.ReadFile(o.leafNKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading --leaf-nkey-file: %w", err)
+	}
+	return []byte(strings.TrimSpace(string(seed))), nil
+}
+
+// startAgentLeaf starts the leaf node of --leaf: it dials the hub's
+// --leaf-url with the site's NKey and the --nats-tls-* files.
+func startAgentLeaf(o *agentOptions, seed []byte, clusterID string, credential func() string, log *slog.Logger) (*bus.Leaf, error) {
+	var tlsCfg *tls.Config
+	if !o.natsTLS.IsZero() || strings.HasPrefix(o.leafURL, "tls://") {
+		var err error
+		if tlsCfg, err = bus.ClientTLS(o.natsTLS); err != nil {
+			return nil, err
+		}
+	}
+	// nats-server reports a port in use only in its log and then never
+	// becomes ready; say it at once.
+	if _, port, err := net.SplitHostPort(o.leaf); err == nil && port != "0" {
+		ln, lerr := net.Listen("tcp", o.leaf)
+		if lerr != nil {
+			return nil, fmt.Errorf("--leaf: cannot listen on %s (%v): give a free address as --leaf=host:port", o.leaf, lerr)
+		}
+		ln.Close()
+	}
+	leaf, err := bus.StartLeaf(bus.LeafConfig{ClusterID: clusterID, Hub: []string{o.leafURL}, Seed: seed, TLS: tlsCfg,
+		Listen: o.leaf, Insecure: o.natsInsecure, Credential: credential, Logger: log}, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("agent: leaf node serving this cluster's clients", "url", leaf.URL(), "hub", o.leafURL)
+	return leaf, nil
 }

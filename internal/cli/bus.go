@@ -47,3 +47,9 @@ func mqttScheme(t bus.TLSFiles) string {
 	}
 	return "mqtt"
 }
+
+// addNATSLeafFlags adds --nats-leaf-listen and --nats-leaf-keys.
+func addNATSLeafFlags(f *pflag.FlagSet, listen, keys *string) {
+	f.StringVar(listen, "nats-leaf-listen", "", "accept the GPU clusters' leaf nodes (gantry agent --leaf) on the embedded NATS here (host:port, e.g. 0.0.0.0:7422); TLS with --nats-tls-*, plaintext only on loopback unless --nats-insecure")
+	f.StringVar(keys, "nats-leaf-keys", "", "with --nats-leaf-listen: the --out directory of gantry bus gen-secrets; a leaf must sign with its site's key, <dir>/cpc/<cluster-id>/nkeys/user (re-read at each leaf connect, so sites added later are admitted)")
+}

@@ -44,6 +44,9 @@ commands find it there by default.`,
 			}
 			defer p.Close()
 			printDevBanner(cmd, p, cfg, time.Since(began))
+			if u := p.ControlPlane().LeafURL(); u != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Leaf: %s (gantry agent --leaf --leaf-url)\n", u)
+			}
 			if addr := p.ControlPlane().MQTTAddr(); addr != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "MQTT: %s://%s (password: the admin token or an API key; topics gantry/events/%s/#)\n", mqttScheme(cfg.NATSTLS), addr, controlplane.DefaultAccount)
 			}
@@ -63,6 +66,7 @@ commands find it there by default.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	addNATSTLSFlags(f, &cfg.NATSTLS, true)
 	addNATSInsecureFlag(f, &cfg.NATSInsecure)
+	addNATSLeafFlags(f, &cfg.NATSLeafListen, &cfg.NATSLeafKeys)
 	addInvocationFlags(f, &cfg.Invocation)
 	addGRPCFlags(f, &cfg.GRPC, "127.0.0.1")
 	addAutoscaleFlags(f, &cfg.Autoscale)

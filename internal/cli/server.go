@@ -52,6 +52,9 @@ reconciler (etcd election).`,
 			}
 			defer s.Close()
 			fmt.Fprintf(cmd.OutOrStdout(), "Gantry server ready.\n  API:   %s\n  gRPC:  %s\n  NATS:  %s\n", s.URL(), grpcEndpoint(s.GRPCAddr(), s.GRPCTLS()), s.NATSURL())
+			if u := s.LeafURL(); u != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  Leaf:  %s (gantry agent --leaf --leaf-url)\n", u)
+			}
 			if addr := s.MQTTAddr(); addr != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "  MQTT:  %s://%s (password: an API key or admin token; topics gantry/events/<account>/#)\n", mqttScheme(cfg.NATSTLS), addr)
 			}
@@ -69,6 +72,7 @@ reconciler (etcd election).`,
 	f.StringVar(&cfg.NATSCredsFile, "nats-creds-file", "", "NATS credentials file (user JWT and NKey seed) for --nats-url")
 	addNATSTLSFlags(f, &cfg.NATSTLS, true)
 	addNATSInsecureFlag(f, &cfg.NATSInsecure)
+	addNATSLeafFlags(f, &cfg.NATSLeafListen, &cfg.NATSLeafKeys)
 	f.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca-file", "", "CA bundle that signed the external etcd's certificate")
 	f.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert-file", "", "client certificate for external etcd")
 	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")

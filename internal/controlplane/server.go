@@ -85,6 +85,12 @@ type Config struct {
 	// NATSAdvertise is the NATS URL agents are told to use (default: the
 	// embedded server's client URL, or NATSURL).
 	NATSAdvertise string
+	// NATSLeafListen, when set (host:port), accepts the GPU clusters'
+	// leaf nodes (gantry agent --leaf) on the embedded NATS, on TLS with
+	// NATSTLS; NATSLeafKeys is gen-secrets' output directory, whose
+	// cpc/<id>/nkeys/user/pubkey say which key is which site's.
+	NATSLeafListen string
+	NATSLeafKeys   string
 	// Invocation bounds the calls the gateway takes.
 	Invocation Invocation
 	// GRPC is the gRPC invocation listener.
@@ -385,8 +391,20 @@ func (s *Server) startBus(ctx context.Context) error {
 		if terr != nil {
 			return terr
 		}
+		authn := bus.NewAuthenticator(internal, s.reg)
+		if s.cfg.NATSLeafListen != "" {
+			if s.cfg.NATSLeafKeys == "" {
+				return errors.New("controlplane: --nats-leaf-listen needs --nats-leaf-keys (the directory gantry bus gen-secrets wrote), which says which NKey is which site's")
+			}
+			if fi, serr := os.Stat(s.cfg.NATSLeafKeys); serr != nil || !fi.IsDir() {
+				return fmt.Errorf("controlplane: --nats-leaf-keys %s is no directory: give the --out directory of gantry bus gen-secrets", s.cfg.NATSLeafKeys)
+			}
+			authn.AdmitLeaves(bus.LeafAuth{Keys: bus.LeafKeyDir(s.cfg.NATSLeafKeys), Refused: func(remote, reason string) {
+				s.log.Warn("controlplane: leaf node refused", "remote", remote, "reason", reason)
+			}})
+		}
 		s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(s.cfg.DataDir, "nats"), Host: host, Port: port, TLS: tlsCfg,
-			Auth:  bus.NewAuthenticator(internal, s.reg),
+			Auth: authn, LeafListen: s.cfg.NATSLeafListen,
 			Users: &s.users, UserSubjects: userSubjects, MQTTListen: s.cfg.Events.MQTTListen,
 			UserRefused: func(remote, reason string) {
 				s.log.Warn("controlplane: bus connection refused", "remote", remote, "reason", reason)
@@ -396,6 +414,9 @@ func (s *Server) startBus(ctx context.Context) error {
 		}
 		s.nc, err = s.nats.Connect("gantry-controlplane")
 	} else {
+		if s.cfg.NATSLeafListen != "" {
+			return errors.New("controlplane: --nats-leaf-listen accepts leaf nodes on the embedded NATS; with --nats-url, configure leaf nodes on that server")
+		}
 		if s.cfg.Events.MQTTListen != "" {
 			return errors.New("controlplane: --mqtt-listen serves MQTT on the embedded NATS; with --nats-url, enable MQTT on that server")
 		}
@@ -437,6 +458,11 @@ func (s *Server) busTLS(host string) (*tls.Config, error) {
 	if m := s.cfg.Events.MQTTListen; m != "" {
 		if h, _, err := net.SplitHostPort(m); err == nil && !bus.IsLoopback(h) {
 			open = append(open, "MQTT on "+m)
+		}
+	}
+	if l := s.cfg.NATSLeafListen; l != "" {
+		if h, _, err := net.SplitHostPort(l); err == nil && !bus.IsLoopback(h) {
+			open = append(open, "leaf nodes on "+l)
 		}
 	}
 	if len(open) == 0 {
@@ -531,6 +557,14 @@ func (s *Server) Store() *store.Store { return s.st }
 // JetStream is the server's JetStream context, for tests and tools that
 // inspect the queues.
 func (s *Server) JetStream() jetstream.JetStream { return s.js }
+
+// LeafURL is the URL leaf nodes dial, or "" without a leaf-node listener.
+func (s *Server) LeafURL() string {
+	if s.nats != nil {
+		return s.nats.LeafURL()
+	}
+	return ""
+}
 
 // NATSURL is the client URL agents in other processes connect to.
 func (s *Server) NATSURL() string {

@@ -64,6 +64,10 @@ type Config struct {
 	// needs none.
 	NATSTLS      bus.TLSFiles
 	NATSInsecure bool
+	// NATSLeafListen and NATSLeafKeys accept other clusters' leaf nodes
+	// (controlplane.Config); the local agent needs none.
+	NATSLeafListen string
+	NATSLeafKeys   string
 }
 
 // Platform is a running dev platform.
@@ -95,7 +99,7 @@ func New(cfg Config) (*Platform, error) {
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
 		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger,
-		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure})
+		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure, NATSLeafListen: cfg.NATSLeafListen, NATSLeafKeys: cfg.NATSLeafKeys})
 	if err != nil {
 		return nil, err
 	}
