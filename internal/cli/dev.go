@@ -47,6 +47,9 @@ commands find it there by default.`,
 			if u := p.ControlPlane().LeafURL(); u != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "Leaf: %s (gantry agent --leaf --leaf-url)\n", u)
 			}
+			if u := p.ControlPlane().MetricsURL(); u != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Metrics: %s (unauthenticated)\n", u)
+			}
 			if addr := p.ControlPlane().MQTTAddr(); addr != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "MQTT: %s://%s (password: the admin token or an API key; topics gantry/events/%s/#)\n", mqttScheme(cfg.NATSTLS), addr, controlplane.DefaultAccount)
 			}
@@ -67,6 +70,7 @@ commands find it there by default.`,
 	addNATSTLSFlags(f, &cfg.NATSTLS, true)
 	addNATSInsecureFlag(f, &cfg.NATSInsecure)
 	addNATSLeafFlags(f, &cfg.NATSLeafListen, &cfg.NATSLeafKeys)
+	addMetricsFlag(f, &cfg.MetricsListen)
 	addInvocationFlags(f, &cfg.Invocation)
 	addGRPCFlags(f, &cfg.GRPC, "127.0.0.1")
 	addAutoscaleFlags(f, &cfg.Autoscale)

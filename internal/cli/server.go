@@ -55,6 +55,9 @@ reconciler (etcd election).`,
 			if u := s.LeafURL(); u != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "  Leaf:  %s (gantry agent --leaf --leaf-url)\n", u)
 			}
+			if u := s.MetricsURL(); u != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "  Metrics: %s (unauthenticated)\n", u)
+			}
 			if addr := s.MQTTAddr(); addr != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "  MQTT:  %s://%s (password: an API key or admin token; topics gantry/events/<account>/#)\n", mqttScheme(cfg.NATSTLS), addr)
 			}
@@ -73,6 +76,7 @@ reconciler (etcd election).`,
 	addNATSTLSFlags(f, &cfg.NATSTLS, true)
 	addNATSInsecureFlag(f, &cfg.NATSInsecure)
 	addNATSLeafFlags(f, &cfg.NATSLeafListen, &cfg.NATSLeafKeys)
+	addMetricsFlag(f, &cfg.MetricsListen)
 	f.StringVar(&cfg.EtcdTLS.CAFile, "etcd-ca-file", "", "CA bundle that signed the external etcd's certificate")
 	f.StringVar(&cfg.EtcdTLS.CertFile, "etcd-cert-file", "", "client certificate for external etcd")
 	f.StringVar(&cfg.EtcdTLS.KeyFile, "etcd-key-file", "", "client key for external etcd")

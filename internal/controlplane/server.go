@@ -34,6 +34,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/controller"
 	"github.com/gantry-dev/gantry/internal/events"
 	"github.com/gantry-dev/gantry/internal/invoke"
+	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
 	"github.com/gantry-dev/gantry/internal/registry"
@@ -91,6 +92,9 @@ type Config struct {
 	// cpc/<id>/nkeys/user/pubkey say which key is which site's.
 	NATSLeafListen string
 	NATSLeafKeys   string
+	// MetricsListen, when set (host:port), serves GET /metrics there
+	// without authentication, for a scraper.
+	MetricsListen string
 	// Invocation bounds the calls the gateway takes.
 	Invocation Invocation
 	// GRPC is the gRPC invocation listener.
@@ -150,6 +154,10 @@ type Server struct {
 	grpc     *grpcListener
 	token    string
 	users    busUsers
+
+	metrics    *metrics.Metrics
+	metricsSrv *http.Server
+	metricsLis net.Listener
 
 	cancel    context.CancelFunc
 	bg        chan struct{} // closed when background loops have exited
@@ -284,7 +292,11 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		s.lead(runCtx, ctrl, scaler, assetAPI.Sweep, eventSource.Run)
 	}()
 
+	if err := s.startMetrics(); err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
+	s.registerMetrics(mux, web.Guard{Auth: authn, Log: s.log})
 	api.New(api.Config{Store: s.st, Sealer: s.ess, Registry: s.reg, Auth: authn, NATSURL: s.agentNATSURL(), Logger: s.log}).Register(mux)
 	api.NewKeys(api.KeysConfig{Issuer: s.issuer, Keys: apiKeys, Accounts: s.st, Gate: gate,
 		Guard: web.Guard{Auth: authn, Log: s.log}, DefaultAccount: s.cfg.Account}).Register(mux)
@@ -312,7 +324,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
 	}
 	s.http = &http.Server{
-		Handler:           s.gateway.Routing(mux, web.ProblemFallback(mux)),
+		Handler:           s.metrics.Middleware(s.gateway.Routing(mux, web.ProblemFallback(mux)), invocationTarget),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -646,6 +658,7 @@ func (s *Server) close() {
 		cancel()
 	}
 	s.grpc.close()
+	s.closeMetrics()
 	if s.cancel != nil {
 		s.cancel()
 	}

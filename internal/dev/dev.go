@@ -68,6 +68,9 @@ type Config struct {
 	// (controlplane.Config); the local agent needs none.
 	NATSLeafListen string
 	NATSLeafKeys   string
+	// MetricsListen serves GET /metrics without authentication
+	// (controlplane.Config).
+	MetricsListen string
 }
 
 // Platform is a running dev platform.
@@ -99,7 +102,8 @@ func New(cfg Config) (*Platform, error) {
 	}
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
 		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger,
-		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure, NATSLeafListen: cfg.NATSLeafListen, NATSLeafKeys: cfg.NATSLeafKeys})
+		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure, NATSLeafListen: cfg.NATSLeafListen, NATSLeafKeys: cfg.NATSLeafKeys,
+		MetricsListen: cfg.MetricsListen})
 	if err != nil {
 		return nil, err
 	}
