@@ -202,6 +202,11 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 			return lerr
 		}
 		defer leaf.Close()
+		// The agent's first step is the hub's JetStream (the desired
+		// state), so it starts once the link is up; later cuts it rides out.
+		if err := waitLeafLink(ctx, leaf, o.leafURL, log); err != nil {
+			return err
+		}
 		nc, err = leaf.ConnectAgent(credential)
 	} else {
 		nc, err = bus.Connect(natsURL, "gantry-agent-"+id.ClusterID, append(tlsOpts, nats.TokenHandler(credential),
@@ -346,4 +351,25 @@ func startAgentLeaf(o *agentOptions, seed []byte, clusterID string, credential f
 	}
 	log.Info("agent: leaf node serving this cluster's clients", "url", leaf.URL(), "hub", o.leafURL)
 	return leaf, nil
+}
+
+// waitLeafLink waits until the leaf has reached the hub, warning every 10 s
+// while it has not.
+func waitLeafLink(ctx context.Context, leaf *bus.Leaf, hub string, log *slog.Logger) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	began := time.Now()
+	warned := began
+	for !leaf.Connected() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-tick.C:
+			if now.Sub(warned) >= 10*time.Second {
+				warned = now
+				log.Warn("agent: the leaf node has not reached the hub yet: check --leaf-url, the site's --leaf-nkey-file and --nats-tls-* (the hub logs why it refused a leaf)", "hub", hub, "waiting", now.Sub(began).Round(time.Second))
+			}
+		}
+	}
+	return nil
 }
