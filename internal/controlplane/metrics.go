@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/gantry-dev/gantry/internal/auth"
+	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/invoke"
 	"github.com/gantry-dev/gantry/internal/metrics"
 	"github.com/gantry-dev/gantry/internal/problem"
@@ -19,7 +23,7 @@ import (
 // unauthenticated listener a scraper reads.
 func (s *Server) startMetrics() error {
 	s.metrics = metrics.New()
-	s.metrics.MustRegister(metrics.NewState(s.st, 5*time.Second, s.log))
+	s.metrics.MustRegister(metrics.NewState(s.st, s.queueDepth, 5*time.Second, s.log))
 	if s.cfg.MetricsListen == "" {
 		return nil
 	}
@@ -64,6 +68,23 @@ func (s *Server) closeMetrics() {
 	if s.metricsSrv != nil {
 		_ = s.metricsSrv.Close()
 	}
+}
+
+// queueDepth is a version's work queue: messages waiting plus in flight,
+// none before its consumer exists.
+func (s *Server) queueDepth(ctx context.Context, versionID string) (int, error) {
+	c, err := s.js.Consumer(ctx, bus.InvokeStream, bus.ConsumerName(versionID))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.NumPending) + info.NumAckPending, nil
 }
 
 // invocationTarget names the function of an invocation for the metrics:

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,39 +21,51 @@ type Source interface {
 	ListInstanceStates(ctx context.Context) (map[string]model.InstanceState, error)
 	ListDeployments(ctx context.Context) ([]model.Deployment, error)
 	ListRotations(ctx context.Context) ([]store.Rotation, error)
+	ListScales(ctx context.Context) (map[string]model.Scale, error)
 }
+
+// QueueDepth reads how many calls wait for or run on a function version
+// (its work queue's pending plus unacknowledged messages).
+type QueueDepth func(ctx context.Context, versionID string) (int, error)
 
 // State is a collector that reads the platform's state from the store when
 // scraped, so nothing on the write paths keeps counters of it.
 type State struct {
 	src     Source
+	queues  QueueDepth
 	timeout time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 
 	clusters, heartbeat, gpusTotal, gpusAlloc *prometheus.Desc
 	instances, desired, running, rotations    *prometheus.Desc
+	scaled, lastDecision, queue               *prometheus.Desc
 	scrapeErrors                              prometheus.Counter
 }
 
-// NewState returns a collector over src; each scrape reads for at most
-// timeout (default 5s).
-func NewState(src Source, timeout time.Duration, log *slog.Logger) *State {
+// NewState returns a collector over src and, when queues is not nil, the
+// work queues of deployed versions; each scrape reads for at most timeout
+// (default 5s).
+func NewState(src Source, queues QueueDepth, timeout time.Duration, log *slog.Logger) *State {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &State{src: src, timeout: timeout, log: log, now: time.Now,
-		clusters:  prometheus.NewDesc("gantry_clusters", "Registered GPU clusters by status.", []string{"status"}, nil),
-		heartbeat: prometheus.NewDesc("gantry_cluster_heartbeat_age_seconds", "Time since the cluster's agent last reported.", []string{"cluster"}, nil),
-		gpusTotal: prometheus.NewDesc("gantry_gpus", "GPUs in the cluster's inventory, by model.", []string{"cluster", "gpu"}, nil),
-		gpusAlloc: prometheus.NewDesc("gantry_gpus_allocated", "GPUs the scheduler has placed instances on, by cluster and model.", []string{"cluster", "gpu"}, nil),
-		instances: prometheus.NewDesc("gantry_instances", "Function instances by the state their agent last reported (PENDING: not placed yet).", []string{"state"}, nil),
-		desired:   prometheus.NewDesc("gantry_deployment_instances_desired", "Minimum instances a deployment specification asks for.", []string{"function_id", "version_id", "gpu"}, nil),
-		running:   prometheus.NewDesc("gantry_deployment_instances_running", "Instances of a deployment specification reported RUNNING.", []string{"function_id", "version_id", "gpu"}, nil),
-		rotations: prometheus.NewDesc("gantry_secret_store_rotations_in_progress", "Key rotations of the secret store under way, by kind.", []string{"kind"}, nil),
+	spec := []string{"function_id", "version_id", "spec"}
+	return &State{src: src, queues: queues, timeout: timeout, log: log, now: time.Now,
+		clusters:     prometheus.NewDesc("gantry_clusters", "Registered GPU clusters by status.", []string{"status"}, nil),
+		heartbeat:    prometheus.NewDesc("gantry_cluster_heartbeat_age_seconds", "Time since the cluster's agent last reported.", []string{"cluster"}, nil),
+		gpusTotal:    prometheus.NewDesc("gantry_gpus", "GPUs in the cluster's inventory, by model.", []string{"cluster", "gpu"}, nil),
+		gpusAlloc:    prometheus.NewDesc("gantry_gpus_allocated", "GPUs the scheduler has placed instances on, by cluster and model.", []string{"cluster", "gpu"}, nil),
+		instances:    prometheus.NewDesc("gantry_instances", "Function instances by the state their agent last reported (PENDING: not placed yet).", []string{"state"}, nil),
+		desired:      prometheus.NewDesc("gantry_deployment_instances_desired", "Minimum instances a deployment specification asks for.", []string{"function_id", "version_id", "gpu"}, nil),
+		running:      prometheus.NewDesc("gantry_deployment_instances_running", "Instances of a deployment specification reported RUNNING.", []string{"function_id", "version_id", "gpu"}, nil),
+		scaled:       prometheus.NewDesc("gantry_autoscale_desired_instances", "Instances the autoscaler last decided a deployment specification needs.", spec, nil),
+		lastDecision: prometheus.NewDesc("gantry_autoscale_last_decision_timestamp_seconds", "When the autoscaler last changed a specification's desired count.", spec, nil),
+		queue:        prometheus.NewDesc("gantry_queue_depth", "Calls queued for or running on a deployed function version.", []string{"function_id", "version_id"}, nil),
+		rotations:    prometheus.NewDesc("gantry_secret_store_rotations_in_progress", "Key rotations of the secret store under way, by kind.", []string{"kind"}, nil),
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gantry_metrics_state_errors_total",
 			Help: "Scrapes that could not read part of the platform state from the store."}),
 	}
@@ -60,7 +73,7 @@ func NewState(src Source, timeout time.Duration, log *slog.Logger) *State {
 
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.clusters, s.heartbeat, s.gpusTotal, s.gpusAlloc, s.instances, s.desired, s.running, s.rotations} {
+	for _, d := range []*prometheus.Desc{s.clusters, s.heartbeat, s.gpusTotal, s.gpusAlloc, s.instances, s.desired, s.running, s.rotations, s.scaled, s.lastDecision, s.queue} {
 		ch <- d
 	}
 	s.scrapeErrors.Describe(ch)
@@ -169,7 +182,16 @@ func (s *State) collectInstances(ctx context.Context, gauge gaugeFunc) error {
 		gauge(s.instances, float64(n), string(st))
 	}
 	seen := map[spec]bool{}
+	fnOf := map[string]string{}
 	for _, d := range deps {
+		fnOf[d.FunctionVersionID] = d.FunctionID
+		if s.queues != nil {
+			if n, err := s.queues(ctx, d.FunctionVersionID); err == nil {
+				gauge(s.queue, float64(n), d.FunctionID, d.FunctionVersionID)
+			} else {
+				s.log.Warn("metrics: read queue depth", "versionId", d.FunctionVersionID, "err", err)
+			}
+		}
 		for _, sp := range d.Specs {
 			k := spec{d.FunctionID, d.FunctionVersionID, sp.GPU}
 			if seen[k] {
@@ -178,6 +200,23 @@ func (s *State) collectInstances(ctx context.Context, gauge gaugeFunc) error {
 			seen[k] = true
 			gauge(s.desired, float64(sp.MinInstances), k.fn, k.version, k.gpu)
 			gauge(s.running, float64(running[k]), k.fn, k.version, k.gpu)
+		}
+	}
+	scales, err := s.src.ListScales(ctx)
+	if err != nil {
+		return err
+	}
+	for version, sc := range scales {
+		fn, ok := fnOf[version]
+		if !ok {
+			continue // the deployment is gone
+		}
+		for i, sp := range sc.Specs {
+			idx := strconv.Itoa(i)
+			gauge(s.scaled, float64(sp.Desired), fn, version, idx)
+			if n := len(sp.Decisions); n > 0 {
+				gauge(s.lastDecision, float64(sp.Decisions[n-1].At.UnixNano())/1e9, fn, version, idx)
+			}
 		}
 	}
 	return nil
