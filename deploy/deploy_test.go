@@ -634,6 +634,9 @@ func TestBadValues(t *testing.T) {
 		{"agent/identity-token-and-bootstrap", agentChart, append([]string{"--set", "identityToken.enabled=true,identityToken.clusterId=c,bootstrapToken.value=t"}, agentRequired...), []string{"/bootstrapToken/value"}},
 		{"agent/identity-token-without-cluster-id", agentChart, append([]string{"--set", "identityToken.enabled=true"}, agentRequired...), []string{"/identityToken/clusterId"}},
 		{"agent/bad-namespace", agentChart, append([]string{"--set", "bootstrapToken.value=t,functionsNamespace=GPU_Functions"}, agentRequired...), []string{"/functionsNamespace"}},
+		{"agent/leaf-without-url", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true"}, agentRequired...), []string{"/nats/leaf/url"}},
+		{"agent/leaf-and-nats-url", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true,nats.leaf.url=tls://leaf.example.com:7422,nats.url=nats://nats:4222"}, agentRequired...), []string{"/nats/url"}},
+		{"agent/leaf-without-nkey-secret", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true,nats.leaf.url=tls://leaf.example.com:7422,nats.leaf.nkey.existingSecret="}, agentRequired...), []string{"/nats/leaf/nkey/existingSecret"}},
 		{"agent/bad-heartbeat", agentChart, append([]string{"--set", "bootstrapToken.value=t,heartbeat=5 seconds"}, agentRequired...), []string{"/heartbeat"}},
 	}
 	for _, tc := range cases {
@@ -645,6 +648,49 @@ func TestBadValues(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(stderr, w) {
 					t.Errorf("error does not mention %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentLeafValues: the agent chart's nats.leaf block becomes gantry
+// agent --leaf with the hub's URL and the site's NKey seed mounted from its
+// Secret (a file, never an argument), and nothing of it when disabled. Only
+// helm is needed.
+func TestAgentLeafValues(t *testing.T) {
+	tl := newTools(t, kubetest.Bin(t))
+	ctx := testutil.Context(t)
+	base := append([]string{"--set", "bootstrapToken.value=t"}, agentRequired...)
+	for _, tc := range []struct {
+		name    string
+		values  []string
+		want    []string
+		wantNot []string
+	}{
+		{"disabled", nil, nil, []string{"--leaf", "leaf-nkey"}},
+		{"enabled", []string{"--set", "nats.leaf.enabled=true,nats.leaf.url=tls://leaf.example.com:7422"},
+			[]string{"- --leaf=127.0.0.1:4222", "- --leaf-url=tls://leaf.example.com:7422", "- --leaf-nkey-file=/etc/gantry/leaf-nkey/seed",
+				"secretName: gantry-agent-nkey", "key: seed", "mountPath: /etc/gantry/leaf-nkey"}, []string{"--nats-insecure", "--nats-url"}},
+		{"served beyond loopback", []string{"--set", "nats.leaf.enabled=true,nats.leaf.url=nats-leaf://hub:7422,nats.leaf.listen=0.0.0.0:4222,nats.leaf.insecure=true,nats.leaf.nkey.existingSecret=site-nkey"},
+			[]string{"- --leaf=0.0.0.0:4222", "- --nats-insecure", "secretName: site-nkey"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := tl.render(ctx, t, agentChart, agentNS, append(append([]string{}, base...), tc.values...))
+			var dep string
+			for _, m := range parse(t, out) {
+				if m.Kind == "Deployment" {
+					dep = string(m.Raw)
+				}
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(dep, w) {
+					t.Errorf("the Deployment lacks %q:\n%s", w, dep)
+				}
+			}
+			for _, w := range tc.wantNot {
+				if strings.Contains(dep, w) {
+					t.Errorf("the Deployment holds %q:\n%s", w, dep)
 				}
 			}
 		})
