@@ -31,6 +31,11 @@ const (
 	detachTimeout = 5 * time.Second
 )
 
+// Request ids are random (version 4) UUIDs, one per call: drawn from a pool
+// filled by one crypto/rand read per 16 ids rather than one read each. It
+// must be enabled before any id is made, hence init.
+func init() { uuid.EnableRandPool() }
+
 // invoke runs one call: straight to a free worker slot when one accepts the
 // offer, else through the durable work queue; the answer streams back to
 // the caller as the function writes it. A pexec call whose answer has not

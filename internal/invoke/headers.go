@@ -57,8 +57,21 @@ func answerHeader(h, from http.Header, status int, reqID string) int {
 	if status == 0 {
 		status = http.StatusBadGateway
 	}
-	h.Set("NVCF-REQID", reqID)
-	h.Set("NVCF-STATUS", nvcfStatus)
-	h.Set("Access-Control-Expose-Headers", "NVCF-REQID, NVCF-STATUS")
+	// Canonical keys set directly: Header.Set would canonicalize (and
+	// allocate) them on every call; the fixed values are shared.
+	h["Nvcf-Reqid"] = []string{reqID}
+	if nvcfStatus == statusFulfilled {
+		h["Nvcf-Status"] = fulfilledValue
+	} else {
+		h["Nvcf-Status"] = []string{nvcfStatus}
+	}
+	h["Access-Control-Expose-Headers"] = exposeValue
 	return status
 }
+
+// The answer header's fixed values, shared by every answer (net/http only
+// reads them).
+var (
+	fulfilledValue = []string{statusFulfilled}
+	exposeValue    = []string{"NVCF-REQID, NVCF-STATUS"}
+)
