@@ -634,6 +634,8 @@ func TestBadValues(t *testing.T) {
 		{"agent/identity-token-and-bootstrap", agentChart, append([]string{"--set", "identityToken.enabled=true,identityToken.clusterId=c,bootstrapToken.value=t"}, agentRequired...), []string{"/bootstrapToken/value"}},
 		{"agent/identity-token-without-cluster-id", agentChart, append([]string{"--set", "identityToken.enabled=true"}, agentRequired...), []string{"/identityToken/clusterId"}},
 		{"agent/bad-namespace", agentChart, append([]string{"--set", "bootstrapToken.value=t,functionsNamespace=GPU_Functions"}, agentRequired...), []string{"/functionsNamespace"}},
+		{"gantry/leaf-site-without-key", controlPlaneChart, []string{"--set", "nats.leaf.enabled=true,nats.leaf.sites[0].id=site-a"}, []string{"/nats/leaf/sites/0", "pubkey"}},
+		{"gantry/leaf-site-with-a-seed", controlPlaneChart, []string{"--set", "nats.leaf.enabled=true,nats.leaf.sites[0].id=site-a,nats.leaf.sites[0].pubkey=SUAAAA"}, []string{"/nats/leaf/sites/0/pubkey"}},
 		{"agent/leaf-without-url", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true"}, agentRequired...), []string{"/nats/leaf/url"}},
 		{"agent/leaf-and-nats-url", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true,nats.leaf.url=tls://leaf.example.com:7422,nats.url=nats://nats:4222"}, agentRequired...), []string{"/nats/url"}},
 		{"agent/leaf-without-nkey-secret", agentChart, append([]string{"--set", "bootstrapToken.value=t,nats.leaf.enabled=true,nats.leaf.url=tls://leaf.example.com:7422,nats.leaf.nkey.existingSecret="}, agentRequired...), []string{"/nats/leaf/nkey/existingSecret"}},
@@ -694,5 +696,37 @@ func TestAgentLeafValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHubLeafValues: the control-plane chart's nats.leaf block becomes
+// --nats-leaf-listen on port 7422, published by the Service, with the
+// sites' public keys in a ConfigMap mounted in gen-secrets' layout for
+// --nats-leaf-keys. Only helm is needed.
+func TestHubLeafValues(t *testing.T) {
+	tl := newTools(t, kubetest.Bin(t))
+	ctx := testutil.Context(t)
+	const pub = "UAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	out := tl.render(ctx, t, controlPlaneChart, controlPlaneNS, []string{"--set",
+		"nats.leaf.enabled=true,nats.leaf.sites[0].id=site-a,nats.leaf.sites[0].pubkey=" + pub})
+	got := map[string]string{}
+	for _, m := range parse(t, out) {
+		got[m.Kind] += string(m.Raw)
+	}
+	for kind, wants := range map[string][]string{
+		"StatefulSet": {"- --nats-leaf-listen=0.0.0.0:7422", "- --nats-leaf-keys=/etc/gantry/leaf-keys", "containerPort: 7422",
+			"mountPath: /etc/gantry/leaf-keys", `path: "cpc/site-a/nkeys/user/pubkey"`},
+		"Service":   {"name: nats-leaf", "port: 7422"},
+		"ConfigMap": {`"site-a": "` + pub + `"`},
+	} {
+		for _, w := range wants {
+			if !strings.Contains(got[kind], w) {
+				t.Errorf("the %s lacks %q:\n%s", kind, w, got[kind])
+			}
+		}
+	}
+	plain := tl.render(ctx, t, controlPlaneChart, controlPlaneNS, nil)
+	if strings.Contains(plain, "leaf") {
+		t.Errorf("without nats.leaf the chart renders a leaf listener:\n%s", plain)
 	}
 }

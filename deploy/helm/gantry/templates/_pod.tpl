@@ -103,6 +103,10 @@ spec:
         {{- with $v.nats.advertiseURL }}
         - --nats-advertise={{ . }}
         {{- end }}
+        {{- if and (eq $v.mode "embedded") $v.nats.leaf.enabled }}
+        - --nats-leaf-listen=0.0.0.0:7422
+        - --nats-leaf-keys=/etc/gantry/leaf-keys
+        {{- end }}
         - --mek-provider={{ $v.mek.provider }}
         {{- if eq $v.mek.provider "openbao" }}
         - --openbao-addr={{ $bao.address }}
@@ -137,6 +141,11 @@ spec:
         - name: nats
           containerPort: 4222
           protocol: TCP
+        {{- if $v.nats.leaf.enabled }}
+        - name: nats-leaf
+          containerPort: 7422
+          protocol: TCP
+        {{- end }}
         {{- end }}
       # GET /healthz answers once the HTTP listener is up, which is after the
       # store, bus and secret store have started; GET /readyz only once the
@@ -214,6 +223,11 @@ spec:
         {{- if $v.nats.tls.existingSecret }}
         - name: nats-tls
           mountPath: /etc/gantry/nats-tls
+          readOnly: true
+        {{- end }}
+        {{- if and (eq $v.mode "embedded") $v.nats.leaf.enabled }}
+        - name: leaf-keys
+          mountPath: /etc/gantry/leaf-keys
           readOnly: true
         {{- end }}
   volumes:
@@ -297,5 +311,17 @@ spec:
           - {key: ca.crt, path: ca.crt}
           - {key: tls.crt, path: tls.crt}
           - {key: tls.key, path: tls.key}
+    {{- end }}
+    {{- if and (eq $v.mode "embedded") $v.nats.leaf.enabled }}
+    # The sites' public keys in gen-secrets' layout (--nats-leaf-keys).
+    - name: leaf-keys
+      configMap:
+        name: {{ include "gantry.fullname" $ }}-leaf-keys
+        {{- with $v.nats.leaf.sites }}
+        items:
+          {{- range . }}
+          - {key: {{ .id | quote }}, path: {{ printf "cpc/%s/nkeys/user/pubkey" .id | quote }}}
+          {{- end }}
+        {{- end }}
     {{- end }}
 {{- end -}}
