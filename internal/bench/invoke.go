@@ -24,6 +24,9 @@ const (
 	TargetProxyThroughputRatio = 0.9
 	// TargetNginxThroughputRatio is the stretch goal: nginx's requests/s.
 	TargetNginxThroughputRatio = 1.0
+	// TargetMetricsThroughputRatio is what the metrics may cost: the
+	// gateway with them keeps >= 95% of its requests/s without them.
+	TargetMetricsThroughputRatio = 0.95
 	// TargetThroughputLevel is the concurrency the throughput targets are
 	// judged at.
 	TargetThroughputLevel = 32
@@ -52,6 +55,9 @@ const (
 	PathNginx = "nginx"
 	// PathGateway goes through the dev platform's pexec.
 	PathGateway = "gateway"
+	// PathGatewayNoMetrics is PathGateway on a second dev platform with its
+	// metrics disabled (InvokeConfig.CompareMetrics).
+	PathGatewayNoMetrics = "gateway-nometrics"
 )
 
 // NginxOff as InvokeConfig.Nginx skips the nginx baseline.
@@ -108,6 +114,9 @@ type InvokeConfig struct {
 	// CPUProfile, when set, adds one profiled gateway run per level after the
 	// measured rounds and writes its CPU profile there (see ProfilePath).
 	CPUProfile string
+	// CompareMetrics adds PathGatewayNoMetrics, so the metrics' cost on
+	// the invoke path is measured in the same run.
+	CompareMetrics bool
 	// Logger receives the platform's logs (nil discards them).
 	Logger *slog.Logger
 	// Progress receives a line per step (nil discards them).
@@ -398,6 +407,14 @@ func invokeTargets(levels []LevelResult, stream *StreamResult) []Target {
 				Want: fmt.Sprintf(">= %.2f", TargetProxyThroughputRatio),
 				Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
 				Pass: a.ThroughputRatio >= TargetProxyThroughputRatio,
+			})
+		}
+		if a, ok := high.Compare(PathGateway, PathGatewayNoMetrics); ok {
+			ts = append(ts, Target{
+				Name: fmt.Sprintf("gateway with metrics / without, throughput at concurrency %d", high.Concurrency),
+				Want: fmt.Sprintf(">= %.2f", TargetMetricsThroughputRatio),
+				Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
+				Pass: a.ThroughputRatio >= TargetMetricsThroughputRatio,
 			})
 		}
 		if a, ok := high.Compare(PathGateway, PathNginx); ok {

@@ -9,7 +9,7 @@ import (
 // level builds a LevelResult from path -> (p50, requests/s).
 func level(c int, paths map[string][2]float64) LevelResult {
 	l := LevelResult{Concurrency: c}
-	for _, name := range []string{PathDirect, PathProxy, PathNginx, PathGateway} {
+	for _, name := range []string{PathDirect, PathProxy, PathNginx, PathGateway, PathGatewayNoMetrics} {
 		if v, ok := paths[name]; ok {
 			l.Paths = append(l.Paths, PathResult{Path: name, P50: time.Duration(v[0] * float64(time.Millisecond)), RPS: v[1]})
 		}
@@ -113,6 +113,20 @@ func TestInvokeTargets(t *testing.T) {
 			}{
 				"gateway/httputil throughput at concurrency 8": {false, "0.86"},
 				"gateway p50 over httputil at concurrency 1":   {true, "+0.050 ms"},
+			},
+		},
+		{
+			name: "metrics compared, costing more than 5%",
+			levels: []LevelResult{
+				level(32, map[string][2]float64{PathDirect: {1, 23000}, PathProxy: {3, 8000}, PathGateway: {3.2, 7500}, PathGatewayNoMetrics: {3.1, 8000}}),
+			},
+			want: map[string]struct {
+				pass bool
+				got  string
+			}{
+				"gateway/httputil throughput at concurrency 32":                {true, "0.94"},
+				"gateway with metrics / without, throughput at concurrency 32": {false, "0.94"},
+				"gateway p50 over httputil at concurrency 32":                  {false, "+0.200 ms"},
 			},
 		},
 		{

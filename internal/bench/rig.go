@@ -27,6 +27,7 @@ type rig struct {
 	cfg    InvokeConfig
 	dir    string
 	p      *dev.Platform
+	off    *dev.Platform // metrics disabled, with CompareMetrics
 	echo   *child
 	proxy  *reverseProxy
 	nginx  *nginxProc
@@ -37,8 +38,9 @@ type rig struct {
 	order   []string
 	skipped []SkippedPath
 	// urls is where each path's call goes; only the gateway needs a token.
-	urls  map[string]string
-	token string
+	urls   map[string]string
+	token  string
+	tokens map[string]string // per path, for paths other than PathGateway
 }
 
 // startRig brings the rig up; on error it has already cleaned up. Only the
@@ -97,6 +99,22 @@ func startRig(ctx context.Context, cfg InvokeConfig) (_ *rig, err error) {
 	}
 
 	r.add(PathGateway, p.URL()+"/v2/nvcf/pexec/functions/"+fnID)
+	if cfg.CompareMetrics {
+		fmt.Fprintf(cfg.Progress, "Starting a second dev platform with metrics disabled\n")
+		if r.off, err = dev.New(dev.Config{DataDir: filepath.Join(r.dir, "platform-nometrics"), Listen: "127.0.0.1:0", Logger: cfg.Logger, DisableMetrics: true}); err != nil {
+			return nil, err
+		}
+		if err := r.off.Start(ctx); err != nil {
+			return nil, err
+		}
+		offAPI := client.New(r.off.URL(), r.off.AdminToken(), client.WithUserAgent("gantry-bench"))
+		offFn, err := deployEcho(ctx, offAPI, cfg.Executable, maxConc, cfg.Progress)
+		if err != nil {
+			return nil, err
+		}
+		r.tokens = map[string]string{PathGatewayNoMetrics: r.off.AdminToken()}
+		r.add(PathGatewayNoMetrics, r.off.URL()+"/v2/nvcf/pexec/functions/"+offFn)
+	}
 	for _, path := range r.order {
 		if err := firstOK(ctx, r.client, path, r.newRequest(path, nil)); err != nil {
 			return nil, err
@@ -135,6 +153,8 @@ func (r *rig) newRequest(path string, hdr map[string]string) func(context.Contex
 	url, token := r.urls[path], ""
 	if path == PathGateway {
 		token = r.token
+	} else if t, ok := r.tokens[path]; ok {
+		token = t
 	}
 	return func(ctx context.Context) (*http.Request, error) {
 		req, err := post(ctx, url, token, r.body)
@@ -160,6 +180,9 @@ func (r *rig) close() {
 	}
 	if r.echo != nil {
 		_, _ = r.echo.stop()
+	}
+	if r.off != nil {
+		_ = r.off.Close()
 	}
 	if r.p != nil {
 		_ = r.p.Close()

@@ -113,6 +113,7 @@ process's RSS by <= 64 MiB.`,
 	f.IntVar(&cfg.AsyncConcurrency, "async-concurrency", bench.TargetThroughputLevel, "polled calls in flight in the async run")
 	f.DurationVar(&cfg.AsyncDuration, "async-duration", 10*time.Second, "how long the async run starts calls")
 	f.DurationVar(&cfg.AsyncDelay, "async-delay", 1200*time.Millisecond, "how long the echo takes to answer an async call (more than the 1s poll window)")
+	f.BoolVar(&cfg.CompareMetrics, "metrics", false, "also measure the gateway on a second dev platform with its metrics disabled (path gateway-nometrics), to see what the metrics cost")
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "after the measured rounds, profile one more gateway run per level into this file (-c<level> is added when there are several levels)")
 	f.StringVar(&logLevel, "log-level", "warn", "platform log level: debug, info, warn or error")
 	return cmd

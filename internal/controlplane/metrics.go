@@ -22,6 +22,12 @@ import (
 // startMetrics builds the server's registry and, with MetricsListen, the
 // unauthenticated listener a scraper reads.
 func (s *Server) startMetrics() error {
+	if s.cfg.DisableMetrics {
+		if s.cfg.MetricsListen != "" {
+			return errors.New("controlplane: --metrics-listen needs the metrics, which are disabled")
+		}
+		return nil
+	}
 	s.metrics = metrics.New()
 	s.metrics.MustRegister(metrics.NewState(s.st, s.queueDepth, 5*time.Second, s.log))
 	if s.cfg.MetricsListen == "" {
@@ -45,6 +51,9 @@ func (s *Server) startMetrics() error {
 
 // registerMetrics serves GET /metrics on the API listener to admin tokens.
 func (s *Server) registerMetrics(mux *http.ServeMux, guard web.Guard) {
+	if s.metrics == nil {
+		return
+	}
 	h := s.metrics.Handler()
 	mux.Handle("GET /metrics", guard.Route("", func(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 		if p.Kind != auth.KindAdminToken {
@@ -53,6 +62,14 @@ func (s *Server) registerMetrics(mux *http.ServeMux, guard web.Guard) {
 		h.ServeHTTP(w, r)
 		return nil
 	}))
+}
+
+// withMetrics observes the invocations h serves, unless metrics are off.
+func (s *Server) withMetrics(h http.Handler) http.Handler {
+	if s.metrics == nil {
+		return h
+	}
+	return s.metrics.Middleware(h, invocationTarget)
 }
 
 // MetricsURL is the unauthenticated scrape URL, or "" without

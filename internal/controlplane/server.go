@@ -95,6 +95,9 @@ type Config struct {
 	// MetricsListen, when set (host:port), serves GET /metrics there
 	// without authentication, for a scraper.
 	MetricsListen string
+	// DisableMetrics leaves the metrics out entirely (no /metrics, nothing
+	// observed), for gantry bench invoke --metrics to measure their cost.
+	DisableMetrics bool
 	// Invocation bounds the calls the gateway takes.
 	Invocation Invocation
 	// GRPC is the gRPC invocation listener.
@@ -324,7 +327,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("controlplane: listen on %s: %w (is another gantry running? pick another address with --listen)", s.cfg.Listen, err)
 	}
 	s.http = &http.Server{
-		Handler:           s.metrics.Middleware(s.gateway.Routing(mux, web.ProblemFallback(mux)), invocationTarget),
+		Handler:           s.withMetrics(s.gateway.Routing(mux, web.ProblemFallback(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}

@@ -70,7 +70,8 @@ type Config struct {
 	NATSLeafKeys   string
 	// MetricsListen serves GET /metrics without authentication
 	// (controlplane.Config).
-	MetricsListen string
+	MetricsListen  string
+	DisableMetrics bool
 }
 
 // Platform is a running dev platform.
@@ -103,7 +104,7 @@ func New(cfg Config) (*Platform, error) {
 	cp, err := controlplane.New(controlplane.Config{DataDir: cfg.DataDir, Listen: cfg.Listen, Resync: cfg.Resync, Grace: cfg.Grace,
 		Invocation: cfg.Invocation, GRPC: cfg.GRPC, Autoscale: cfg.Autoscale, Events: cfg.Events, Logger: cfg.Logger,
 		NATSTLS: cfg.NATSTLS, NATSInsecure: cfg.NATSInsecure, NATSLeafListen: cfg.NATSLeafListen, NATSLeafKeys: cfg.NATSLeafKeys,
-		MetricsListen: cfg.MetricsListen})
+		MetricsListen: cfg.MetricsListen, DisableMetrics: cfg.DisableMetrics})
 	if err != nil {
 		return nil, err
 	}
