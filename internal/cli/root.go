@@ -100,6 +100,7 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 	root.AddCommand(newTokenCmd(opts))
 	root.AddCommand(newAPIKeyCmd(opts))
 	root.AddCommand(newKeysCmd(opts))
+	root.AddCommand(newStatusCmd(opts))
 	addPlatformCommands(root)
 	return root
 }

@@ -306,6 +306,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	// The secret store's key routes act on the whole installation, so they
 	// sit behind the same gate as minting admin tokens.
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
+	s.registerStatus(mux, gate.Gate)
 	s.gateway.Register(mux)
 	assetAPI.Register(mux)
 	eventsAPI := api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log})
