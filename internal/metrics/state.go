@@ -22,6 +22,7 @@ type Source interface {
 	ListDeployments(ctx context.Context) ([]model.Deployment, error)
 	ListRotations(ctx context.Context) ([]store.Rotation, error)
 	ListScales(ctx context.Context) (map[string]model.Scale, error)
+	GetESSMeta(ctx context.Context) (store.ESSMeta, error)
 }
 
 // QueueDepth reads how many calls wait for or run on a function version
@@ -39,7 +40,7 @@ type State struct {
 
 	clusters, heartbeat, gpusTotal, gpusAlloc *prometheus.Desc
 	instances, desired, running, rotations    *prometheus.Desc
-	scaled, lastDecision, queue               *prometheus.Desc
+	scaled, lastDecision, queue, mek          *prometheus.Desc
 	scrapeErrors                              prometheus.Counter
 }
 
@@ -65,6 +66,7 @@ func NewState(src Source, queues QueueDepth, timeout time.Duration, log *slog.Lo
 		scaled:       prometheus.NewDesc("gantry_autoscale_desired_instances", "Instances the autoscaler last decided a deployment specification needs.", spec, nil),
 		lastDecision: prometheus.NewDesc("gantry_autoscale_last_decision_timestamp_seconds", "When the autoscaler last changed a specification's desired count.", spec, nil),
 		queue:        prometheus.NewDesc("gantry_queue_depth", "Calls queued for or running on a deployed function version.", []string{"function_id", "version_id"}, nil),
+		mek:          prometheus.NewDesc("gantry_secret_store_active_mek_version", "Version of the secret store's active master key; each completed MEK rotation adds one.", nil, nil),
 		rotations:    prometheus.NewDesc("gantry_secret_store_rotations_in_progress", "Key rotations of the secret store under way, by kind.", []string{"kind"}, nil),
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "gantry_metrics_state_errors_total",
 			Help: "Scrapes that could not read part of the platform state from the store."}),
@@ -73,7 +75,7 @@ func NewState(src Source, queues QueueDepth, timeout time.Duration, log *slog.Lo
 
 // Describe implements prometheus.Collector.
 func (s *State) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.clusters, s.heartbeat, s.gpusTotal, s.gpusAlloc, s.instances, s.desired, s.running, s.rotations, s.scaled, s.lastDecision, s.queue} {
+	for _, d := range []*prometheus.Desc{s.clusters, s.heartbeat, s.gpusTotal, s.gpusAlloc, s.instances, s.desired, s.running, s.rotations, s.scaled, s.lastDecision, s.queue, s.mek} {
 		ch <- d
 	}
 	s.scrapeErrors.Describe(ch)
@@ -109,6 +111,11 @@ func (s *State) Collect(ch chan<- prometheus.Metric) {
 		for k, n := range byKind {
 			gauge(s.rotations, float64(n), k)
 		}
+	}
+	if meta, err := s.src.GetESSMeta(ctx); err != nil {
+		fail("secret store", err)
+	} else {
+		gauge(s.mek, float64(meta.ActiveMEK))
 	}
 	s.scrapeErrors.Collect(ch)
 }

@@ -100,6 +100,9 @@ func TestMetrics(t *testing.T) {
 	if got, ok := value(m, "gantry_queue_depth", map[string]string{"function_id": fn.ID, "version_id": fn.VersionID}); !ok || got != 0 {
 		t.Errorf("queue depth after the calls: %v (%v), want 0", got, ok)
 	}
+	if got, ok := value(m, "gantry_secret_store_active_mek_version", nil); !ok || got < 1 {
+		t.Errorf("active MEK version %v (%v), want >= 1", got, ok)
+	}
 	if got, _ := value(m, "gantry_invocations_in_flight", nil); got != 0 {
 		t.Errorf("in flight after the calls: %v", got)
 	}
