@@ -52,7 +52,10 @@ func TestExternalNATSOverMTLS(t *testing.T) {
 	if err := start(bus.TLSFiles{CA: p("ca/ca.crt"), Cert: p("cpc/hub-client/tls/tls.crt"), Key: p("cpc/hub-client/tls/tls.key")}); err != nil {
 		t.Fatalf("with the CA and a client certificate: %v", err)
 	}
-	if err := start(bus.TLSFiles{CA: p("ca/ca.crt")}); err == nil || !strings.Contains(err.Error(), "requires a client certificate") {
+	// With TLS 1.3 the server's refusal can arrive as its alert or, when the
+	// client writes first, as a closed connection; either answer must say
+	// to give a client certificate (bus's TestTLS accepts both too).
+	if err := start(bus.TLSFiles{CA: p("ca/ca.crt")}); err == nil || !strings.Contains(err.Error(), "give --nats-tls-cert and --nats-tls-key") {
 		t.Fatalf("without a client certificate: %v", err)
 	}
 }
