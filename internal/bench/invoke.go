@@ -401,29 +401,24 @@ func invokeTargets(levels []LevelResult, stream *StreamResult) []Target {
 				high = l
 			}
 		}
-		if a, ok := high.Compare(PathGateway, PathProxy); ok {
-			ts = append(ts, Target{
-				Name: fmt.Sprintf("gateway/httputil throughput at concurrency %d", high.Concurrency),
-				Want: fmt.Sprintf(">= %.2f", TargetProxyThroughputRatio),
-				Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
-				Pass: a.ThroughputRatio >= TargetProxyThroughputRatio,
-			})
-		}
-		if a, ok := high.Compare(PathGateway, PathGatewayNoMetrics); ok {
-			ts = append(ts, Target{
-				Name: fmt.Sprintf("gateway with metrics / without, throughput at concurrency %d", high.Concurrency),
-				Want: fmt.Sprintf(">= %.2f", TargetMetricsThroughputRatio),
-				Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
-				Pass: a.ThroughputRatio >= TargetMetricsThroughputRatio,
-			})
-		}
-		if a, ok := high.Compare(PathGateway, PathNginx); ok {
-			ts = append(ts, Target{
-				Name: fmt.Sprintf("gateway/nginx throughput at concurrency %d (stretch)", high.Concurrency),
-				Want: fmt.Sprintf(">= %.2f", TargetNginxThroughputRatio),
-				Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
-				Pass: a.ThroughputRatio >= TargetNginxThroughputRatio,
-			})
+		// Throughput against each baseline the run measured, at the
+		// target level.
+		for _, c := range []struct {
+			baseline, name string
+			want           float64
+		}{
+			{PathProxy, "gateway/httputil throughput at concurrency %d", TargetProxyThroughputRatio},
+			{PathGatewayNoMetrics, "gateway with metrics / without, throughput at concurrency %d", TargetMetricsThroughputRatio},
+			{PathNginx, "gateway/nginx throughput at concurrency %d (stretch)", TargetNginxThroughputRatio},
+		} {
+			if a, ok := high.Compare(PathGateway, c.baseline); ok {
+				ts = append(ts, Target{
+					Name: fmt.Sprintf(c.name, high.Concurrency),
+					Want: fmt.Sprintf(">= %.2f", c.want),
+					Got:  fmt.Sprintf("%.2f", a.ThroughputRatio),
+					Pass: a.ThroughputRatio >= c.want,
+				})
+			}
 		}
 		if a, ok := low.Compare(PathGateway, PathProxy); ok {
 			ts = append(ts, Target{
