@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/invoke"
@@ -87,21 +85,9 @@ func (s *Server) closeMetrics() {
 	}
 }
 
-// queueDepth is a version's work queue: messages waiting plus in flight,
-// none before its consumer exists.
+// queueDepth is a version's work-queue depth, as the queues API reports it.
 func (s *Server) queueDepth(ctx context.Context, versionID string) (int, error) {
-	c, err := s.js.Consumer(ctx, bus.InvokeStream, bus.ConsumerName(versionID))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return int(info.NumPending) + info.NumAckPending, nil
+	return bus.QueueDepth(ctx, s.js, versionID)
 }
 
 // invocationTarget names the function of an invocation for the metrics:

@@ -1,10 +1,7 @@
 package invoke
 
 import (
-	"errors"
 	"net/http"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/bus"
@@ -38,15 +35,8 @@ func (g *Gateway) queues(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	out := model.QueueResponse{FunctionID: fnID, Queues: []model.Queue{}}
 	for _, e := range entries {
-		depth := 0
-		c, err := g.cfg.JS.Consumer(r.Context(), bus.InvokeStream, bus.ConsumerName(e.Function.VersionID))
-		if err == nil {
-			info, ierr := c.Info(r.Context())
-			if ierr != nil {
-				return ierr
-			}
-			depth = int(info.NumPending) + info.NumAckPending
-		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		depth, err := bus.QueueDepth(r.Context(), g.cfg.JS, e.Function.VersionID)
+		if err != nil {
 			return err
 		}
 		out.Queues = append(out.Queues, model.Queue{FunctionID: fnID, FunctionVersionID: e.Function.VersionID,
