@@ -58,6 +58,9 @@ type InstanceSecretsRequest struct {
 	// InstanceSecrets. Without it the answer is the bare map of secret
 	// values, which is all agents from before image pull secrets read.
 	ImagePull bool `json:"imagePull,omitempty"`
+	// Telemetry asks only for the instance's telemetry endpoints and their
+	// credentials, answered as InstanceTelemetry.
+	Telemetry bool `json:"telemetry,omitempty"`
 }
 
 // InstanceSecrets answers an InstanceSecretsRequest with ImagePull. It only

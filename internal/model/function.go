@@ -70,6 +70,7 @@ type Function struct {
 	Description          string         `json:"description,omitempty"`
 	FunctionType         string         `json:"functionType,omitempty"`
 	RateLimit            *RateLimit     `json:"rateLimit,omitempty"`
+	Telemetries          *Telemetries   `json:"telemetries,omitempty"`
 	Secrets              []string       `json:"secrets,omitempty"` // names only; values live in the secret store
 	// SecretsGeneration counts updates of the secrets after creation
 	// (Gantry's); instances started before the latest are replaced.
@@ -110,9 +111,9 @@ type Artifact struct {
 	URI     string `json:"uri"`
 }
 
-// Telemetries names the telemetry endpoints NVCF exports a function's logs,
-// metrics and traces to. Gantry has no telemetry endpoints yet: it decodes
-// them only to refuse them.
+// Telemetries names the telemetry endpoints (ids of /v2/nvcf/telemetries
+// of the function's account) NVCF exports a function's logs, metrics and
+// traces to. Gantry's agent exports logs and metrics to them.
 type Telemetries struct {
 	LogsTelemetryID    string `json:"logsTelemetryId,omitempty"`
 	MetricsTelemetryID string `json:"metricsTelemetryId,omitempty"`

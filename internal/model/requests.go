@@ -26,11 +26,12 @@ type CreateFunctionRequest struct {
 	Secrets              []Secret   `json:"secrets,omitempty"`
 	FunctionType         string     `json:"functionType,omitempty"`
 	RateLimit            *RateLimit `json:"rateLimit,omitempty"`
-	// Telemetries, LLMInvocationConfig and UtilsContainerImage (a field
-	// NVCF does not document) are NVCF's and not supported by Gantry yet,
-	// like helmChart: they are decoded only so that
-	// validate refuses them rather than drop them.
-	Telemetries         *Telemetries    `json:"telemetries,omitempty"`
+	// Telemetries names telemetry endpoints of the account; the API checks
+	// that each exists and takes its signal.
+	Telemetries *Telemetries `json:"telemetries,omitempty"`
+	// LLMInvocationConfig and UtilsContainerImage (a field NVCF does not
+	// document) are NVCF's and not supported by Gantry yet: they are
+	// decoded only so that validate refuses them rather than drop them.
 	LLMInvocationConfig json.RawMessage `json:"llmInvocationConfig,omitempty"`
 	UtilsContainerImage string          `json:"utilsContainerImage,omitempty"`
 }

@@ -69,7 +69,7 @@ const (
 // the Kubernetes runtime installs (checkHelmChart).
 //
 // Every NVCF field is honoured or refused, never stored and ignored:
-// telemetries, llmInvocationConfig, utilsContainerImage and functionType
+// llmInvocationConfig, utilsContainerImage and functionType
 // LLM are refused with what to do instead (see unsupportedFunction), and
 // containerImage is required unless helmChart is set.
 func Function(req *model.CreateFunctionRequest) error {
@@ -166,9 +166,8 @@ func checkHelmChart(p *problems, req *model.CreateFunctionRequest) {
 // unsupportedFunction refuses the NVCF function fields Gantry has nothing
 // behind yet.
 func unsupportedFunction(p *problems, req *model.CreateFunctionRequest) {
-	if t := req.Telemetries; t != nil && (t.LogsTelemetryID != "" || t.MetricsTelemetryID != "" || t.TracesTelemetryID != "") {
-		p.addf("telemetries is not supported: Gantry has no telemetry endpoints yet; " +
-			"remove telemetries and export logs, metrics and traces from the container itself")
+	if err := FunctionTelemetries(req.Telemetries); err != nil {
+		p.addf("%s", err.(*problem.Error).Detail)
 	}
 	if jsonSet(req.LLMInvocationConfig) {
 		p.addf("llmInvocationConfig is not supported: Gantry does not support LLM functions yet; " +

@@ -246,9 +246,8 @@ func TestFunctionRefusesUnsupported(t *testing.T) {
 		{"functionType LLM", func(r *model.CreateFunctionRequest) { r.FunctionType = model.FunctionTypeLLM },
 			`functionType "LLM" is not supported: Gantry does not support LLM functions yet (NVCF builds them from models); ` +
 				`use "DEFAULT" or "STREAMING" and serve the model from containerImage`},
-		{"telemetries", func(r *model.CreateFunctionRequest) { r.Telemetries = &model.Telemetries{TracesTelemetryID: "t-1"} },
-			"telemetries is not supported: Gantry has no telemetry endpoints yet; " +
-				"remove telemetries and export logs, metrics and traces from the container itself"},
+		{"telemetries with a malformed id", func(r *model.CreateFunctionRequest) { r.Telemetries = &model.Telemetries{TracesTelemetryID: "t 1"} },
+			`telemetries.tracesTelemetryId "t 1" is not a valid id: use 1-64 letters, digits and '-', such as a UUID`},
 		{"llmInvocationConfig", func(r *model.CreateFunctionRequest) {
 			r.LLMInvocationConfig = json.RawMessage(`{"chatTemplate":"x"}`)
 		}, "llmInvocationConfig is not supported: Gantry does not support LLM functions yet; remove it and serve the model behind inferenceUrl"},
@@ -326,7 +325,6 @@ func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 	t.Parallel()
 	r := validFunction()
 	r.FunctionType = model.FunctionTypeLLM
-	r.Telemetries = &model.Telemetries{LogsTelemetryID: "l"}
 	r.LLMInvocationConfig = json.RawMessage(`{"a":1}`)
 	r.UtilsContainerImage = "u"
 	err := Function(r)
@@ -337,7 +335,7 @@ func TestFunctionRefusesEveryUnsupportedFieldAtOnce(t *testing.T) {
 			fields = append(fields, f)
 		}
 	}
-	want := []string{`functionType "LLM"`, "telemetries", "llmInvocationConfig", "utilsContainerImage"}
+	want := []string{`functionType "LLM"`, "llmInvocationConfig", "utilsContainerImage"}
 	if !reflect.DeepEqual(fields, want) {
 		t.Errorf("refused %q, want %q (detail %q)", fields, want, err)
 	}
