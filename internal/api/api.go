@@ -142,6 +142,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	NewPolicies(a.st, a.guard).Register(mux)
 	route("GET /v2/nvcf/supportedGpus", auth.ScopeRegisterFunction, a.supportedGPUs)
 	registerRegistryCredentials(mux, a.st, a.seal, a.guard)
+	registerTelemetries(mux, a.st, a.seal, a.guard)
 	a.registerAuthorizations(route)
 	registerUnserved(mux, a.log)
 }

@@ -42,6 +42,10 @@ func (a *API) create(w http.ResponseWriter, r *http.Request, p auth.Principal, f
 	if err := validate.Function(&req); err != nil {
 		return err
 	}
+	telemetries, err := checkFunctionTelemetries(r.Context(), a.st, p.Account, req.Telemetries)
+	if err != nil {
+		return err
+	}
 	f := model.Function{
 		ID: fnID, VersionID: uuid.NewString(), NCAID: p.Account,
 		Name: req.Name, InferenceURL: req.InferenceURL, InferencePort: req.InferencePort,
@@ -49,13 +53,13 @@ func (a *API) create(w http.ResponseWriter, r *http.Request, p auth.Principal, f
 		ContainerImage: req.ContainerImage, ContainerArgs: req.ContainerArgs, ContainerEnvironment: req.ContainerEnvironment,
 		Models: req.Models, Resources: req.Resources, HelmChart: req.HelmChart, HelmChartServiceName: req.HelmChartServiceName,
 		APIBodyFormat: req.APIBodyFormat, Tags: req.Tags, Description: req.Description,
-		FunctionType: req.FunctionType, RateLimit: req.RateLimit,
+		FunctionType: req.FunctionType, RateLimit: req.RateLimit, Telemetries: telemetries,
 		CreatedAt: time.Now().UTC(),
 	}
 	for _, s := range req.Secrets {
 		f.Secrets = append(f.Secrets, s.Name)
 	}
-	err := a.withSealed(r.Context(), p.Account, f.ID, f.VersionID, req.Secrets, func(sealed []store.SealedSecret) error {
+	err = a.withSealed(r.Context(), p.Account, f.ID, f.VersionID, req.Secrets, func(sealed []store.SealedSecret) error {
 		return a.st.CreateFunction(r.Context(), &f, sealed)
 	})
 	if err != nil {

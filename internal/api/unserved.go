@@ -16,9 +16,6 @@ type unservedRoute struct {
 }
 
 var unservedRoutes = []unservedRoute{
-	{[]string{"/v2/nvcf/telemetries", "/v2/nvcf/telemetries/", "PUT /v2/nvcf/secrets/telemetries/{telemetryId}"},
-		"Gantry does not export function logs, metrics or traces to telemetry endpoints yet, so it has no telemetries to manage; " +
-			"create functions without telemetries"},
 	{[]string{"/v2/nvcf/exec/"},
 		"Gantry does not serve NVCF's legacy exec API; call /v2/nvcf/pexec/functions/{functionId} instead, " +
 			"with the body the function expects (no requestBody wrapper)"},

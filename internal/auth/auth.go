@@ -29,8 +29,7 @@ const (
 	ScopeClusterManagement    = "cluster-management"
 	ScopeAuthorizeClients     = "authorize_clients"
 	ScopeListClusterGroups    = "list_cluster_groups"
-	// Gantry checks manage_telemetries on no route yet; admin tokens carry
-	// it, and API keys may, so NVCF clients that ask for it are not refused.
+	// manage_telemetries guards /v2/nvcf/telemetries.
 	ScopeManageTelemetries         = "manage_telemetries"
 	ScopeManageRegistryCredentials = "manage_registry_credentials"
 )

@@ -28,7 +28,9 @@ func TestTelemetry(t *testing.T) {
 		{"object secret", func(r *model.TelemetryRequest) {
 			r.Secret.Value = json.RawMessage(`{"username":"u","password":"s3cr3t-value"}`)
 		}, ""},
-		{"lowercase enums", func(r *model.TelemetryRequest) { r.Protocol, r.Provider, r.Types = "grpc", "datadog", []string{"traces"} }, ""},
+		{"lowercase enums", func(r *model.TelemetryRequest) {
+			r.Protocol, r.Provider, r.Types = "grpc", "datadog", []string{"traces"}
+		}, ""},
 		{"no endpoint", func(r *model.TelemetryRequest) { r.Endpoint = "" }, "endpoint is required"},
 		{"ftp endpoint", func(r *model.TelemetryRequest) { r.Endpoint = "ftp://h/x" }, "must be an http or https URL"},
 		{"endpoint with user", func(r *model.TelemetryRequest) { r.Endpoint = "https://user:s3cr3t-value@h" }, "carries user information"},

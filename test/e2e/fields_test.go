@@ -71,7 +71,7 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 				detail: []string{`functionType "LLM" is not supported: Gantry does not support LLM functions yet`, `use "DEFAULT" or "STREAMING"`}},
 			{name: "telemetries", body: fnBody(func(m jsonObj) {
 				m["telemetries"] = jsonObj{"logsTelemetryId": "l-1", "metricsTelemetryId": "m-1", "tracesTelemetryId": "t-1"}
-			}), detail: []string{"telemetries is not supported: Gantry has no telemetry endpoints yet", "remove telemetries"}},
+			}), detail: []string{"telemetries.logsTelemetryId l-1 is not a telemetry of this account", "POST /v2/nvcf/telemetries"}},
 			{name: "llmInvocationConfig", body: fnBody(func(m jsonObj) { m["llmInvocationConfig"] = jsonObj{"chatTemplate": "x"} }),
 				detail: []string{"llmInvocationConfig is not supported", "remove it"}},
 			{name: "utilsContainerImage", body: fnBody(func(m jsonObj) { m["utilsContainerImage"] = "nvcr.io/nvidia/utils:1" }),
@@ -80,11 +80,10 @@ func TestFieldsHonouredOrRefused(t *testing.T) {
 				m["models"] = []jsonObj{{"name": "m", "version": "1", "uri": "u"}}
 				m["resources"] = []jsonObj{{"name": "r", "version": "1", "uri": "u"}}
 				m["functionType"] = "LLM"
-				m["telemetries"] = jsonObj{"tracesTelemetryId": "t"}
 				m["llmInvocationConfig"] = jsonObj{"a": 1}
 				m["utilsContainerImage"] = "u"
 			}), detail: []string{`models[0].uri "u" has no scheme`, `; resources[0].uri "u" has no scheme`, `; functionType "LLM" is not supported`,
-				"; telemetries is not supported", "; llmInvocationConfig is not supported", "; utilsContainerImage is not supported"}},
+				"; llmInvocationConfig is not supported", "; utilsContainerImage is not supported"}},
 
 			// Deployment specifications.
 			{name: "configuration", path: idleDeploy, body: deployBody(func(s jsonObj) { s["configuration"] = jsonObj{"replicas": 2} }),

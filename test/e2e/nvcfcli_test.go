@@ -556,9 +556,6 @@ func TestNVCFUnservedRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		method, path, host, detail string
 	}{
-		{"POST", "/v2/nvcf/telemetries", "", "telemetry endpoints"},
-		{"GET", "/v2/nvcf/telemetries/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "telemetry endpoints"},
-		{"PUT", "/v2/nvcf/secrets/telemetries/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "telemetry endpoints"},
 		{"POST", "/v2/nvcf/exec/functions/0b1c2d3e-aaaa-bbbb-cccc-123456789012", "", "/v2/nvcf/pexec/functions/{functionId}"},
 		{"POST", "/v2/nvcf/tokens/functions", "", "invoke with an API key"},
 		{"POST", "/v1/nvct/tasks", "", "NVIDIA Cloud Tasks"},
