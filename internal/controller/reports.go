@@ -193,6 +193,11 @@ func (a *Agents) handleSecrets(msg *nats.Msg) {
 	if !ok || clusterID != bus.ClusterFromSubject(msg.Subject) {
 		return
 	}
+	if req.Telemetry {
+		out, err := a.InstanceTelemetry(ctx, clusterID, req.InstanceID)
+		reply(msg, out, err)
+		return
+	}
 	if req.ImagePull {
 		out, err := a.InstanceSecrets(ctx, clusterID, req.InstanceID)
 		reply(msg, out, err)
