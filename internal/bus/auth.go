@@ -217,6 +217,8 @@ func agentPermissions(clusterID string) *server.Permissions {
 			SecretsSubject(clusterID),
 			// What this site publishes for the others (SiteSubject).
 			siteSubjectPrefix + clusterID + ".>",
+			// Its instances' log lines (LogsSubject).
+			subjectLogsPrefix + clusterID + ".>",
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{
 			// Every reply, pull delivery, watch delivery and call stream

@@ -463,6 +463,16 @@ func TestAgentCannot(t *testing.T) {
 			_, err := nc.RequestWithContext(short(), bus.SecretsSubject("b"), []byte(`{"instanceId":"i"}`))
 			return err
 		}, `Publish to "gantry.secrets.b"`},
+		{"log lines as another cluster", func(t *testing.T, nc *nats.Conn) error {
+			return nc.Publish(bus.LogsSubject("b", "f", "v", "i"), []byte(`{}`))
+		}, `Publish to "gantry.logs.b.f.v.i"`},
+		{"read instances' log lines", func(t *testing.T, nc *nats.Conn) error {
+			_, err := nc.SubscribeSync(bus.VersionLogsSubjects("f", ""))
+			return err
+		}, `Subscription to "gantry.logs.*.f.*.*"`},
+		{"ask another cluster's agent for its logs", func(t *testing.T, nc *nats.Conn) error {
+			return nc.Publish(bus.LogsRequestSubject("b"), []byte(`{}`))
+		}, `Publish to "_GANTRY_INBOX.b.logs"`},
 		{"report for every cluster", func(t *testing.T, nc *nats.Conn) error {
 			return nc.Publish(bus.ReportSubjectAll, []byte(`{}`))
 		}, `Publish to "gantry.report.*"`},
