@@ -58,8 +58,12 @@ func NewEvents(log EventLog, g web.Guard) *Events {
 func (h *Events) Close() { h.closeOnce.Do(func() { close(h.closing) }) }
 
 // Register adds the route to mux.
-func (h *Events) Register(mux *http.ServeMux) {
-	mux.Handle("GET /v1/gantry/events", h.guard.RouteAny([]string{auth.ScopeListFunctions, auth.ScopeListFunctionsDetails}, h.serve))
+func (h *Events) Register(mux *http.ServeMux) { mux.Handle("GET /v1/gantry/events", h.Handler()) }
+
+// Handler is the guarded route alone, for mounting elsewhere: the dashboard
+// serves it at /ui/api/events behind its session cookie (package ui).
+func (h *Events) Handler() http.Handler {
+	return h.guard.RouteAny([]string{auth.ScopeListFunctions, auth.ScopeListFunctionsDetails}, h.serve)
 }
 
 // EventList is the JSON answer of a listing.

@@ -40,6 +40,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/registry"
 	"github.com/gantry-dev/gantry/internal/secrets"
 	"github.com/gantry-dev/gantry/internal/store"
+	"github.com/gantry-dev/gantry/internal/ui"
 	"github.com/gantry-dev/gantry/internal/web"
 )
 
@@ -161,6 +162,7 @@ type Server struct {
 	metrics    *metrics.Metrics
 	metricsSrv *http.Server
 	metricsLis net.Listener
+	ui         *ui.UI
 
 	cancel    context.CancelFunc
 	bg        chan struct{} // closed when background loops have exited
@@ -311,6 +313,9 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	assetAPI.Register(mux)
 	eventsAPI := api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log})
 	eventsAPI.Register(mux)
+	if err := s.startUI(ctx, mux, authn); err != nil {
+		return err
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	// Ready once the catalog has loaded: a load balancer should not send
 	// invocations to a replica that cannot resolve functions yet.
@@ -333,6 +338,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.http.RegisterOnShutdown(eventsAPI.Close) // followed event streams end
+	s.http.RegisterOnShutdown(s.ui.Close)
 	go func() {
 		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("controlplane: http server stopped", "err", err)
