@@ -44,6 +44,11 @@ commands find it there by default.`,
 			}
 			defer p.Close()
 			printDevBanner(cmd, p, cfg, time.Since(began))
+			if u, err := p.ControlPlane().DashboardLoginURL(cmd.Context()); err == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "Dashboard: %s (logs a browser in once, within 5 minutes; gantry dashboard prints a fresh one)\n", u)
+			} else {
+				log.Warn("dev: no dashboard login URL", "err", err)
+			}
 			if u := p.ControlPlane().LeafURL(); u != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "Leaf: %s (gantry agent --leaf --leaf-url)\n", u)
 			}
