@@ -219,8 +219,13 @@ func runAgent(cmd *cobra.Command, o *agentOptions) error {
 
 	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(hostname(), o.gpuModel, o.gpuMemoryGB, o.gpus)},
 		Maintenance: o.maintenance}
+	logs := agent.NewLogs(agent.LogsConfig{ClusterID: id.ClusterID, Conn: nc, Logger: log})
+	if err := logs.Start(ctx); err != nil {
+		return err
+	}
+	defer logs.Close() // runs after the agent's Close below: its instances' last lines are sent
 	newRuntime := func(notify func()) (runtime.Runtime, error) {
-		return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log})
+		return process.New(process.Config{Dir: filepath.Join(o.stateDir, "runtime"), Notify: notify, Logger: log, Output: logs.Output})
 	}
 	where := fmt.Sprintf("%d x %s", o.gpus, o.gpuModel)
 	if kc != nil {

@@ -80,6 +80,7 @@ type Platform struct {
 	cp    *controlplane.Server
 	nc    *nats.Conn
 	agent *agent.Agent
+	logs  *agent.Logs
 
 	closeOnce sync.Once
 }
@@ -130,6 +131,12 @@ func (p *Platform) Start(ctx context.Context) error {
 	}
 	host, _ := os.Hostname()
 	inv := model.Inventory{Nodes: []model.Node{agent.HostNode(host, p.cfg.GPUModel, p.cfg.GPUMemoryGB, p.cfg.GPUs)}}
+	logs := agent.NewLogs(agent.LogsConfig{ClusterID: LocalCluster, Conn: nc, Logger: p.cfg.Logger})
+	if err := logs.Start(ctx); err != nil {
+		nc.Close()
+		p.cp.Close()
+		return err
+	}
 	a, err := agent.New(agent.Config{
 		ClusterID: LocalCluster, Conn: nc, Inventory: inv, Heartbeat: p.cfg.Heartbeat, Logger: p.cfg.Logger,
 		DirectCalls: !p.cfg.BusCalls, ArtifactCacheDir: filepath.Join(p.cfg.DataDir, "agent", "artifacts"),
@@ -138,20 +145,23 @@ func (p *Platform) Start(ctx context.Context) error {
 			pc.Dir = filepath.Join(p.cfg.DataDir, "agent")
 			pc.Notify = notify
 			pc.Logger = p.cfg.Logger
+			pc.Output = logs.Output
 			return process.New(pc)
 		},
 	})
 	if err != nil {
+		logs.Close()
 		nc.Close()
 		p.cp.Close()
 		return err
 	}
 	if err := a.Start(ctx); err != nil {
+		logs.Close()
 		nc.Close()
 		p.cp.Close()
 		return err
 	}
-	p.agent, p.nc = a, nc
+	p.agent, p.logs, p.nc = a, logs, nc
 	return nil
 }
 
@@ -176,6 +186,7 @@ func (p *Platform) Close() error {
 	p.closeOnce.Do(func() {
 		if p.agent != nil {
 			_ = p.agent.Close()
+			_ = p.logs.Close() // after the agent: its instances' last lines
 			p.nc.Close()
 		}
 		_ = p.cp.Close()

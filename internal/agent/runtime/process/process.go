@@ -107,6 +107,10 @@ type Config struct {
 	Notify func()
 	// Logger receives lifecycle events. Nil discards them.
 	Logger *slog.Logger
+	// Output, when set, also receives each instance's stdout and stderr
+	// (the agent's ring of recent lines and telemetry export). The
+	// runtime's own marker lines go only to the log file.
+	Output runtime.LogOutput
 	// BackoffBase is the delay before the first restart; it doubles with
 	// each restart that follows a run that was not stable, up to BackoffMax.
 	// The backoff resets once an instance has stayed RUNNING for

@@ -140,7 +140,15 @@ func (r *Runtime) runOnce(ctx context.Context, in *instance) outcome {
 		return outcome{kind: outcomeFailedStart, reason: strings.TrimPrefix(err.Error(), "process: ")}
 	}
 
-	stdout, stderr := newTailWriter(logFile), newTailWriter(logFile)
+	// Output first: it never fails, and MultiWriter stops at an error
+	// (a full disk).
+	var outFile, errFile io.Writer = logFile, logFile
+	if r.cfg.Output != nil {
+		src := runtime.SourceOf(spec)
+		outFile = io.MultiWriter(r.cfg.Output(src, runtime.StreamStdout), logFile)
+		errFile = io.MultiWriter(r.cfg.Output(src, runtime.StreamStderr), logFile)
+	}
+	stdout, stderr := newTailWriter(outFile), newTailWriter(errFile)
 	cmd := exec.Command(path, args...)
 	cmd.Env = buildEnv(spec, port, assetDir, largeOutputDir)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
