@@ -20,12 +20,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gantry-dev/gantry/internal/agent/artifacts"
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/stream"
+	"github.com/gantry-dev/gantry/internal/tracing"
 	"github.com/gantry-dev/gantry/internal/validate"
 )
 
@@ -57,6 +59,9 @@ type Config struct {
 	// say so.
 	ArtifactCacheDir string
 	Logger           *slog.Logger
+	// Tracing exports the workers' spans of the calls they serve and the
+	// instances' start spans (package tracing); nil: tracing off.
+	Tracing trace.TracerProvider
 }
 
 // clusterRuntime is a runtime on a cluster manager (Kubernetes). Its
@@ -441,7 +446,7 @@ func (a *Agent) syncWorkers(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st, a.cfg.Stream, a.cfg.DirectCalls, a.log)
+		w, err := startWorker(ctx, a.js, a.cfg.Conn, in, st, a.cfg.Stream, a.cfg.DirectCalls, a.log, tracing.Tracer(a.cfg.Tracing, "agent"))
 		if err != nil {
 			a.log.Warn("agent: cannot start worker; will retry", "instance", id, "err", err)
 			continue

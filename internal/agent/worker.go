@@ -19,12 +19,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gantry-dev/gantry/internal/agent/runtime"
 	"github.com/gantry-dev/gantry/internal/bus"
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
 	"github.com/gantry-dev/gantry/internal/stream"
+	"github.com/gantry-dev/gantry/internal/tracing"
 )
 
 // worker feeds one running instance with calls, never more at once than its
@@ -63,6 +67,9 @@ type worker struct {
 	// h2c calls an instance that serves gRPC (model.ServesGRPC) over
 	// HTTP/2 without TLS, as gRPC servers speak; nil for other instances.
 	h2c *http.Client
+	// tracer starts a span per call it serves, the child of the gateway's
+	// (the traceparent the call carries); nil when tracing is off.
+	tracer trace.Tracer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -111,7 +118,7 @@ func consumerConfig(inst model.DesiredInstance) jetstream.ConsumerConfig {
 }
 
 func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
-	inst model.DesiredInstance, st runtime.Status, opts stream.Options, direct bool, log *slog.Logger) (_ *worker, err error) {
+	inst model.DesiredInstance, st runtime.Status, opts stream.Options, direct bool, log *slog.Logger, tracer trace.Tracer) (_ *worker, err error) {
 	cctx, cancelCreate := context.WithTimeout(parent, 10*time.Second)
 	defer cancelCreate()
 	if _, err := js.CreateOrUpdateConsumer(cctx, bus.InvokeStream, consumerConfig(inst)); err != nil {
@@ -121,6 +128,7 @@ func startWorker(parent context.Context, js jetstream.JetStream, nc *nats.Conn,
 	ctx, cancel := context.WithCancel(parent)
 	w := &worker{
 		inst: inst, endpoint: st.Endpoint, assetDir: st.AssetDir, largeOutputDir: st.LargeOutputDir, nc: nc, js: js, ctx: ctx, cancel: cancel,
+		tracer:  tracer,
 		log:     log.With("instance", inst.InstanceID),
 		free:    slots,
 		rang:    make(chan struct{}, 1),
@@ -514,6 +522,11 @@ func (w *worker) serve(c call) {
 		})
 		defer stop()
 	}
+	var span trace.Span
+	if w.tracer != nil {
+		ctx, span = w.startSpan(ctx, hdr)
+		defer span.End()
+	}
 	// The call's assets are on disk before the function sees the call,
 	// and go once it is answered.
 	cleanup, ok := w.prepareAssets(ctx, c)
@@ -534,6 +547,10 @@ func (w *worker) serve(c call) {
 		}
 	}
 	w.setNVCFHeaders(req.Header, hdr.Get(bus.HeaderReqID))
+	if span != nil {
+		// The function's own spans are children of the worker's.
+		tracing.Inject(ctx, req.Header)
+	}
 	req.ContentLength = -1
 	if n, err := strconv.ParseInt(hdr.Get(bus.HeaderLength), 10, 64); err == nil {
 		req.ContentLength = n
@@ -549,6 +566,9 @@ func (w *worker) serve(c call) {
 		req.Header.Set("Te", "trailers")
 	}
 	resp, err := client.Do(req)
+	if span != nil {
+		traceAnswer(span, resp, err)
+	}
 	if err != nil {
 		var op *net.OpError
 		if c.msg != nil && errors.As(err, &op) && op.Op == "dial" {
@@ -841,5 +861,30 @@ func (w *worker) setNVCFHeaders(h http.Header, reqID string) {
 	}
 	if w.largeOutputDir != "" {
 		h.Set("NVCF-LARGE-OUTPUT-DIR", filepath.Join(w.largeOutputDir, reqID))
+	}
+}
+
+// startSpan starts the span of a call taken off the bus, the child of the
+// gateway's span whose context the call's headers carry.
+func (w *worker) startSpan(ctx context.Context, hdr nats.Header) (context.Context, trace.Span) {
+	return w.tracer.Start(tracing.Extract(ctx, hdr), "worker "+w.inst.FunctionName,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("gantry.request.id", hdr.Get(bus.HeaderReqID)),
+			attribute.String("gantry.function.id", w.inst.FunctionID),
+			attribute.String("gantry.function.version.id", w.inst.FunctionVersionID),
+			attribute.String("gantry.instance.id", w.inst.InstanceID),
+		))
+}
+
+// traceAnswer notes how the instance answered on the call's span.
+func traceAnswer(span trace.Span, resp *http.Response, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
 	}
 }

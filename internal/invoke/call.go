@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/bus"
@@ -22,6 +23,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
 	"github.com/gantry-dev/gantry/internal/stream"
+	"github.com/gantry-dev/gantry/internal/tracing"
 )
 
 // Offer timing: how long the gateway waits for a worker to accept an offer
@@ -44,7 +46,12 @@ func init() { uuid.EnableRandPool() }
 // a malformed request is a 400 whatever the function's state. A gRPC call
 // (grpc.go) streams both ways for as long as its caller keeps it, with no
 // limit on what it sends, as NVCF's: nothing reads ahead of the function.
-func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, wait time.Duration, pollable bool) error {
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principal, e catalog.Entry, method, path string, wait time.Duration, pollable bool) (err error) {
+	if g.tracer != nil {
+		var span trace.Span
+		r, span = g.startSpan(r, e, method)
+		defer func() { endSpan(span, err) }()
+	}
 	grpc := isGRPC(r)
 	limit := g.cfg.MaxRequestBody
 	if r.ContentLength > limit && !grpc {
@@ -78,6 +85,10 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	setNVCFHeaders(hdr, p, e, reqID)
 	assets.set(hdr)
+	if g.tracer != nil {
+		// The call's span is the parent of what runs it downstream.
+		tracing.Inject(r.Context(), hdr)
+	}
 	var body io.Reader = r.Body
 	if !grpc {
 		body = http.MaxBytesReader(w, r.Body, limit)
@@ -105,6 +116,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 				body: body, mark: mark, deadline: deadline, pollable: pollable, fc: fc, grpc: grpc})
 			release()
 			if handled {
+				g.traceCall(ctx, reqID, pathDirect)
 				return err
 			}
 		}
@@ -112,6 +124,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 
 	// The fast path: offer the call to a free slot.
 	if ep, ok := g.offer(ctx, f, hdr); ok {
+		g.traceCall(ctx, reqID, pathOffer)
 		defer g.load.hold(f.VersionID)()
 		defer ep.Close()
 		var over atomic.Bool
@@ -167,6 +180,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	_ = g.cfg.Conn.Publish(bus.QueuedSubject(f.ID, f.VersionID), nil)
 	g.load.waiting(f.ID, f.VersionID) // no free slot: more instances may be due
+	g.traceCall(ctx, reqID, pathQueue)
 	q := &queued{seq: ack.Sequence, body: rest, limit: limit}
 	mark.Seq = ack.Sequence
 	return g.answer(w, r, ep, reqID, mark, deadline, pollable && rest == nil, q, nil, q.over.Load)
@@ -376,6 +390,7 @@ func (g *Gateway) relay(w http.ResponseWriter, r *http.Request, ep *stream.Endpo
 	status, _ := strconv.Atoi(head.Header.Get(bus.HeaderStatus))
 	h := w.Header()
 	status = answerHeader(h, http.Header(head.Header), status, reqID)
+	g.traceStatus(r.Context(), status)
 	if head.Kind == stream.KindHeadEnd {
 		b, _ := io.ReadAll(ep.Body())
 		h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -417,6 +432,7 @@ func streamReason(err error) string {
 // deferResult leaves a pending marker so the worker's late answer is kept,
 // and answers 202. If the answer is already stored, it is served instead.
 func (g *Gateway) deferResult(w http.ResponseWriter, ctx context.Context, reqID string, mark bus.Result) error {
+	g.traceStatus(ctx, http.StatusAccepted)
 	ctx = context.WithoutCancel(ctx)
 	_, err := g.cfg.Results.Create(ctx, reqID, mark.Encode())
 	if errors.Is(err, jetstream.ErrKeyExists) {

@@ -251,6 +251,7 @@ type directCall struct {
 func (g *Gateway) relayDirect(w http.ResponseWriter, r *http.Request, resp *http.Response, c directCall) (bool, error) {
 	h := w.Header()
 	status := answerHeader(h, resp.Header, resp.StatusCode, c.reqID)
+	g.traceStatus(r.Context(), status)
 	if resp.ContentLength >= 0 {
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}

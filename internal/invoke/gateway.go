@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gantry-dev/gantry/internal/auth"
 	"github.com/gantry-dev/gantry/internal/bus"
@@ -29,6 +30,7 @@ import (
 	"github.com/gantry-dev/gantry/internal/model"
 	"github.com/gantry-dev/gantry/internal/problem"
 	"github.com/gantry-dev/gantry/internal/stream"
+	"github.com/gantry-dev/gantry/internal/tracing"
 	"github.com/gantry-dev/gantry/internal/validate"
 	"github.com/gantry-dev/gantry/internal/web"
 )
@@ -84,6 +86,9 @@ type Config struct {
 	// Assets checks and grants the assets calls name
 	// (NVCF-INPUT-ASSET-REFERENCES); nil refuses calls that name any.
 	Assets *Assets
+	// Tracing exports a span per call (trace.go); nil: tracing off, and a
+	// caller's traceparent reaches the function as it came.
+	Tracing trace.TracerProvider
 }
 
 // Defaults of the call limits.
@@ -114,6 +119,8 @@ type Gateway struct {
 	leases    *leases
 	instances *http.Transport
 	h2c       *http.Transport // for gRPC calls to instances that serve it
+	// tracer starts the calls' spans; nil when tracing is off.
+	tracer trace.Tracer
 	// ctx ends with the gateway: direct calls end with it. detached
 	// counts the direct calls answered 202 still running.
 	ctx      context.Context
@@ -140,7 +147,7 @@ func New(cfg Config) *Gateway {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Gateway{cfg: cfg, guard: web.Guard{Auth: cfg.Auth, Log: log}, log: log, limits: newLimiter(cfg.Limits, log),
-		fits: &fits{clusters: cfg.Clusters, answers: map[string]fitAnswer{}}}
+		fits: &fits{clusters: cfg.Clusters, answers: map[string]fitAnswer{}}, tracer: tracing.Tracer(cfg.Tracing, "invoke")}
 }
 
 // Start subscribes to this gateway's call streams and starts its watcher
