@@ -463,9 +463,15 @@ func (a *Agent) report(ctx context.Context, always bool) {
 		if _, wanted := a.want[st.InstanceID]; !wanted {
 			continue
 		}
+		status, reason := instanceStatus(st.State), st.Reason
+		if w := a.workers[st.InstanceID]; status == model.InstanceRunning && st.Endpoint != "" && (w == nil || w.endpoint != st.Endpoint) {
+			// Running, but nothing takes calls for it yet: RUNNING would
+			// let the deployment go ACTIVE with calls finding no worker.
+			status, reason = model.InstanceStarting, "waiting for its worker to take calls"
+		}
 		rep.Instances = append(rep.Instances, model.InstanceState{
-			InstanceID: st.InstanceID, ClusterID: a.cfg.ClusterID, Status: instanceStatus(st.State),
-			Reason: st.Reason, GPUs: a.gpus.of(st.InstanceID), Restarts: st.Restarts,
+			InstanceID: st.InstanceID, ClusterID: a.cfg.ClusterID, Status: status,
+			Reason: reason, GPUs: a.gpus.of(st.InstanceID), Restarts: st.Restarts,
 		})
 	}
 	for id, why := range a.failed {
