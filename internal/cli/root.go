@@ -101,7 +101,6 @@ the admin token that ` + "`gantry dev`" + ` writes to its data directory.`,
 	root.AddCommand(newAPIKeyCmd(opts))
 	root.AddCommand(newKeysCmd(opts))
 	root.AddCommand(newStatusCmd(opts))
-	root.AddCommand(newBackupCmd(opts), newRestoreCmd(opts))
 	root.AddCommand(newDashboardCmd(opts))
 	addPlatformCommands(root)
 	return root

@@ -309,7 +309,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	// sit behind the same gate as minting admin tokens.
 	api.NewESS(s.ess, gate.Gate, s.log).Register(mux)
 	s.registerStatus(mux, gate.Gate)
-	s.registerBackup(mux, gate.Gate)
 	s.gateway.Register(mux)
 	assetAPI.Register(mux)
 	eventsAPI := api.NewEvents(events.NewLog(s.js), web.Guard{Auth: authn, Log: s.log})
