@@ -96,36 +96,16 @@ func registryName(host string) string {
 	return host
 }
 
-// sealRegistrySecret seals a credential's secret for its own place, so a
-// ciphertext moved to another credential or account does not open.
-func (h *RegistryCredentials) sealRegistrySecret(ctx context.Context, account, id string, s *model.RegistrySecret) (store.SealedSecret, error) {
-	sealed, err := h.seal.Seal(ctx, secrets.Place{Account: account, FunctionID: store.RegistryCredentialSecrets,
-		VersionID: id, Name: store.RegistrySecretName}, []byte(s.Value))
-	if err != nil {
-		return store.SealedSecret{}, err
-	}
-	return store.SealedSecret{Name: store.RegistrySecretName, Account: account, NEK: sealed.NEK,
-		Ciphertext: sealed.Ciphertext, HeadRevision: sealed.HeadRevision}, nil
-}
-
-// withSealed seals s and hands it to write, sealing again when the
-// account's NEK rotated in between.
+// withSealed seals a credential's secret at its own place and hands it to
+// write; with no secret (an update that keeps it) write gets nil.
 func (h *RegistryCredentials) withSealed(ctx context.Context, account, id string, s *model.RegistrySecret, write func(*store.SealedSecret) error) error {
-	for attempt := 0; ; attempt++ {
-		var sealed *store.SealedSecret
-		if s != nil {
-			v, err := h.sealRegistrySecret(ctx, account, id, s)
-			if err != nil {
-				return err
-			}
-			sealed = &v
-		}
-		err := write(sealed)
-		if errors.Is(err, store.ErrConflict) && s != nil && attempt < 3 {
-			continue
-		}
-		return err
+	if s == nil {
+		return write(nil)
 	}
+	return withSealed(ctx, h.seal, secrets.Place{Account: account, FunctionID: store.RegistryCredentialSecrets,
+		VersionID: id, Name: store.RegistrySecretName}, []byte(s.Value), func(sealed store.SealedSecret) error {
+		return write(&sealed)
+	})
 }
 
 func (h *RegistryCredentials) create(w http.ResponseWriter, r *http.Request, p auth.Principal) error {

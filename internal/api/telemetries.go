@@ -76,32 +76,11 @@ func (h *Telemetries) Register(mux *http.ServeMux) {
 	route("PUT /v2/nvcf/secrets/telemetries/{telemetryId}", h.putSecret)
 }
 
-// sealSecret seals a telemetry's secret value for its own place, so a
-// ciphertext moved to another telemetry or account does not open.
-func (h *Telemetries) sealSecret(ctx context.Context, account, id string, value []byte) (store.SealedSecret, error) {
-	sealed, err := h.seal.Seal(ctx, secrets.Place{Account: account, FunctionID: store.TelemetrySecrets,
-		VersionID: id, Name: store.TelemetrySecretName}, value)
-	if err != nil {
-		return store.SealedSecret{}, err
-	}
-	return store.SealedSecret{Name: store.TelemetrySecretName, Account: account, NEK: sealed.NEK,
-		Ciphertext: sealed.Ciphertext, HeadRevision: sealed.HeadRevision}, nil
-}
-
-// withSealed seals value and hands it to write, sealing again when the
-// account's NEK rotated in between.
+// withSealed seals a telemetry's secret value at its own place and hands
+// it to write.
 func (h *Telemetries) withSealed(ctx context.Context, account, id string, value []byte, write func(store.SealedSecret) error) error {
-	for attempt := 0; ; attempt++ {
-		sealed, err := h.sealSecret(ctx, account, id, value)
-		if err != nil {
-			return err
-		}
-		err = write(sealed)
-		if errors.Is(err, store.ErrConflict) && attempt < 3 {
-			continue
-		}
-		return err
-	}
+	return withSealed(ctx, h.seal, secrets.Place{Account: account, FunctionID: store.TelemetrySecrets,
+		VersionID: id, Name: store.TelemetrySecretName}, value, write)
 }
 
 func (h *Telemetries) create(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
